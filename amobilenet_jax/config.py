@@ -1,0 +1,91 @@
+"""The base experiment config every file under configs/ starts from.
+
+Every key the code reads is defined here, so a locked config turns a misspelt
+override into an error. Model fields left as placeholders (None) take the chosen
+architecture's own default (see ``amobilenet_jax.models``).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """The paper's recipe (section 3.1) on the built-in synthetic data."""
+    c = ml_collections.ConfigDict()
+    c.seed = 0
+    c.eval_split = "test"  # the split evaluated at each epoch end and in --mode eval
+
+    c.model = ml_collections.ConfigDict()
+    c.model.name = "amobilenet"
+    c.model.width = 1.0
+    c.model.dropout = config_dict.placeholder(float)
+    c.model.cbam = config_dict.placeholder(bool)
+    c.model.cbam_blocks = config_dict.placeholder(tuple)
+    c.model.cbam_reduction = 16
+    c.model.cbam_kernel = 7
+    c.model.linear_depthwise = config_dict.placeholder(bool)
+    c.model.depthwise_impl = "auto"  # xla | shift | auto
+    c.model.dtype = "float32"  # compute dtype: float32 | bfloat16; params stay float32
+
+    c.data = ml_collections.ConfigDict()
+    c.data.name = "synthetic"
+    c.data.dir = ""
+    c.data.image_size = 48
+    c.data.num_train = 8000  # synthetic only
+    c.data.num_test = 2000  # synthetic only
+    c.data.difficulty = 1.0  # synthetic only
+    c.data.augment = ml_collections.ConfigDict()
+    c.data.augment.rotation = 20.0  # degrees, uniform in [-r, r]
+    c.data.augment.crop = 0.2  # zoom in by up to this fraction of the side
+    c.data.augment.translate = 0.1  # fraction of the side
+    c.data.augment.flip = True
+    c.data.normalize_mean = 0.5  # after scaling to [0, 1]
+    c.data.normalize_std = 0.5
+
+    c.loss = ml_collections.ConfigDict()
+    c.loss.center_weight = 0.01  # lambda in Eq. 10; 0 switches center loss off
+    c.loss.center_update_rate = 0.5  # alpha of the center update (Eq. 9)
+
+    c.optimizer = ml_collections.ConfigDict()
+    c.optimizer.learning_rate = 1e-4
+    c.optimizer.decay = 1e-5  # Keras-style: lr_t = lr / (1 + decay * step)
+    c.optimizer.b1 = 0.9
+    c.optimizer.b2 = 0.999
+    c.optimizer.weight_decay = 0.0
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 64
+    c.train.num_epochs = 100
+    c.train.num_steps = -1  # > 0 overrides num_epochs
+    c.train.log_every_steps = 50
+    c.train.checkpoint_every_steps = 500
+    c.train.max_checkpoints = 3
+    c.train.eval_every_epochs = 1
+    c.train.eval_batch_size = 256
+    return c
+
+
+def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:
+    """Training length in steps: ``train.num_steps`` if set, else epochs x steps/epoch."""
+    if config.train.num_steps > 0:
+        return int(config.train.num_steps)
+    return int(config.train.num_epochs * steps_per_epoch)
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """Loads ``path/to/config.py[:variant]`` the way ``--config`` does, locked."""
+    import importlib.util
+    import os
+
+    path, _, variant = spec.partition(":")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such config file")
+    module_name = "_amobilenet_config_" + os.path.splitext(os.path.basename(path))[0]
+    module_spec = importlib.util.spec_from_file_location(module_name, path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    config = module.get_config(variant or None)
+    config.lock()
+    return config

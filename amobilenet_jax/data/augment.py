@@ -1,0 +1,76 @@
+"""On-device augmentation and resizing, inside jit.
+
+Every geometric change (rotation, zoom-in crop, translation, horizontal flip) and
+the resize to ``data.image_size`` is one affine map from output to source pixel
+coordinates, sampled bilinearly once. Evaluation uses the identity map, so it is a
+plain resize; at native size that reproduces the image exactly.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def _bilinear(image_HxWxC: jax.Array, ys: jax.Array, xs: jax.Array) -> jax.Array:
+    """Samples ``image`` at float pixel coordinates; out-of-range reads the edge pixel."""
+    h, w = image_HxWxC.shape[0], image_HxWxC.shape[1]
+    y0 = jnp.floor(ys)
+    x0 = jnp.floor(xs)
+    wy = (ys - y0)[..., None]
+    wx = (xs - x0)[..., None]
+    y0i = jnp.clip(y0.astype(jnp.int32), 0, h - 1)
+    x0i = jnp.clip(x0.astype(jnp.int32), 0, w - 1)
+    y1i = jnp.clip(y0i + 1, 0, h - 1)
+    x1i = jnp.clip(x0i + 1, 0, w - 1)
+    img = image_HxWxC.astype(jnp.float32)
+    top = img[y0i, x0i] * (1 - wx) + img[y0i, x1i] * wx
+    bottom = img[y1i, x0i] * (1 - wx) + img[y1i, x1i] * wx
+    return top * (1 - wy) + bottom * wy
+
+
+def _warp(image_HxWxC: jax.Array, matrix_2x2: jax.Array, shift_2: jax.Array, out_size: int) -> jax.Array:
+    """Output pixel p (in [-1, 1] coordinates) reads source pixel ``matrix @ p + shift``."""
+    h, w = image_HxWxC.shape[0], image_HxWxC.shape[1]
+    grid = (jnp.arange(out_size, dtype=jnp.float32) + 0.5) / out_size * 2 - 1
+    py, px = jnp.meshgrid(grid, grid, indexing="ij")
+    sy = matrix_2x2[0, 0] * py + matrix_2x2[0, 1] * px + shift_2[0]
+    sx = matrix_2x2[1, 0] * py + matrix_2x2[1, 1] * px + shift_2[1]
+    return _bilinear(image_HxWxC, (sy + 1) / 2 * h - 0.5, (sx + 1) / 2 * w - 0.5)
+
+
+def resize(images_BxHxWxC: jax.Array, out_size: int) -> jax.Array:
+    """Bilinear resize to ``out_size`` x ``out_size``; float32 in the input's value range."""
+    if images_BxHxWxC.shape[1] == out_size and images_BxHxWxC.shape[2] == out_size:
+        return images_BxHxWxC.astype(jnp.float32)
+    eye = jnp.eye(2, dtype=jnp.float32)
+    zero = jnp.zeros(2, jnp.float32)
+    return jax.vmap(lambda im: _warp(im, eye, zero, out_size))(images_BxHxWxC)
+
+
+def random_affine(rng: jax.Array, batch: int, augment_config) -> tuple[jax.Array, jax.Array]:
+    """Per-example affine maps: rotation in [-r, r] degrees, zoom-in crop by up to
+    ``crop`` of the side, translation by up to ``translate`` of the side, flip with p=0.5."""
+    k_rot, k_crop, k_shift, k_flip = jax.random.split(rng, 4)
+    angle = jnp.deg2rad(augment_config.rotation) * jax.random.uniform(k_rot, (batch,), minval=-1.0, maxval=1.0)
+    scale = 1.0 - augment_config.crop * jax.random.uniform(k_crop, (batch,))
+    shift = 2.0 * augment_config.translate * jax.random.uniform(k_shift, (batch, 2), minval=-1.0, maxval=1.0)
+    flip = jnp.where(augment_config.flip & jax.random.bernoulli(k_flip, 0.5, (batch,)), -1.0, 1.0)
+    cos, sin = jnp.cos(angle) * scale, jnp.sin(angle) * scale
+    # Rows: source y, source x; columns: output y, output x. Flip mirrors output x.
+    matrix = jnp.stack([jnp.stack([cos, -sin * flip], -1), jnp.stack([sin, cos * flip], -1)], -2)
+    return matrix, shift
+
+
+def augment(rng: jax.Array, images_BxHxWxC: jax.Array, out_size: int, augment_config) -> jax.Array:
+    """Random geometric augmentation plus resize, float32 in the input's value range."""
+    matrix, shift = random_affine(rng, images_BxHxWxC.shape[0], augment_config)
+    return jax.vmap(lambda im, m, s: _warp(im, m, s, out_size))(images_BxHxWxC, matrix, shift)
+
+
+def normalize(images: jax.Array, mean: float, std: float) -> jax.Array:
+    """uint8-range floats -> (x / 255 - mean) / std, grayscale broadcast to 3 channels."""
+    x = (images / 255.0 - mean) / std
+    if x.shape[-1] == 1:
+        x = jnp.broadcast_to(x, (*x.shape[:-1], 3))
+    return x

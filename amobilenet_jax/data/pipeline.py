@@ -1,0 +1,81 @@
+"""Feeding the device: splits live on the accelerator, batches are index gathers.
+
+FER splits are small (FERPlus train is about 66 MB at 48x48), so each split is put
+on the device once and a step's batch is a gather by indices. The indices are a
+pure function of (seed, step): resuming at step s yields the same batches.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from amobilenet_jax.data import Split
+
+
+def make_mesh(devices=None) -> Mesh:
+    """A 1-D mesh over ``devices`` (default: every device of every host); the batch is split along ``data``."""
+    return Mesh(np.asarray(jax.devices() if devices is None else devices), ("data",))
+
+
+def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+class TrainOrder:
+    """Indices of training step ``step``: plain per-epoch permutations, seeded."""
+
+    def __init__(self, seed: int, num_examples: int, batch_size: int):
+        if num_examples < batch_size:
+            raise ValueError(f"the training split has {num_examples} examples, fewer than one batch ({batch_size})")
+        self.seed = seed
+        self.num_examples = num_examples
+        self.batch_size = batch_size
+        self.steps_per_epoch = num_examples // batch_size  # the last partial batch is dropped
+        self._cached_epoch = -1
+        self._perm = np.empty(0, np.int64)
+
+    def indices(self, step: int) -> np.ndarray:
+        epoch, offset = divmod(step, self.steps_per_epoch)
+        if epoch != self._cached_epoch:
+            self._perm = epoch_permutation(self.seed, epoch, self.num_examples)
+            self._cached_epoch = epoch
+        start = offset * self.batch_size
+        return self._perm[start : start + self.batch_size].astype(np.int32)
+
+
+class DeviceSplit:
+    """A split replicated on every device of ``mesh``; ``batch(idx)`` gathers sharded batches."""
+
+    def __init__(self, split: Split, mesh: Mesh):
+        self.mesh = mesh
+        self.size = len(split)
+        replicated = NamedSharding(mesh, P())
+        arrays = {"image": split.images, "label": split.labels.astype(np.int32)}
+        if split.targets is not None:
+            arrays["target"] = split.targets.astype(np.float32)
+        self.arrays = jax.device_put(arrays, replicated)
+        self.batch_sharding = NamedSharding(mesh, P("data"))
+        self._gather = jax.jit(_gather, out_shardings=self.batch_sharding)
+
+    def batch(self, indices: np.ndarray) -> dict[str, jax.Array]:
+        idx = jax.device_put(indices.astype(np.int32), self.batch_sharding)
+        return self._gather(self.arrays, idx)
+
+    def eval_batches(self, batch_size: int):
+        """Yields ``(batch, mask)`` covering the split once; the last batch is padded."""
+        num_shards = self.mesh.devices.size
+        batch_size = -(-batch_size // num_shards) * num_shards
+        for start in range(0, self.size, batch_size):
+            idx = np.arange(start, start + batch_size)
+            mask = idx < self.size
+            batch = self.batch(np.where(mask, idx, 0))
+            batch["mask"] = jax.device_put(mask, self.batch_sharding)
+            yield batch
+
+
+def _gather(arrays: dict[str, jax.Array], idx: jax.Array) -> dict[str, jax.Array]:
+    return {k: jnp.take(v, idx, axis=0) for k, v in arrays.items()}

@@ -1,0 +1,51 @@
+"""Losses of the paper: softmax cross-entropy (Eq. 6) and center loss (Eqs. 7-9).
+
+Class centers are state, not parameters: the loss treats them as constants
+(``stop_gradient``), so gradients reach only the embeddings (Eq. 8), and
+``center_update`` moves them by the paper's own rule (Eq. 9) at rate alpha.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def softmax_cross_entropy(logits_BxK: jax.Array, targets: jax.Array) -> jax.Array:
+    """Mean softmax cross-entropy (Eq. 6).
+
+    ``targets`` is either integer labels ``[B]`` or a label distribution ``[B, K]``
+    (FERPlus vote distributions), in which case this is the cross-entropy to it.
+    """
+    logits_BxK = logits_BxK.astype(jnp.float32)
+    if targets.ndim == logits_BxK.ndim:
+        return optax.softmax_cross_entropy(logits_BxK, targets.astype(jnp.float32)).mean()
+    return optax.softmax_cross_entropy_with_integer_labels(logits_BxK, targets).mean()
+
+
+def hard_labels(targets: jax.Array) -> jax.Array:
+    """Integer class per example: the labels themselves, or the argmax of a distribution."""
+    return jnp.argmax(targets, axis=-1) if targets.ndim == 2 else targets
+
+
+def center_loss(embeddings_BxD: jax.Array, labels_B: jax.Array, centers_KxD: jax.Array) -> jax.Array:
+    """L_c = 1/(2m) * sum_i ||x_i - c_{y_i}||^2 (Eq. 7); gradient x_i - c_{y_i} / m (Eq. 8)."""
+    centers_BxD = jax.lax.stop_gradient(centers_KxD)[labels_B]
+    diff = embeddings_BxD.astype(jnp.float32) - centers_BxD
+    return 0.5 * jnp.mean(jnp.sum(diff * diff, axis=-1))
+
+
+def center_update(
+    centers_KxD: jax.Array, embeddings_BxD: jax.Array, labels_B: jax.Array, rate: float | jax.Array
+) -> jax.Array:
+    """c_j <- c_j - alpha * delta_c_j with delta_c_j = sum_{y_i=j}(c_j - x_i) / (1 + n_j) (Eq. 9).
+
+    Classes absent from the batch have n_j = 0 and stay where they are.
+    """
+    num_classes = centers_KxD.shape[0]
+    onehot_BxK = jax.nn.one_hot(labels_B, num_classes, dtype=jnp.float32)
+    counts_K = onehot_BxK.sum(axis=0)
+    sums_KxD = onehot_BxK.T @ embeddings_BxD.astype(jnp.float32)
+    delta_KxD = (counts_K[:, None] * centers_KxD - sums_KxD) / (1.0 + counts_K[:, None])
+    return centers_KxD - rate * delta_KxD

@@ -1,0 +1,62 @@
+"""Command line: flags only; the work is in importable functions.
+
+python -m amobilenet_jax.main --config configs/quickstart.py --workdir runs/qs
+python -m amobilenet_jax.main --config configs/quickstart.py --workdir runs/qs --mode eval
+python -m amobilenet_jax.main --config configs/quickstart.py --mode summary
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Config file, optionally with ':variant'.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Run directory: checkpoints, TensorBoard events, results.")
+flags.DEFINE_enum("mode", "train", ["train", "eval", "summary"], "What to do.")
+flags.mark_flags_as_required(["config"])
+
+
+def enable_compilation_cache() -> None:
+    """Reuses compiled programs across runs (resumes, sweep points of equal shapes).
+
+    ``AMOBILENET_JAX_CACHE`` names the directory; set it empty to switch the cache off.
+    """
+    import jax
+
+    path = os.environ.get("AMOBILENET_JAX_CACHE", os.path.join(os.path.expanduser("~"), ".cache", "amobilenet_jax"))
+    if path:
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    if not FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # keep library INFO chatter out of the progress lines
+    config = FLAGS.config
+    enable_compilation_cache()
+    if FLAGS.mode == "summary":
+        from amobilenet_jax.summary import model_summary
+
+        table, info = model_summary(config)
+        print(table)
+        print(json.dumps(info))
+        return
+    if not FLAGS.workdir:
+        raise app.UsageError(f"--workdir is required for --mode {FLAGS.mode}")
+    from amobilenet_jax import train
+
+    if FLAGS.mode == "train":
+        train.train_and_evaluate(config, FLAGS.workdir)
+    else:
+        result = train.evaluate_checkpoint(config, FLAGS.workdir)
+        print(json.dumps({k: result[k] for k in ("split", "step", "accuracy", "per_class_accuracy")}))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,61 @@
+"""Model registry: ``model.name`` picks an architecture; config fields left unset
+(None) take that architecture's own default, so sweeping ``model.name`` alone
+compares the architectures as their papers define them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from amobilenet_jax.models.mobilenet_v1 import PAPER_CBAM_BLOCKS, MobileNetV1
+from amobilenet_jax.models.mobilenet_v2 import MobileNetV2
+from amobilenet_jax.models.mobilenet_v3 import MobileNetV3Small
+
+# name -> (module class, defaults for fields the config leaves as None)
+MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
+    "mobilenet_v1": (MobileNetV1, {"cbam": False, "linear_depthwise": False, "dropout": 0.5}),
+    "amobilenet": (
+        MobileNetV1,
+        {"cbam": True, "linear_depthwise": True, "cbam_blocks": PAPER_CBAM_BLOCKS, "dropout": 0.5},
+    ),
+    "mobilenet_v2": (MobileNetV2, {"cbam": False, "dropout": 0.2}),
+    "mobilenet_v3_small": (MobileNetV3Small, {"cbam": False, "dropout": 0.2}),
+}
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+MODEL_FIELDS = (
+    "width",
+    "dropout",
+    "cbam",
+    "cbam_blocks",
+    "cbam_reduction",
+    "cbam_kernel",
+    "linear_depthwise",
+    "depthwise_impl",
+)
+
+
+def model_kwargs(model_config, num_classes: int) -> dict[str, Any]:
+    """The resolved constructor arguments: config values, architecture defaults for None."""
+    if model_config.name not in MODELS:
+        raise ValueError(f"model.name must be one of {sorted(MODELS)}, got {model_config.name!r}")
+    _, defaults = MODELS[model_config.name]
+    kwargs: dict[str, Any] = {"num_classes": num_classes}
+    for field in MODEL_FIELDS:
+        value = model_config.get(field)
+        if value is None:
+            value = defaults.get(field)
+        if value is not None:
+            kwargs[field] = tuple(value) if field == "cbam_blocks" else value
+    if model_config.get("dtype", "float32") not in DTYPES:
+        raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}")
+    return kwargs
+
+
+def build_model(model_config, num_classes: int) -> nn.Module:
+    """Builds the Flax module named by ``model_config.name``."""
+    cls, _ = MODELS.get(model_config.name, (None, None))
+    kwargs = model_kwargs(model_config, num_classes)
+    return cls(dtype=DTYPES[model_config.get("dtype", "float32")], **kwargs)

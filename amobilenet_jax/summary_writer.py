@@ -1,0 +1,54 @@
+"""TensorBoard event files through tensorboardX, with clu's MetricWriter shape.
+
+``clu.metric_writers`` writes TensorBoard files through TensorFlow, which the
+default install must not pull in; this writer keeps clu's method names
+(``write_scalars``, ``write_images``, ``write_hparams``) so swapping is a one-liner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from tensorboardX import SummaryWriter
+from tensorboardX.summary import hparams as hparams_summary
+
+
+class TensorBoardWriter:
+    def __init__(self, logdir: str, enabled: bool = True):
+        # Only one process of a multi-host job writes; the others get a no-op writer.
+        self._writer = SummaryWriter(logdir) if enabled else None
+
+    def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
+        if self._writer is None:
+            return
+        for key, value in scalars.items():
+            self._writer.add_scalar(key, float(np.asarray(value)), global_step=int(step))
+
+    def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
+        """Each value is ``[H, W, C]`` or ``[N, H, W, C]``, uint8 or float in [0, 1]."""
+        if self._writer is None:
+            return
+        for key, value in images.items():
+            value = np.asarray(value)
+            if value.ndim == 3:
+                self._writer.add_image(key, value, global_step=int(step), dataformats="HWC")
+            else:
+                self._writer.add_images(key, value, global_step=int(step), dataformats="NHWC")
+
+    def write_hparams(self, hparams: Mapping[str, Any]) -> None:
+        if self._writer is None:
+            return
+        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v)) for k, v in hparams.items()}
+        # Written into this run's own event file (add_hparams would open a sub-run).
+        for summary in hparams_summary(flat, {}):
+            self._writer.file_writer.add_summary(summary)
+
+    def flush(self) -> None:
+        if self._writer is not None:
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()

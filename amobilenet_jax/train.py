@@ -1,0 +1,487 @@
+"""Training and evaluation: TrainState, the jitted steps, and the run loop.
+
+``train_step(state, batch) -> (state, metrics)`` is one pure function, jitted
+once. The batch is sharded over the ``data`` axis of a 1-D mesh and the state is
+replicated, so the same code runs on one device or many.
+"""
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from clu import metrics as clu_metrics
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from amobilenet_jax import evaluation, losses
+from amobilenet_jax.config import num_train_steps
+from amobilenet_jax.data import Dataset, load_dataset
+from amobilenet_jax.data.augment import augment, normalize, resize
+from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
+from amobilenet_jax.models import build_model, model_kwargs
+from amobilenet_jax.summary_writer import TensorBoardWriter
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Everything that changes during training, and nothing else.
+
+    ``centers`` are the center-loss class centers: moved by Eq. 9, never by the optimizer.
+    """
+
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    centers: jax.Array
+    rng: jax.Array
+    apply_fn: Callable = flax.struct.field(pytree_node=False)
+    tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+
+@flax.struct.dataclass
+class TrainMetrics(clu_metrics.Collection):
+    loss: clu_metrics.Average.from_output("loss")
+    softmax_loss: clu_metrics.Average.from_output("softmax_loss")
+    center_loss: clu_metrics.Average.from_output("center_loss")
+    accuracy: clu_metrics.Average.from_output("accuracy")
+    learning_rate: clu_metrics.LastValue.from_output("learning_rate")
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
+    """Keras-style time decay of the paper's recipe: lr_t = lr / (1 + decay * t)."""
+    lr, decay = config.optimizer.learning_rate, config.optimizer.decay
+    return lambda step: lr / (1.0 + decay * step)
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+    schedule = learning_rate_schedule(config)
+    o = config.optimizer
+    if o.weight_decay > 0:
+        return optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay)
+    return optax.adam(schedule, b1=o.b1, b2=o.b2)
+
+
+def create_train_state(config: ml_collections.ConfigDict, model, image_size: int, num_classes: int) -> TrainState:
+    """Fresh parameters, optimizer state and zero centers, from ``config.seed``."""
+    root = jax.random.PRNGKey(config.seed)
+    init_key, state_key = jax.random.split(root)
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    init = jax.jit(lambda k: model.init({"params": k}, dummy, train=False)).lower(init_key)
+    # init runs once; on CPU, XLA's optimising backend spends ~20 s on its many
+    # unrolled random-number kernels for nothing (measured: 28 s -> 7 s compile).
+    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
+    variables = init.compile(compiler_options=options)(init_key)
+    _, aux = jax.eval_shape(lambda v: model.apply(v, dummy, train=False), variables)
+    tx = make_optimizer(config)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        centers=jnp.zeros((num_classes, aux["embedding"].shape[-1]), jnp.float32),
+        rng=state_key,
+        apply_fn=model.apply,
+        tx=tx,
+    )
+
+
+def _prepare(images, config: ml_collections.ConfigDict, rng=None):
+    """uint8 native-size batch -> normalised float batch at ``data.image_size``."""
+    size = config.data.image_size
+    x = resize(images, size) if rng is None else augment(rng, images, size, config.data.augment)
+    return normalize(x, config.data.normalize_mean, config.data.normalize_std)
+
+
+def make_train_step(config: ml_collections.ConfigDict) -> Callable:
+    """Returns the pure ``train_step(state, batch) -> (state, TrainMetrics)``."""
+    center_weight = float(config.loss.center_weight)
+    center_rate = float(config.loss.center_update_rate)
+    schedule = learning_rate_schedule(config)
+
+    def train_step(state: TrainState, batch: dict[str, jax.Array]):
+        step_key = jax.random.fold_in(state.rng, state.step)
+        augment_key, dropout_key = jax.random.split(step_key)
+        images = _prepare(batch["image"], config, augment_key)
+        targets = batch.get("target", batch["label"])
+        labels = batch["label"]
+
+        def loss_fn(params):
+            variables = {"params": params, "batch_stats": state.batch_stats}
+            (logits, aux), updates = state.apply_fn(
+                variables, images, train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"]
+            )
+            softmax_loss = losses.softmax_cross_entropy(logits, targets)
+            center_loss = losses.center_loss(aux["embedding"], labels, state.centers)
+            loss = softmax_loss + center_weight * center_loss
+            return loss, (logits, aux["embedding"], updates, softmax_loss, center_loss)
+
+        grads, (logits, embedding, updates, softmax_loss, center_loss) = jax.grad(loss_fn, has_aux=True)(state.params)
+        loss = softmax_loss + center_weight * center_loss
+        param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        centers = state.centers
+        if center_weight > 0:
+            centers = losses.center_update(centers, jax.lax.stop_gradient(embedding), labels, center_rate)
+        new_state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, param_updates),
+            batch_stats=updates["batch_stats"],
+            opt_state=opt_state,
+            centers=centers,
+        )
+        metrics = TrainMetrics.single_from_model_output(
+            loss=loss,
+            softmax_loss=softmax_loss,
+            center_loss=center_loss,
+            accuracy=jnp.mean(jnp.argmax(logits, -1) == labels),
+            learning_rate=schedule(state.step),
+        )
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(config: ml_collections.ConfigDict, num_classes: int, num_attention: int = 4) -> Callable:
+    """Returns ``eval_step(state, batch) -> (confusion [K, K], attention)``.
+
+    Confusion rows are true classes. ``attention`` holds the CBAM spatial maps of the
+    batch's first ``num_attention`` images (empty without CBAM): the maps come out of
+    the same forward pass, so showing them costs no second compile.
+    """
+
+    def eval_step(state: TrainState, batch: dict[str, jax.Array]):
+        images = _prepare(batch["image"], config)
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        logits, aux = state.apply_fn(variables, images, train=False, return_attention=True)
+        true = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.int32)
+        pred = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes, dtype=jnp.int32)
+        confusion = (true * batch["mask"][:, None].astype(jnp.int32)).T @ pred
+        attention = {name: amap[:num_attention] for name, amap in aux.get("attention", {}).items()}
+        return confusion, attention
+
+    return eval_step
+
+
+def params_fingerprint(params) -> str:
+    """sha256 of the float32 parameters, concatenated in tree order."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(params):
+        digest.update(np.ascontiguousarray(np.asarray(leaf, dtype=np.float32)).tobytes())
+    return digest.hexdigest()
+
+
+def count_params(params) -> int:
+    return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
+
+
+def forward_flops(model, variables, image_size: int) -> float:
+    """FLOPs of one batch-1 inference forward pass, from XLA's cost analysis."""
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    # The lowered (not compiled) program's cost analysis: no compile needed.
+    cost = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, dummy).cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    return float(cost.get("flops", float("nan")))
+
+
+# ---------------------------------------------------------------- run directory
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, sort_keys=True)
+        f.write("\n")
+    os.replace(tmp, path)
+
+
+# Config sections a resumed run must share with its checkpoint; changing them
+# would silently continue a different experiment.
+_RESUME_KEYS = ("seed", "model", "data", "loss", "optimizer", "train.batch_size")
+
+
+def _check_resumable(saved: dict, current: dict, ckpt_dir: str) -> None:
+    def pick(cfg, dotted):
+        for part in dotted.split("."):
+            cfg = cfg.get(part) if isinstance(cfg, dict) else None
+        return cfg
+
+    diffs = [k for k in _RESUME_KEYS if pick(saved, k) != pick(current, k)]
+    if diffs:
+        raise ValueError(
+            f"{ckpt_dir}: the checkpoint was written with a different config ({', '.join(diffs)} differ); "
+            "use a new --workdir or restore the original config"
+        )
+
+
+def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+    options = ocp.CheckpointManagerOptions(max_to_keep=config.train.max_checkpoints, create=True)
+    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
+
+
+def save_checkpoint(mngr: ocp.CheckpointManager, state: TrainState, config, data_position: dict) -> None:
+    step = int(jax.device_get(state.step))
+    mngr.save(
+        step,
+        args=ocp.args.Composite(
+            state=ocp.args.StandardSave(state),
+            config=ocp.args.JsonSave(json.loads(config.to_json())),
+            data=ocp.args.JsonSave(data_position),
+        ),
+    )
+
+
+def restore_latest(mngr: ocp.CheckpointManager, state: TrainState, config) -> TrainState:
+    """The newest checkpoint restored into ``state``'s structure and shardings, or
+    ``state`` unchanged when there is none. A checkpoint that cannot be read, or one
+    written with another config, is an error: never re-initialise over it."""
+    step = mngr.latest_step()
+    if step is None:
+        return state
+    where = os.path.join(str(mngr.directory), str(step))
+    try:
+        meta = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
+    except Exception as e:  # noqa: BLE001 - re-raised with the path
+        raise RuntimeError(f"{where}: cannot read the checkpoint's config: {e}") from e
+    _check_resumable(meta.config, json.loads(config.to_json()), where)
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    try:
+        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
+    except Exception as e:  # noqa: BLE001 - re-raised with the path
+        raise RuntimeError(f"{where}: cannot restore the train state: {e}") from e
+    return restored.state
+
+
+# ---------------------------------------------------------------- the run
+
+
+class Experiment:
+    """What a run needs, built once from a config: data on device, model, jitted steps."""
+
+    def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset | None = None, devices=None):
+        self.config = config
+        self.dataset = dataset if dataset is not None else load_dataset(config.data)
+        self.num_classes = self.dataset.num_classes
+        self.mesh = make_mesh(devices)
+        self.replicated = NamedSharding(self.mesh, P())
+        self.model = build_model(config.model, self.num_classes)
+        if config.train.batch_size % self.mesh.devices.size:
+            raise ValueError(
+                f"train.batch_size={config.train.batch_size} is not divisible by the {self.mesh.devices.size} devices"
+            )
+        self.train_split = DeviceSplit(self.dataset.split("train"), self.mesh)
+        self.order = TrainOrder(config.seed, self.train_split.size, config.train.batch_size)
+        self.total_steps = num_train_steps(config, self.order.steps_per_epoch)
+        self.train_step = jax.jit(make_train_step(config), donate_argnums=0, out_shardings=self.replicated)
+        self.eval_step = jax.jit(make_eval_step(config, self.num_classes), out_shardings=self.replicated)
+        self._eval_splits: dict[str, DeviceSplit] = {}
+
+    def init_state(self) -> TrainState:
+        state = create_train_state(self.config, self.model, self.config.data.image_size, self.num_classes)
+        return jax.device_put(state, self.replicated)
+
+    def eval_split(self, name: str) -> DeviceSplit:
+        if name not in self._eval_splits:
+            self._eval_splits[name] = DeviceSplit(self.dataset.split(name), self.mesh)
+        return self._eval_splits[name]
+
+    def evaluate(self, state: TrainState, split: str) -> dict:
+        """Metrics over the whole split; ``result["attention"]`` holds the first images' CBAM maps."""
+        confusion, attention = None, None
+        for batch in self.eval_split(split).eval_batches(self.config.train.eval_batch_size):
+            counts, maps = self.eval_step(state, batch)
+            confusion = counts if confusion is None else confusion + counts
+            attention = maps if attention is None else attention
+        result = evaluation.confusion_metrics(np.asarray(jax.device_get(confusion)), self.dataset.class_names)
+        result["attention"] = jax.device_get(attention)
+        return result
+
+    def attention_images(self, split: str, attention: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Input images next to each CBAM block's spatial attention, as [N, H, W, 3] in [0, 1]."""
+        if not attention:
+            return {}
+        num = len(next(iter(attention.values())))
+        images = self.dataset.split(split).images[:num]
+        size = self.config.data.image_size
+        shown = {"attention/input": evaluation.upsample(images.astype(np.float32) / 255.0, size)}
+        for name, amap in attention.items():
+            amap = np.asarray(amap, np.float32)[..., None]
+            lo = amap.min(axis=(1, 2, 3), keepdims=True)
+            hi = amap.max(axis=(1, 2, 3), keepdims=True)
+            shown[f"attention/{name}"] = evaluation.upsample((amap - lo) / np.maximum(hi - lo, 1e-6), size)
+        return {k: np.repeat(v, 3, axis=-1) if v.shape[-1] == 1 else v for k, v in shown.items()}
+
+
+def _progress_line(step, total, steps_per_epoch, images_per_s, eta_s, scalars) -> str:
+    eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0)))
+    return (
+        f"step {step}/{total} epoch {step / steps_per_epoch:.2f} loss {scalars['train/loss']:.4f} "
+        f"acc {scalars['train/accuracy']:.3f} {images_per_s:.0f} img/s ETA {eta}"
+    )
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, dataset: Dataset | None = None) -> dict:
+    """Trains (resuming from ``workdir``'s newest checkpoint), evaluates, writes results.
+
+    Returns the dict written to ``workdir/results.json``.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    is_chief = jax.process_index() == 0
+    exp = Experiment(config, dataset)
+    mngr = checkpoint_manager(workdir, config)
+    state = restore_latest(mngr, exp.init_state(), config)  # raises before anything is overwritten
+    if is_chief:
+        _write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    start_step = int(jax.device_get(state.step))
+    writer = TensorBoardWriter(workdir, enabled=is_chief)
+    if start_step == 0:
+        writer.write_hparams(_flat_hparams(config))
+    else:
+        print(f"resuming from checkpoint at step {start_step}", flush=True)
+
+    total, per_epoch, bs = exp.total_steps, exp.order.steps_per_epoch, config.train.batch_size
+    eval_every = max(1, config.train.eval_every_epochs) * per_epoch
+    train_time = 0.0
+    accumulated = None
+    last_log_time, last_log_step = time.perf_counter(), start_step
+    for step in range(start_step, total):
+        batch = exp.train_split.batch(exp.order.indices(step))
+        state, metrics = exp.train_step(state, batch)
+        accumulated = metrics if accumulated is None else accumulated.merge(metrics)
+        done = step + 1
+        if done % config.train.log_every_steps == 0 or done == total:
+            scalars = {f"train/{k}": float(v) for k, v in accumulated.compute().items()}  # host sync
+            now = time.perf_counter()
+            elapsed = now - last_log_time
+            train_time += elapsed
+            images_per_s = (done - last_log_step) * bs / max(elapsed, 1e-9)
+            scalars["train/images_per_s"] = images_per_s
+            writer.write_scalars(done, scalars)
+            if is_chief:
+                print(_progress_line(done, total, per_epoch, images_per_s, (total - done) * bs / images_per_s, scalars))
+            accumulated, last_log_time, last_log_step = None, now, done
+        if done % eval_every == 0 and done != total:
+            paused = time.perf_counter()
+            _write_eval(writer, exp, state, done)
+            last_log_time += time.perf_counter() - paused  # evaluation time is not training time
+        if done % config.train.checkpoint_every_steps == 0 or done == total:
+            save_checkpoint(mngr, state, config, {"step": done, "epoch": done / per_epoch})
+    mngr.wait_until_finished()
+
+    result = _final_results(exp, state, config, workdir, writer, train_time, start_step)
+    writer.close()
+    mngr.close()
+    return result
+
+
+def _write_eval(writer: TensorBoardWriter, exp: Experiment, state: TrainState, step: int) -> dict:
+    split = exp.config.eval_split
+    result = exp.evaluate(state, split)
+    attention = result.pop("attention")
+    writer.write_scalars(
+        step,
+        {
+            f"eval/{split}_accuracy": result["accuracy"],
+            f"eval/{split}_mean_class_accuracy": result["mean_class_accuracy"],
+        },
+    )
+    png = evaluation.confusion_figure_png(np.asarray(result["confusion_matrix"]), exp.dataset.class_names)
+    images = {f"eval/{split}_confusion_matrix": evaluation.png_to_array(png)}
+    images.update(exp.attention_images(split, attention))
+    writer.write_images(step, images)
+    writer.flush()
+    result["confusion_png"] = png
+    return result
+
+
+def _final_results(exp, state, config, workdir, writer, train_time, start_step) -> dict:
+    step = int(jax.device_get(state.step))
+    split = config.eval_split
+    result = _write_eval(writer, exp, state, step)
+    png = result.pop("confusion_png")
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    params = jax.device_get(state.params)
+    result.update(
+        {
+            "split": split,
+            "model": config.model.name,
+            "model_kwargs": {
+                k: list(v) if isinstance(v, tuple) else v
+                for k, v in model_kwargs(config.model, exp.num_classes).items()
+            },
+            "dataset": exp.dataset.name,
+            "class_names": list(exp.dataset.class_names),
+            "image_size": config.data.image_size,
+            "params": count_params(params),
+            "flops": forward_flops(exp.model, variables, config.data.image_size),
+            "final_step": step,
+            "params_fingerprint": params_fingerprint(params),
+            "train_time_s": train_time,
+            "resumed_from_step": start_step,
+            "devices": [str(d) for d in jax.devices()],
+        }
+    )
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "confusion_matrix.png.tmp"), "wb") as f:
+            f.write(png)
+        os.replace(os.path.join(workdir, "confusion_matrix.png.tmp"), os.path.join(workdir, "confusion_matrix.png"))
+        # A resumed run adds its training time to what the earlier results recorded.
+        previous = _read_json(os.path.join(workdir, "results.json"))
+        if start_step > 0 and previous and previous.get("final_step", 0) <= start_step:
+            result["train_time_s"] += previous.get("train_time_s", 0.0)
+        _write_json_atomic(os.path.join(workdir, "results.json"), result)
+    print(
+        f"{split} accuracy {result['accuracy']:.4f} (mean per class {result['mean_class_accuracy']:.4f}) "
+        f"at step {step}; results in {os.path.join(workdir, 'results.json')}",
+        flush=True,
+    )
+    return result
+
+
+def _read_json(path: str) -> dict | None:
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def _flat_hparams(config: ml_collections.ConfigDict) -> dict:
+    flat = {}
+
+    def walk(prefix, node):
+        for key, value in node.items():
+            name = f"{prefix}{key}"
+            if isinstance(value, dict):
+                walk(name + ".", value)
+            else:
+                flat[name] = value
+
+    walk("", json.loads(config.to_json()))
+    return flat
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, split: str | None = None) -> dict:
+    """``--mode eval``: the newest checkpoint in ``workdir`` on ``split`` (default ``eval_split``)."""
+    split = split or config.eval_split
+    exp = Experiment(config)
+    mngr = checkpoint_manager(workdir, config)
+    if mngr.latest_step() is None:
+        raise FileNotFoundError(f"{os.path.join(workdir, 'checkpoints')}: no checkpoint to evaluate")
+    state = restore_latest(mngr, exp.init_state(), config)
+    result = exp.evaluate(state, split)
+    result.pop("attention")
+    result.update({"split": split, "step": int(jax.device_get(state.step))})
+    if jax.process_index() == 0:
+        _write_json_atomic(os.path.join(workdir, f"eval_{split}.json"), result)
+    mngr.close()
+    return result

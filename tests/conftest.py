@@ -1,0 +1,37 @@
+"""Shared test setup: one persistent XLA compilation cache for the whole session.
+
+Compiling A-MobileNet's train step takes tens of seconds on a 2-core CPU; tests
+and the command-line runs they start share compiled programs through this cache.
+"""
+
+import os
+import sys
+import tempfile
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CACHE = os.environ.setdefault("AMOBILENET_JAX_CACHE", os.path.join(tempfile.gettempdir(), "amobilenet_jax_test_cache"))
+
+import jax  # noqa: E402
+
+jax.config.update("jax_compilation_cache_dir", CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+def load_config(name: str, variant: str | None = None):
+    """Loads ``configs/<name>.py[:variant]`` the way --config does."""
+    from amobilenet_jax.config import load_config_file
+
+    spec = os.path.join(REPO, "configs", f"{name}.py") + (f":{variant}" if variant else "")
+    return load_config_file(spec)
+
+
+@pytest.fixture(scope="session")
+def tiny_config():
+    return load_config("quickstart", "tiny")
+
+
+@pytest.fixture(scope="session")
+def python():
+    return sys.executable

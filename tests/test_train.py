@@ -1,0 +1,193 @@
+"""The jitted train step, and a tiny end-to-end run: train -> checkpoint -> resume."""
+
+import json
+import os
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from amobilenet_jax import losses, train
+from amobilenet_jax.config import num_train_steps
+from tests.tb_events import tags
+
+
+@pytest.fixture(scope="module")
+def experiment(tiny_config):
+    return train.Experiment(tiny_config)
+
+
+def test_learning_rate_is_keras_time_decay(tiny_config):
+    cfg = tiny_config.copy_and_resolve_references()
+    cfg.optimizer.learning_rate, cfg.optimizer.decay = 1e-4, 1e-5
+    schedule = train.learning_rate_schedule(cfg)
+    assert float(schedule(0)) == pytest.approx(1e-4)
+    assert float(schedule(100_000)) == pytest.approx(1e-4 / 2)
+
+
+def test_one_train_step_matches_the_paper_equations(experiment, tiny_config):
+    cfg = tiny_config
+    state = experiment.init_state()
+    before = jax.device_get(state)
+    batch = experiment.train_split.batch(experiment.order.indices(0))
+
+    # The step's forward pass, redone outside it with the same per-step randomness.
+    @jax.jit
+    def reference(state, batch):
+        augment_key, dropout_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
+        images = train._prepare(batch["image"], cfg, augment_key)
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        (logits, aux), _ = state.apply_fn(
+            variables, images, train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"]
+        )
+        return logits, aux["embedding"]
+
+    logits, embedding = jax.device_get(reference(state, batch))
+    labels = np.asarray(batch["label"])
+    new_state, metrics = experiment.train_step(state, batch)
+    m = {k: float(v) for k, v in metrics.compute().items()}
+
+    # Eq. 7 with the (zero) initial centers, Eq. 6, Eq. 10.
+    expected_center = 0.5 * np.mean(np.sum((embedding - before.centers[labels]) ** 2, axis=1))
+    log_softmax = (
+        logits
+        - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True))
+        - logits.max(1, keepdims=True)
+    )
+    expected_softmax = -np.mean(log_softmax[np.arange(len(labels)), labels])
+    assert m["center_loss"] == pytest.approx(expected_center, rel=1e-4)
+    assert m["softmax_loss"] == pytest.approx(expected_softmax, rel=1e-4)
+    assert m["loss"] == pytest.approx(expected_softmax + cfg.loss.center_weight * expected_center, rel=1e-4)
+    assert m["learning_rate"] == pytest.approx(cfg.optimizer.learning_rate)
+    # Eq. 9: centers move by their own rule, only for classes in the batch.
+    expected_centers = np.asarray(losses.center_update(before.centers, embedding, labels, cfg.loss.center_update_rate))
+    np.testing.assert_allclose(new_state.centers, expected_centers, rtol=1e-4, atol=1e-6)
+    absent = np.setdiff1d(np.arange(experiment.num_classes), labels)
+    np.testing.assert_array_equal(np.asarray(new_state.centers)[absent], 0.0)
+    # The optimizer never sees the centers: its state mirrors the parameters only.
+    assert jax.tree.structure(new_state.opt_state[0].mu) == jax.tree.structure(new_state.params)
+    assert int(new_state.step) == 1
+    changed = jax.tree.map(lambda a, b: not np.array_equal(a, b), before.params, jax.device_get(new_state.params))
+    assert all(jax.tree.leaves(changed))
+
+
+def test_train_step_is_a_pure_function_of_state_and_batch(experiment):
+    batch = experiment.train_split.batch(experiment.order.indices(3))
+    first, _ = experiment.train_step(experiment.init_state(), batch)
+    second, _ = experiment.train_step(experiment.init_state(), batch)
+    assert train.params_fingerprint(first.params) == train.params_fingerprint(second.params)
+    np.testing.assert_array_equal(first.centers, second.centers)
+
+
+def test_data_order_is_a_pure_function_of_seed_and_step(experiment):
+    order = experiment.order
+    fresh = type(order)(order.seed, order.num_examples, order.batch_size)
+    for step in (0, 5, order.steps_per_epoch, 3 * order.steps_per_epoch + 1):
+        np.testing.assert_array_equal(order.indices(step), fresh.indices(step))
+    epoch0 = np.concatenate([order.indices(s) for s in range(order.steps_per_epoch)])
+    assert len(np.unique(epoch0)) == len(epoch0)  # no repeats within an epoch
+    assert not np.array_equal(order.indices(0), order.indices(order.steps_per_epoch))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_config, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("run"))
+    result = train.train_and_evaluate(tiny_config, workdir)
+    return workdir, result
+
+
+def test_run_directory_holds_everything(finished_run, tiny_config):
+    workdir, result = finished_run
+    total = num_train_steps(tiny_config, tiny_config.data.num_train // tiny_config.train.batch_size)
+    with open(os.path.join(workdir, "results.json")) as f:
+        saved = json.load(f)
+    assert saved == json.loads(json.dumps(result))
+    for key in (
+        "accuracy",
+        "per_class_accuracy",
+        "confusion_matrix",
+        "params",
+        "flops",
+        "final_step",
+        "params_fingerprint",
+    ):
+        assert key in saved
+    assert saved["final_step"] == total
+    assert np.sum(saved["confusion_matrix"]) == tiny_config.data.num_test
+    assert saved["accuracy"] == pytest.approx(np.trace(saved["confusion_matrix"]) / tiny_config.data.num_test)
+    assert set(saved["per_class_accuracy"]) == {
+        "neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"
+    }  # fmt: skip
+    assert saved["flops"] > 0 and saved["params"] > 0
+    assert len(saved["params_fingerprint"]) == 64
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f) == json.loads(tiny_config.to_json())
+    assert os.path.getsize(os.path.join(workdir, "confusion_matrix.png")) > 1000
+    assert str(total) in os.listdir(os.path.join(workdir, "checkpoints"))
+    found = tags(workdir)
+    for tag in ("train/loss", "train/softmax_loss", "train/center_loss", "train/accuracy", "train/learning_rate"):
+        assert [s for s, _ in found[tag]] == list(range(4, total + 1, 4)), tag
+    assert {s for s, _ in found["eval/test_accuracy"]} == {8, 16}
+    assert found["eval/test_confusion_matrix"][0][1] == "image"
+    assert "attention/block13" in found and "attention/input" in found
+
+
+def test_interrupted_run_resumes_to_the_same_parameters(finished_run, tiny_config, tmp_path):
+    _, uninterrupted = finished_run
+    half = tiny_config.copy_and_resolve_references()
+    half.train.num_steps = 8  # "killed" after 8 of 16 steps
+    partial = train.train_and_evaluate(half, str(tmp_path))
+    assert partial["final_step"] == 8
+    resumed = train.train_and_evaluate(tiny_config, str(tmp_path))
+    assert resumed["resumed_from_step"] == 8
+    assert resumed["final_step"] == uninterrupted["final_step"]
+    assert resumed["params_fingerprint"] == uninterrupted["params_fingerprint"]
+
+
+def test_finished_run_is_not_retrained(finished_run, tiny_config):
+    workdir, result = finished_run
+    again = train.train_and_evaluate(tiny_config, workdir)
+    assert again["resumed_from_step"] == result["final_step"]
+    assert again["params_fingerprint"] == result["params_fingerprint"]
+
+
+def test_checkpoint_from_another_config_is_refused(finished_run, tiny_config):
+    workdir, _ = finished_run
+    other = tiny_config.copy_and_resolve_references()
+    other.loss.center_weight = 0.5
+    with open(os.path.join(workdir, "config.json")) as f:
+        config_before = f.read()
+    with pytest.raises(ValueError, match="different config.*loss"):
+        train.train_and_evaluate(other, workdir)
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert f.read() == config_before
+
+
+def test_unreadable_checkpoint_is_an_error_not_a_fresh_start(finished_run, tiny_config, tmp_path):
+    workdir, result = finished_run
+    broken = str(tmp_path / "broken")
+    shutil.copytree(workdir, broken)
+    step_dir = os.path.join(broken, "checkpoints", str(result["final_step"]), "state")
+    for root, _, files in os.walk(step_dir):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+    with pytest.raises(RuntimeError, match="cannot restore"):
+        train.train_and_evaluate(tiny_config, broken)
+
+
+def test_evaluate_checkpoint(finished_run, tiny_config):
+    workdir, result = finished_run
+    evaluated = train.evaluate_checkpoint(tiny_config, workdir)
+    assert evaluated["accuracy"] == pytest.approx(result["accuracy"])
+    assert evaluated["step"] == result["final_step"]
+    assert os.path.exists(os.path.join(workdir, "eval_test.json"))
+
+
+def test_params_fingerprint_is_order_and_value_sensitive():
+    a = {"a": jnp.ones(3), "b": jnp.zeros(2)}
+    b = {"a": jnp.ones(3), "b": jnp.zeros(2).at[0].set(1e-7)}
+    assert train.params_fingerprint(a) == train.params_fingerprint(jax.device_get(a))
+    assert train.params_fingerprint(a) != train.params_fingerprint(b)
