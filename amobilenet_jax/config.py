@@ -53,6 +53,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.decay = 1e-5  # Keras-style: lr_t = lr / (1 + decay * step)
     c.optimizer.b1 = 0.9
     c.optimizer.b2 = 0.999
+    c.optimizer.eps = 1e-7  # Keras' Adam default (the paper trained with Keras)
     c.optimizer.weight_decay = 0.0
 
     c.train = ml_collections.ConfigDict()

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 from clu import parameter_overview
 
 from amobilenet_jax.data import class_names
 from amobilenet_jax.models import build_model
-from amobilenet_jax.train import count_params, forward_flops
+from amobilenet_jax.train import count_params, forward_flops, init_variables
 
 
 def model_summary(config: ml_collections.ConfigDict) -> tuple[str, dict]:
@@ -17,8 +16,7 @@ def model_summary(config: ml_collections.ConfigDict) -> tuple[str, dict]:
     num_classes = len(class_names(config.data.name))
     model = build_model(config.model, num_classes)
     size = config.data.image_size
-    dummy = jnp.zeros((1, size, size, 3), jnp.float32)
-    variables = jax.jit(lambda k: model.init({"params": k}, dummy, train=False))(jax.random.PRNGKey(0))
+    variables = init_variables(model, size, jax.random.PRNGKey(0))
     table = parameter_overview.get_parameter_overview(variables["params"], include_stats=False)
     info = {
         "model": config.model.name,

@@ -67,20 +67,26 @@ def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransform
     schedule = learning_rate_schedule(config)
     o = config.optimizer
     if o.weight_decay > 0:
-        return optax.adamw(schedule, b1=o.b1, b2=o.b2, weight_decay=o.weight_decay)
-    return optax.adam(schedule, b1=o.b1, b2=o.b2)
+        return optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
+    return optax.adam(schedule, b1=o.b1, b2=o.b2, eps=o.eps)
+
+
+def init_variables(model, image_size: int, key: jax.Array) -> dict:
+    """``model.init`` on a batch-1 dummy image, jitted."""
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    init = jax.jit(lambda k: model.init({"params": k}, dummy, train=False)).lower(key)
+    # init runs once; on CPU, XLA's optimising backend spends ~20 s on its many
+    # unrolled random-number kernels for nothing (measured: 28 s -> 7 s compile).
+    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
+    return init.compile(compiler_options=options)(key)
 
 
 def create_train_state(config: ml_collections.ConfigDict, model, image_size: int, num_classes: int) -> TrainState:
     """Fresh parameters, optimizer state and zero centers, from ``config.seed``."""
     root = jax.random.PRNGKey(config.seed)
     init_key, state_key = jax.random.split(root)
+    variables = init_variables(model, image_size, init_key)
     dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
-    init = jax.jit(lambda k: model.init({"params": k}, dummy, train=False)).lower(init_key)
-    # init runs once; on CPU, XLA's optimising backend spends ~20 s on its many
-    # unrolled random-number kernels for nothing (measured: 28 s -> 7 s compile).
-    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
-    variables = init.compile(compiler_options=options)(init_key)
     _, aux = jax.eval_shape(lambda v: model.apply(v, dummy, train=False), variables)
     tx = make_optimizer(config)
     params = variables["params"]

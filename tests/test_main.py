@@ -1,0 +1,69 @@
+"""The command line: --mode summary, train + resume through main, config overrides."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def run_main(*args, timeout=600):
+    proc = subprocess.run(
+        [sys.executable, "-m", "amobilenet_jax.main", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
+    return proc
+
+
+def test_summary_prints_table_and_json_without_data():
+    proc = run_main("--config", "configs/quickstart.py", "--mode", "summary", "--config.data.image_size=64")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.strip().splitlines()
+    info = json.loads(lines[-1])
+    assert set(info) == {"model", "num_classes", "image_size", "params", "flops"}
+    assert info["model"] == "amobilenet" and info["num_classes"] == 8 and info["image_size"] == 64
+    assert any("block13_cbam/spatial/conv/kernel" in line for line in lines)
+    no_cbam = run_main(
+        "--config",
+        "configs/quickstart.py",
+        "--mode",
+        "summary",
+        "--config.data.image_size=64",
+        "--config.model.cbam=False",
+    )
+    assert no_cbam.returncode == 0, no_cbam.stderr[-2000:]
+    info_no_cbam = json.loads(no_cbam.stdout.strip().splitlines()[-1])
+    assert info_no_cbam["params"] < info["params"]
+    assert not any("cbam" in line for line in no_cbam.stdout.splitlines())
+    # Bigger images cost more FLOPs for the same parameters.
+    assert 0 < info_no_cbam["flops"] < info["flops"]
+
+
+def test_misspelt_override_is_an_error():
+    proc = run_main("--config", "configs/quickstart.py", "--mode", "summary", "--config.model.cbma=False")
+    assert proc.returncode != 0
+    assert "cbma" in proc.stderr and "cbam" in proc.stderr
+
+
+def test_train_then_rerun_resumes(tmp_path):
+    workdir = str(tmp_path / "run")
+    first = run_main("--config", "configs/quickstart.py:tiny", "--workdir", workdir)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "step 16/16" in first.stdout and "img/s" in first.stdout and "ETA" in first.stdout
+    with open(os.path.join(workdir, "results.json")) as f:
+        result = json.load(f)
+    assert result["final_step"] == 16
+    again = run_main("--config", "configs/quickstart.py:tiny", "--workdir", workdir)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resuming from checkpoint at step 16" in again.stdout
+    assert "step 1/" not in again.stdout
+    evaluated = run_main("--config", "configs/quickstart.py:tiny", "--workdir", workdir, "--mode", "eval")
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads(evaluated.stdout.strip().splitlines()[-1])["accuracy"] == pytest.approx(result["accuracy"])
+
+
+def test_train_requires_workdir():
+    proc = run_main("--config", "configs/quickstart.py:tiny")
+    assert proc.returncode != 0 and "--workdir" in proc.stderr
