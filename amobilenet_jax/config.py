@@ -31,11 +31,16 @@ def base_config() -> ml_collections.ConfigDict:
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "synthetic"
-    c.data.dir = ""
+    c.data.dir = ""  # the data set in its official layout (ferplus, rafdb, fer2013)
+    c.data.cache_dir = ""  # prepared ArrayRecord files; default <dir>/.tfds, or ~/.cache if <dir> is read-only
+    c.data.label_mode = "majority"  # ferplus training labels: majority | distribution (eval is always majority)
     c.data.image_size = 48
     c.data.num_train = 8000  # synthetic only
     c.data.num_test = 2000  # synthetic only
     c.data.difficulty = 1.0  # synthetic only
+    c.data.balance = "none"  # none | oversample (every class drawn up to the largest class's size per epoch)
+    c.data.pipeline = "device"  # device: split on the accelerator, augment in jit | grain: host-side Grain loader
+    c.data.grain_workers = 2  # grain pipeline: worker processes (0: in the main process)
     c.data.augment = ml_collections.ConfigDict()
     c.data.augment.rotation = 20.0  # degrees, uniform in [-r, r]
     c.data.augment.crop = 0.2  # zoom in by up to this fraction of the side

@@ -118,7 +118,9 @@ def make_train_step(config: ml_collections.ConfigDict) -> Callable:
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         step_key = jax.random.fold_in(state.rng, state.step)
         augment_key, dropout_key = jax.random.split(step_key)
-        images = _prepare(batch["image"], config, augment_key)
+        images = batch["image"]
+        if images.dtype == jnp.uint8:  # device pipeline: augment here; the grain pipeline did it on the host
+            images = _prepare(images, config, augment_key)
         targets = batch.get("target", batch["label"])
         labels = batch["label"]
 
@@ -268,6 +270,14 @@ def restore_latest(mngr: ocp.CheckpointManager, state: TrainState, config) -> Tr
     return restored.state
 
 
+def restore_data_position(mngr: ocp.CheckpointManager) -> dict:
+    """The input pipeline's position saved with the newest checkpoint ({} when none)."""
+    step = mngr.latest_step()
+    if step is None:
+        return {}
+    return mngr.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore())).data
+
+
 # ---------------------------------------------------------------- the run
 
 
@@ -285,12 +295,46 @@ class Experiment:
             raise ValueError(
                 f"train.batch_size={config.train.batch_size} is not divisible by the {self.mesh.devices.size} devices"
             )
-        self.train_split = DeviceSplit(self.dataset.split("train"), self.mesh)
-        self.order = TrainOrder(config.seed, self.train_split.size, config.train.batch_size)
+        if config.data.pipeline not in ("device", "grain"):
+            raise ValueError(f"data.pipeline must be 'device' or 'grain', got {config.data.pipeline!r}")
+        self.batch_sharding = NamedSharding(self.mesh, P("data"))
+        train = self.dataset.split("train")
+        self.train_split = DeviceSplit(train, self.mesh) if config.data.pipeline == "device" else None
+        self.order = TrainOrder(config.seed, train.labels, config.train.batch_size, config.data.balance)
         self.total_steps = num_train_steps(config, self.order.steps_per_epoch)
         self.train_step = jax.jit(make_train_step(config), donate_argnums=0, out_shardings=self.replicated)
         self.eval_step = jax.jit(make_eval_step(config, self.num_classes), out_shardings=self.replicated)
         self._eval_splits: dict[str, DeviceSplit] = {}
+
+    def train_batches(self, start_step: int, grain_state: dict | None = None):
+        """Yields ``(step, batch)`` from ``start_step`` on, the batch sharded over the mesh."""
+        if self.train_split is not None:
+            for step in range(start_step, self.total_steps):
+                yield step, self.train_split.batch(self.order.indices(step))
+            return
+        from amobilenet_jax.data.grain_pipeline import train_iterator
+
+        iterator = train_iterator(
+            self.dataset.split("train"),
+            self.order,
+            self.config.data,
+            self.config.seed,
+            self.total_steps,
+            self.config.data.grain_workers,
+        )
+        if grain_state is not None:
+            iterator.set_state(grain_state)
+        elif start_step:
+            raise ValueError("resuming a grain pipeline needs its iterator state from the checkpoint")
+        self.grain_iterator = iterator
+        for step in range(start_step, self.total_steps):
+            yield step, jax.device_put(next(iterator), self.batch_sharding)
+
+    def data_position(self, step: int) -> dict:
+        position = {"step": step, "epoch": step / self.order.steps_per_epoch}
+        if self.train_split is None and getattr(self, "grain_iterator", None) is not None:
+            position["grain_iterator"] = self.grain_iterator.get_state()
+        return position
 
     def init_state(self) -> TrainState:
         state = create_train_state(self.config, self.model, self.config.data.image_size, self.num_classes)
@@ -346,6 +390,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, dataset:
     exp = Experiment(config, dataset)
     mngr = checkpoint_manager(workdir, config)
     state = restore_latest(mngr, exp.init_state(), config)  # raises before anything is overwritten
+    data_position = restore_data_position(mngr)
     if is_chief:
         _write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     start_step = int(jax.device_get(state.step))
@@ -360,8 +405,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, dataset:
     train_time = 0.0
     accumulated = None
     last_log_time, last_log_step = time.perf_counter(), start_step
-    for step in range(start_step, total):
-        batch = exp.train_split.batch(exp.order.indices(step))
+    for step, batch in exp.train_batches(start_step, data_position.get("grain_iterator")):
         state, metrics = exp.train_step(state, batch)
         accumulated = metrics if accumulated is None else accumulated.merge(metrics)
         done = step + 1
@@ -381,7 +425,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, dataset:
             _write_eval(writer, exp, state, done)
             last_log_time += time.perf_counter() - paused  # evaluation time is not training time
         if done % config.train.checkpoint_every_steps == 0 or done == total:
-            save_checkpoint(mngr, state, config, {"step": done, "epoch": done / per_epoch})
+            save_checkpoint(mngr, state, config, exp.data_position(done))
     mngr.wait_until_finished()
 
     result = _final_results(exp, state, config, workdir, writer, train_time, start_step)

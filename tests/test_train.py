@@ -83,7 +83,7 @@ def test_train_step_is_a_pure_function_of_state_and_batch(experiment):
 
 def test_data_order_is_a_pure_function_of_seed_and_step(experiment):
     order = experiment.order
-    fresh = type(order)(order.seed, order.num_examples, order.batch_size)
+    fresh = type(order)(order.seed, order.labels, order.batch_size, order.balance)
     for step in (0, 5, order.steps_per_epoch, 3 * order.steps_per_epoch + 1):
         np.testing.assert_array_equal(order.indices(step), fresh.indices(step))
     epoch0 = np.concatenate([order.indices(s) for s in range(order.steps_per_epoch)])
@@ -191,3 +191,20 @@ def test_params_fingerprint_is_order_and_value_sensitive():
     b = {"a": jnp.ones(3), "b": jnp.zeros(2).at[0].set(1e-7)}
     assert train.params_fingerprint(a) == train.params_fingerprint(jax.device_get(a))
     assert train.params_fingerprint(a) != train.params_fingerprint(b)
+
+
+def test_oversampling_balances_each_epoch():
+    from amobilenet_jax.data.pipeline import TrainOrder
+
+    labels = np.array([0] * 50 + [1] * 10 + [2] * 3)
+    order = TrainOrder(seed=3, labels=labels, batch_size=10, balance="oversample")
+    assert order.epoch_size == 150 and order.steps_per_epoch == 15
+    epoch = np.concatenate([order.indices(s) for s in range(order.steps_per_epoch)])
+    np.testing.assert_array_equal(np.bincount(labels[epoch]), [50, 50, 50])
+    # Every example of every class is used; the majority class exactly once.
+    assert set(epoch.tolist()) == set(range(len(labels)))
+    assert len(np.unique(epoch[labels[epoch] == 0])) == 50
+    again = TrainOrder(seed=3, labels=labels, batch_size=10, balance="oversample")
+    np.testing.assert_array_equal(again.indices(16), order.indices(16))
+    with pytest.raises(ValueError, match="data.balance"):
+        TrainOrder(seed=3, labels=labels, batch_size=10, balance="undersample")

@@ -50,16 +50,36 @@ def _load_synthetic(data_config) -> Dataset:
     return Dataset("synthetic", synthetic.CLASS_NAMES, splits)
 
 
-LOADERS = {"synthetic": _load_synthetic}
+def _default_cache_dir(name: str, data_dir: str) -> str:
+    """``<data_dir>/.tfds`` when the data directory is writable, else a per-user cache."""
+    import os
+
+    base = data_dir if os.path.isdir(data_dir) else os.path.dirname(os.path.abspath(data_dir))
+    if os.access(base, os.W_OK):
+        return os.path.join(base, ".tfds")
+    return os.path.join(os.path.expanduser("~"), ".cache", "amobilenet_jax", "tfds", name)
+
+
+def _load_real(data_config) -> Dataset:
+    """FERPlus, RAF-DB or FER2013: prepared once into ArrayRecord by TFDS, then read back."""
+    from amobilenet_jax.data import tfds_builders
+
+    if not data_config.dir:
+        raise ValueError(f"data.dir must point at the {data_config.name} data (e.g. --config.data.dir=/data/ferplus)")
+    cache_dir = data_config.cache_dir or _default_cache_dir(data_config.name, data_config.dir)
+    return tfds_builders.load_prepared(data_config.name, data_config.dir, data_config.label_mode, cache_dir=cache_dir)
+
+
+LOADERS = {"synthetic": _load_synthetic, "ferplus": _load_real, "rafdb": _load_real, "fer2013": _load_real}
 
 
 def class_names(name: str) -> tuple[str, ...]:
     """Class names of a data set, without reading any data."""
-    if name == "synthetic":
-        from amobilenet_jax.data import synthetic
+    if name not in LOADERS:
+        raise ValueError(f"data.name must be one of {sorted(LOADERS)}, got {name!r}")
+    from importlib import import_module
 
-        return synthetic.CLASS_NAMES
-    raise ValueError(f"data.name must be one of {sorted(LOADERS)}, got {name!r}")
+    return import_module(f"amobilenet_jax.data.{name}").CLASS_NAMES
 
 
 def load_dataset(data_config) -> Dataset:

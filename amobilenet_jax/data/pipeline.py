@@ -21,30 +21,54 @@ def make_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(jax.devices() if devices is None else devices), ("data",))
 
 
-def epoch_permutation(seed: int, epoch: int, num_examples: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+BALANCE_MODES = ("none", "oversample")
+
+
+def epoch_order(seed: int, epoch: int, labels: np.ndarray, balance: str) -> np.ndarray:
+    """The example indices of one epoch, a pure function of (seed, epoch).
+
+    ``none``: a permutation of the split. ``oversample``: every class is drawn up to
+    the size of the largest class (whole passes over its own shuffled examples, then
+    a random remainder), and the result is shuffled, so each epoch is balanced; the
+    repeats of minority examples differ through augmentation.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    if balance == "none":
+        return rng.permutation(len(labels))
+    if balance != "oversample":
+        raise ValueError(f"data.balance must be one of {BALANCE_MODES}, got {balance!r}")
+    by_class = [np.flatnonzero(labels == k) for k in np.unique(labels)]
+    target = max(len(members) for members in by_class)
+    parts = []
+    for members in by_class:
+        repeats, remainder = divmod(target, len(members))
+        parts += [rng.permutation(members) for _ in range(repeats)]
+        parts.append(rng.choice(members, remainder, replace=False))
+    return rng.permutation(np.concatenate(parts))
 
 
 class TrainOrder:
-    """Indices of training step ``step``: plain per-epoch permutations, seeded."""
+    """Indices of training step ``step``: seeded per-epoch orders, optionally class-balanced."""
 
-    def __init__(self, seed: int, num_examples: int, batch_size: int):
-        if num_examples < batch_size:
-            raise ValueError(f"the training split has {num_examples} examples, fewer than one batch ({batch_size})")
+    def __init__(self, seed: int, labels: np.ndarray, batch_size: int, balance: str = "none"):
         self.seed = seed
-        self.num_examples = num_examples
+        self.labels = np.asarray(labels)
+        self.balance = balance
         self.batch_size = batch_size
-        self.steps_per_epoch = num_examples // batch_size  # the last partial batch is dropped
+        self.epoch_size = len(epoch_order(seed, 0, self.labels, balance))
+        if self.epoch_size < batch_size:
+            raise ValueError(f"the training split has {self.epoch_size} examples, fewer than one batch ({batch_size})")
+        self.steps_per_epoch = self.epoch_size // batch_size  # the last partial batch is dropped
         self._cached_epoch = -1
-        self._perm = np.empty(0, np.int64)
+        self._order = np.empty(0, np.int64)
 
     def indices(self, step: int) -> np.ndarray:
         epoch, offset = divmod(step, self.steps_per_epoch)
         if epoch != self._cached_epoch:
-            self._perm = epoch_permutation(self.seed, epoch, self.num_examples)
+            self._order = epoch_order(self.seed, epoch, self.labels, self.balance)
             self._cached_epoch = epoch
         start = offset * self.batch_size
-        return self._perm[start : start + self.batch_size].astype(np.int32)
+        return self._order[start : start + self.batch_size].astype(np.int32)
 
 
 class DeviceSplit:

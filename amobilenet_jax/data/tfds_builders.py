@@ -1,0 +1,399 @@
+"""Prepare once, load fast: TFDS builders that turn the official data layouts into ArrayRecord files.
+
+The first ``prepare`` decodes every PNG/JPEG/CSV row once (through the project's readers, so the
+pixels are exactly what ``<reader>.load`` gives) and writes raw uint8 pixels into ArrayRecord
+files with TFDS; later runs only read those files back into numpy arrays (seconds, not minutes).
+
+All of it runs WITHOUT TensorFlow: TFDS 4.9 serializes ``tf.train.Example`` with its own bundled
+protos (``tensorflow_datasets.proto.tf_example_pb2``), writes ArrayRecord through ``array_record``
+and reads back through its numpy-only ``ArrayRecordDataSource``. Two choices keep it that way:
+images are ``tfds.features.Tensor(..., encoding="bytes")`` rather than ``tfds.features.Image``
+(whose PNG codec is ``tf.image``), and ``DatasetInfo`` is built directly rather than through
+``dataset_info_from_configs`` (which reads metadata files next to a TFDS-style package).
+
+Layout on disk: ``<cache_dir>/<name>/<version>/<name>-<split>.array_record-00000-of-00001`` plus
+TFDS's ``dataset_info.json`` and ``features.json``; ``cache_dir`` defaults to
+``<data_dir>/.tfds``. TFDS writes into ``<cache_dir>/<name>/incomplete.XXXX_<version>`` and
+renames it only on success (and deletes it on an exception, Ctrl-C included), so an interrupted
+or failed preparation never looks prepared; what a killed process leaves is swept up by a later
+``prepare`` once stale. A layout change bumps ``VERSION`` and so prepares into a new directory.
+
+FERPlus stores the raw 10 vote counts, not labels: the label mode (majority / distribution) is
+applied at load time, so one preparation serves both.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import tensorflow_datasets as tfds
+from absl import logging
+from etils import epath
+from tensorflow_datasets.proto import tf_example_pb2
+
+from amobilenet_jax.data import Dataset, Split
+
+VERSION = "1.0.0"
+DEFAULT_CACHE_SUBDIR = ".tfds"
+STALE_INCOMPLETE_S = 3600.0  # an unfinished preparation untouched this long is dead
+_HOMEPAGE = {
+    "ferplus": "https://github.com/microsoft/FERPlus",
+    "rafdb": "http://www.whdeng.cn/raf/model1.html",
+    "fer2013": "https://www.kaggle.com/c/challenges-in-representation-learning-facial-expression-recognition-challenge",
+}
+
+
+class _LocalDatasetInfo(tfds.core.DatasetInfo):
+    """DatasetInfo of a data set that exists only on this machine."""
+
+    def initialize_from_bucket(self) -> None:
+        """No-op. TFDS calls this for every builder not yet prepared, to fetch hosted metadata;
+        these data sets are never hosted, and TFDS 4.9.10 creates (and never removes) an empty
+        ``/tmp/tmp*tfds`` dir on each call before finding that out."""
+
+
+class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """Common part: one split per source split present, examples in source order.
+
+    ``skip_registration``: these builders are instantiated directly, never looked up by name, so
+    they stay out of TFDS's global registry (and cannot clash with a catalogue data set).
+    """
+
+    VERSION = tfds.core.Version(VERSION)
+    RELEASE_NOTES = {"1.0.0": "Raw uint8 pixels (bytes-encoded tensors) and labels; source order kept."}
+    IMAGE_SHAPE: tuple[int, int, int] = (0, 0, 0)
+    LABEL_KEY = "label"
+    SPLIT_ORDER: tuple[str, ...] = ()
+    DESCRIPTION = ""
+
+    @classmethod
+    def reader(cls) -> Any:
+        """The project's reader module for this data set (class names, slow-path ``load``)."""
+        return importlib.import_module(f"amobilenet_jax.data.{cls.name}")
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls) -> epath.Path:
+        """This file.
+
+        TFDS's own version tests ``importlib_resources.abc.Traversable`` for builders defined in a
+        package, and TFDS 4.9.10 does not install ``importlib_resources`` on Python >= 3.9
+        (tensorflow/datasets#11212): preparing would fail with ModuleNotFoundError. TFDS only
+        uses this path to look for a ``checksums.tsv`` beside it.
+        """
+        return epath.Path(__file__)
+
+    @classmethod
+    def source_splits(cls, source_dir: str) -> list[str]:
+        """Splits present in the user's data, in ``SPLIT_ORDER``."""
+        raise NotImplementedError
+
+    @classmethod
+    def source_splits_if_cheap(cls, source_dir: str) -> list[str] | None:
+        """``source_splits`` when it reads no more than a listing or a small label file, else None.
+
+        Runs on every ``prepare`` of an already prepared copy, to notice a split added since.
+        """
+        return cls.source_splits(source_dir)
+
+    def _source_examples(self, source_dir: str, split: str) -> Iterator[tuple[str, np.ndarray, Any]]:
+        """``(name, image, label or votes)`` from the project's reader, in source order."""
+        raise NotImplementedError
+
+    def _label_feature(self) -> tfds.features.FeatureConnector:
+        return tfds.features.ClassLabel(names=self.reader().CLASS_NAMES)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        features = {
+            # encoding="bytes": one bytes field, read back with np.frombuffer; the default would
+            # store every pixel as an int64 varint (slower to parse, larger on disk).
+            "image": tfds.features.Tensor(shape=self.IMAGE_SHAPE, dtype=np.uint8, encoding="bytes"),
+            "name": tfds.features.Text(),
+            self.LABEL_KEY: self._label_feature(),
+        }
+        return _LocalDatasetInfo(
+            builder=self,
+            description=self.DESCRIPTION,
+            features=tfds.features.FeaturesDict(features),
+            homepage=_HOMEPAGE[self.name],
+            # Keys are 0..N-1 and kept in order, so prepared == <reader>.load() row for row.
+            disable_shuffling=True,
+        )
+
+    def _split_generators(self, dl_manager: tfds.download.DownloadManager) -> dict[str, Iterator]:
+        source_dir = os.fspath(dl_manager.manual_dir)
+        splits = self.source_splits(source_dir)
+        if not splits:
+            raise FileNotFoundError(f"{source_dir}: no {self.name} split found.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+        return {split: self._generate_examples(source_dir, split) for split in splits}
+
+    def _generate_examples(self, source_dir: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        # A plain loop: a reader thread ahead of TFDS's serializer bought nothing on 2 cores (GIL).
+        for index, (name, image, label) in enumerate(self._source_examples(source_dir, split)):
+            yield index, {"image": image, "name": name, self.LABEL_KEY: label}
+
+
+class Ferplus(_ManualBuilder, skip_registration=True):
+    """FERPlus: FER2013 48x48 grayscale faces with the raw FER+ votes (10 counts per image)."""
+
+    name = "ferplus"
+    IMAGE_SHAPE = (48, 48, 1)
+    LABEL_KEY = "votes"
+    SPLIT_ORDER = ("train", "valid", "test")
+    DESCRIPTION = (
+        "FER2013 faces with the raw FER+ votes (neutral, happiness, surprise, sadness, anger, disgust, "
+        "fear, contempt, unknown, NF); labels are derived at load time (majority or distribution)."
+    )
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """
+    Point data_dir at either FER+ layout:
+    * folders, as FERPlus's generate_training_data.py writes them:
+      FER2013Train/, FER2013Valid/, FER2013Test/, each with label.csv + fer*.png;
+    * Kaggle: fer2013.csv (emotion,pixels,Usage) and FER+'s fer2013new.csv side by side.
+    """
+
+    def _label_feature(self) -> tfds.features.FeatureConnector:
+        return tfds.features.Tensor(shape=(10,), dtype=np.int32)
+
+    @classmethod
+    def source_splits(cls, source_dir: str) -> list[str]:
+        from amobilenet_jax.data import ferplus
+
+        return list(ferplus.split_names(source_dir))  # a listing, or fer2013new.csv (no pixels)
+
+    def _source_examples(self, source_dir: str, split: str) -> Iterator[tuple[str, np.ndarray, Any]]:
+        from amobilenet_jax.data import ferplus
+
+        if ferplus.detect_layout(source_dir) == "kaggle":
+            fer2013_csv, fer2013new_csv = (os.path.join(source_dir, f) for f in ferplus.KAGGLE_FILES)
+            return ferplus.iter_kaggle_examples(fer2013_csv, fer2013new_csv, split)
+        return ferplus.iter_folder_examples(os.path.join(source_dir, ferplus.FOLDERS[split]))
+
+
+class Rafdb(_ManualBuilder, skip_registration=True):
+    """RAF-DB basic: 100x100 RGB aligned faces, 7 classes."""
+
+    name = "rafdb"
+    IMAGE_SHAPE = (100, 100, 3)
+    SPLIT_ORDER = ("train", "test")
+    DESCRIPTION = "RAF-DB basic emotions, aligned 100x100 RGB faces; labels 0..6 (the list's 1..7 minus one)."
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """
+    RAF-DB is released by its authors on request (http://www.whdeng.cn/raf/model1.html). Point
+    data_dir at the folder holding basic/EmoLabel/list_patition_label.txt and
+    basic/Image/aligned/*_aligned.jpg.
+    """
+
+    @classmethod
+    def source_splits(cls, source_dir: str) -> list[str]:
+        from amobilenet_jax.data import rafdb
+
+        partition = rafdb.read_partition(source_dir)  # the small list file only
+        return [split for split in cls.SPLIT_ORDER if partition.get(split)]
+
+    def _source_examples(self, source_dir: str, split: str) -> Iterator[tuple[str, np.ndarray, Any]]:
+        from amobilenet_jax.data import rafdb
+
+        return rafdb.iter_examples(source_dir, split)
+
+
+class Fer2013(_ManualBuilder, skip_registration=True):
+    """FER2013 (Kaggle CSV): 48x48 grayscale faces, 7 classes."""
+
+    name = "fer2013"
+    IMAGE_SHAPE = (48, 48, 1)
+    SPLIT_ORDER = ("train", "valid", "test")
+    DESCRIPTION = "FER2013 from Kaggle's fer2013.csv; Usage Training / PublicTest / PrivateTest = train / valid / test."
+    MANUAL_DOWNLOAD_INSTRUCTIONS = """
+    Download fer2013.csv (emotion,pixels,Usage) from the Kaggle challenge "Challenges in
+    Representation Learning: Facial Expression Recognition" and point data_dir at it or at the
+    folder that holds it.
+    """
+
+    @classmethod
+    def source_splits(cls, source_dir: str) -> list[str]:
+        from amobilenet_jax.data import fer2013
+
+        # All splits live in the one CSV; its Usage column says which are there (a full scan).
+        usages = {row.usage for row in fer2013.read_rows(fer2013.csv_path(source_dir))}
+        return [split for split in cls.SPLIT_ORDER if fer2013.USAGE[split] in usages]
+
+    @classmethod
+    def source_splits_if_cheap(cls, source_dir: str) -> list[str] | None:
+        # Scanning the 290 MB CSV on every run would cost seconds, and a split cannot be added to
+        # it without replacing the file (bump VERSION or clear the cache then).
+        return None
+
+    def _source_examples(self, source_dir: str, split: str) -> Iterator[tuple[str, np.ndarray, Any]]:
+        from amobilenet_jax.data import fer2013
+
+        return fer2013.iter_examples(source_dir, split)
+
+
+BUILDERS: dict[str, type[_ManualBuilder]] = {"ferplus": Ferplus, "rafdb": Rafdb, "fer2013": Fer2013}
+
+
+def _builder(name: str, data_dir: str, cache_dir: str | None) -> _ManualBuilder:
+    if name not in BUILDERS:
+        raise ValueError(f"no prepared form for data set {name!r}; choose one of {sorted(BUILDERS)}")
+    if not os.path.exists(data_dir):
+        raise FileNotFoundError(f"{data_dir}: {name} data directory not found")
+    if cache_dir is None:
+        # fer2013 also accepts the CSV file itself as data_dir: then the cache goes beside it.
+        base = data_dir if os.path.isdir(data_dir) else os.path.dirname(os.path.abspath(data_dir))
+        cache_dir = os.path.join(base, DEFAULT_CACHE_SUBDIR)
+    return BUILDERS[name](data_dir=os.path.abspath(cache_dir), file_format="array_record")
+
+
+def _is_prepared(builder: _ManualBuilder) -> bool:
+    # TFDS's own test in download_and_prepare: the version dir appears, by rename, only once complete.
+    return (builder.data_path / "dataset_info.json").exists()
+
+
+def _remove_stale_incomplete(builder: _ManualBuilder, older_than_s: float = STALE_INCOMPLETE_S) -> None:
+    """Deletes ``incomplete.*`` dirs that a killed preparation (SIGKILL, power loss) left behind.
+
+    They are never mistaken for prepared data, but would sit in the cache forever. Only dirs
+    with no file touched for ``older_than_s`` go: a live preparation elsewhere keeps writing.
+    """
+    now = time.time()
+    for path in glob.glob(os.path.join(os.fspath(builder.data_path.parent), f"incomplete.*_{builder.version}")):
+        try:
+            stamps = [os.path.getmtime(path)]
+            stamps += [os.path.getmtime(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files]
+            if now - max(stamps) > older_than_s:
+                shutil.rmtree(path)
+        except OSError:  # raced with its owner finishing or another cleaner: nothing to do
+            continue
+
+
+def prepare(name: str, data_dir: str, cache_dir: str | None = None) -> str:
+    """Writes the ArrayRecord form of data set ``name`` unless it is already there.
+
+    Args:
+      name: ``"ferplus"``, ``"rafdb"`` or ``"fer2013"``.
+      data_dir: the data set in its official layout (read-only is fine when ``cache_dir`` is set).
+      cache_dir: where prepared data sets live; default ``<data_dir>/.tfds``.
+
+    Returns:
+      The prepared directory, ``<cache_dir>/<name>/<version>``.
+
+    A prepared copy is reused as is (a directory listing or a small label file is read, no image),
+    except when ``data_dir`` now holds a split it lacks (e.g. FER2013Test added later): then it is
+    rebuilt. One cache_dir holds one copy per data set name and version, whatever its data_dir.
+    """
+    builder = _builder(name, data_dir, cache_dir)
+    mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
+    if _is_prepared(builder):
+        present = builder.source_splits_if_cheap(data_dir)
+        if present is None or set(present) <= set(builder.info.splits.keys()):
+            return os.fspath(builder.data_path)
+        logging.warning(
+            "%s: %s has splits %s, prepared copy only %s: rebuilding",
+            name,
+            data_dir,
+            present,
+            list(builder.info.splits.keys()),
+        )
+        # TFDS deletes the old copy first, then builds in a temp dir and renames: a failure
+        # leaves nothing prepared rather than a copy that silently lacks a split.
+        mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
+    # Nothing is downloaded; a throwaway download dir keeps TFDS's empty downloads/ out of the cache.
+    with tempfile.TemporaryDirectory(prefix="amobilenet-tfds-") as download_dir:
+        try:
+            builder.download_and_prepare(
+                download_dir=download_dir,
+                download_config=tfds.download.DownloadConfig(
+                    manual_dir=os.path.abspath(data_dir),
+                    download_mode=mode,
+                    try_download_gcs=False,  # our own data sets: never look for a hosted copy
+                ),
+                # No file_format here: the builder was made with array_record, and passing it again
+                # is refused when the info was read back from an existing copy (the rebuild case).
+            )
+        except OSError:
+            # Another process (e.g. a second host of the same job) may have renamed its copy into
+            # place first, making our final rename fail: its copy is as good as ours.
+            if not _is_prepared(_builder(name, data_dir, cache_dir)):
+                raise
+    _remove_stale_incomplete(builder)
+    return os.fspath(builder.data_path)
+
+
+def _read_split(
+    builder: _ManualBuilder, split: str, label_key: str, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Reads one prepared split into ``(images uint8[N, H, W, C], labels int64[N, K])``.
+
+    Why not ``data_source[i]``: one record at a time through TFDS's generic numpy decoder takes
+    about 3 s for FERPlus Train on a 2-core CPU. Here the raw records come in batched reads
+    (``__getitems__``) and, the schema being fixed, the two fields are taken straight out of the
+    ``tf.train.Example`` protobuf (~0.6 s). Chunks bound the peak memory to the output arrays
+    plus ``chunk`` serialized records.
+    """
+    source = builder.as_data_source(split=split).data_source
+    n = len(source)
+    size = int(np.prod(builder.IMAGE_SHAPE))
+    images = np.empty((n, *builder.IMAGE_SHAPE), dtype=np.uint8)
+    pixels = memoryview(images).cast("B")
+    labels: list[Sequence[int]] = []
+    example = tf_example_pb2.Example()
+    for start in range(0, n, chunk):
+        records = source.__getitems__(list(range(start, min(n, start + chunk))))
+        for i, record in enumerate(records, start):
+            example.ParseFromString(record)
+            feature = example.features.feature
+            # Raises if the stored image has another size than the declared shape.
+            pixels[i * size : (i + 1) * size] = feature["image"].bytes_list.value[0]
+            labels.append(feature[label_key].int64_list.value)
+    width = int(np.prod(builder.info.features[label_key].shape))  # 10 votes, or 1 for a class label
+    return images, np.asarray(labels, dtype=np.int64).reshape(n, width)
+
+
+def load_prepared(
+    name: str,
+    data_dir: str,
+    label_mode: str = "majority",
+    cache_dir: str | None = None,
+    splits: Sequence[str] | None = None,
+) -> Dataset:
+    """Prepares ``name`` if needed, then reads splits (default: all prepared) into host memory.
+
+    Same contents as the reader's ``load()``, row for row: for FERPlus ``label_mode`` applies to
+    train while valid/test always get majority labels (what evaluation uses); ``label_mode`` is
+    ignored for the other data sets, which have one label per image.
+    """
+    if name not in BUILDERS:
+        raise ValueError(f"no prepared form for data set {name!r}; choose one of {sorted(BUILDERS)}")
+    reader = BUILDERS[name].reader()
+    if name == "ferplus" and label_mode not in reader.LABEL_MODES:
+        raise ValueError(f"label_mode must be one of {list(reader.LABEL_MODES)}, got {label_mode!r}")
+    prepare(name, data_dir, cache_dir)
+    builder = _builder(name, data_dir, cache_dir)
+    available = [split for split in builder.SPLIT_ORDER if split in builder.info.splits]
+    wanted = available if splits is None else list(splits)
+    for split in wanted:
+        if split not in available:
+            raise ValueError(f"{data_dir}: {name} has no split {split!r}; prepared: {available}")
+    out: dict[str, Split] = {}
+    for split in wanted:
+        images, labels = _read_split(builder, split, builder.LABEL_KEY)
+        if name == "ferplus":
+            keep, hard, targets = reader.votes_to_labels(labels, label_mode if split == "train" else "majority")
+            out[split] = Split(images[keep], hard[keep], None if targets is None else targets[keep])
+        else:
+            out[split] = Split(images, labels[:, 0].astype(np.int32))
+    return Dataset(name, tuple(reader.CLASS_NAMES), out)
+
+
+def class_abbreviations(name: str) -> tuple[str, ...]:
+    """Short class names for tables and JSON keys: the reader's ``CLASS_ABBREVIATIONS``."""
+    if name not in BUILDERS:
+        raise ValueError(f"no prepared form for data set {name!r}; choose one of {sorted(BUILDERS)}")
+    return tuple(BUILDERS[name].reader().CLASS_ABBREVIATIONS)
