@@ -1,0 +1,117 @@
+"""Benchmarks. ``--mode input`` times the input pipelines alone:
+
+    python -m amobilenet_jax.bench --mode input --pipeline device --image_size 224
+    python -m amobilenet_jax.bench --mode input --pipeline grain --workers 2 --image_size 224 \\
+        --dataset ferplus --data_dir /data/ferplus
+
+It measures augmented, resized, normalised images per second leaving the pipeline
+(sampling + rotation/crop/translation/flip + resize + normalise; no model), after a
+warm-up, as the median of several repeats, with a device sync per repeat. The last
+line printed is JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import jax
+import ml_collections
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("mode", "input", ["input"], "What to time.")
+flags.DEFINE_enum("pipeline", "device", ["device", "grain"], "Input pipeline.")
+flags.DEFINE_string("dataset", "synthetic", "Data set name (synthetic, ferplus, rafdb, fer2013).")
+flags.DEFINE_string("data_dir", "", "Data set directory (real data sets).")
+flags.DEFINE_string("cache_dir", "", "Prepared-data cache directory.")
+flags.DEFINE_integer("image_size", 224, "Output image size.")
+flags.DEFINE_integer("batch", 64, "Batch size.")
+flags.DEFINE_integer("workers", 2, "Grain worker processes.")
+flags.DEFINE_integer("steps", 20, "Batches per repeat.")
+flags.DEFINE_integer("repeats", 5, "Timed repeats.")
+flags.DEFINE_string("balance", "oversample", "Class balancing of the sampler.")
+
+
+def _data_config() -> ml_collections.ConfigDict:
+    from amobilenet_jax.config import base_config
+
+    c = base_config()
+    c.data.name = FLAGS.dataset
+    c.data.dir = FLAGS.data_dir
+    c.data.cache_dir = FLAGS.cache_dir
+    c.data.image_size = FLAGS.image_size
+    c.data.balance = FLAGS.balance
+    c.data.grain_workers = FLAGS.workers
+    if FLAGS.dataset == "synthetic":
+        c.data.num_train, c.data.num_test = 8000, 64
+    return c
+
+
+def bench_input() -> dict:
+    from amobilenet_jax.data import load_dataset
+    from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
+    from amobilenet_jax.train import _prepare
+
+    config = _data_config()
+    split = load_dataset(config.data).split("train")
+    order = TrainOrder(0, split.labels, FLAGS.batch, config.data.balance)
+    total = FLAGS.steps * (FLAGS.repeats + 1)
+    if FLAGS.pipeline == "device":
+        device_split = DeviceSplit(split, make_mesh())
+        prepare = jax.jit(lambda images, key: _prepare(images, config, key))
+
+        def next_batch(step):
+            batch = device_split.batch(order.indices(step))
+            return prepare(batch["image"], jax.random.PRNGKey(step))
+
+        sync = jax.block_until_ready
+    else:
+        from amobilenet_jax.data.grain_pipeline import train_iterator
+
+        iterator = train_iterator(split, order, config.data, 0, total + 1, FLAGS.workers)
+
+        def next_batch(step):
+            return next(iterator)["image"]
+
+        def sync(x):
+            return x
+
+    t0 = time.perf_counter()
+    out = None
+    for step in range(FLAGS.steps):  # warm-up: compile, start workers, fill buffers
+        out = next_batch(step)
+    sync(out)
+    warmup = time.perf_counter() - t0
+    times = []
+    for r in range(FLAGS.repeats):
+        t = time.perf_counter()
+        for step in range(FLAGS.steps):
+            out = next_batch(FLAGS.steps * (r + 1) + step)
+        sync(out)
+        times.append((time.perf_counter() - t) / FLAGS.steps)
+    med = statistics.median(times)
+    return {
+        "mode": "input",
+        "pipeline": FLAGS.pipeline,
+        "dataset": FLAGS.dataset,
+        "native_size": list(split.images.shape[1:]),
+        "image_size": FLAGS.image_size,
+        "batch": FLAGS.batch,
+        "workers": FLAGS.workers if FLAGS.pipeline == "grain" else 0,
+        "images_per_s": round(FLAGS.batch / med, 1),
+        "ms_per_step": round(1000 * med, 3),
+        "warmup_s": round(warmup, 2),
+        "spread": round(max(times) / min(times), 3),
+        "device": str(jax.devices()[0].device_kind),
+    }
+
+
+def main(argv):
+    del argv
+    print(json.dumps(bench_input()))
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,23 @@
+"""The benchmark harness runs and reports what it measured (not how fast: timings live in experiments/)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+@pytest.mark.parametrize("pipeline", ["device", "grain"])
+def test_input_benchmark_reports_json(pipeline):
+    args = ["--mode=input", f"--pipeline={pipeline}", "--image_size=32", "--batch=8", "--steps=2", "--repeats=2"]
+    args += ["--workers=0"] if pipeline == "grain" else []
+    proc = subprocess.run(
+        [sys.executable, "-m", "amobilenet_jax.bench", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["pipeline"] == pipeline and result["image_size"] == 32 and result["batch"] == 8
+    assert result["images_per_s"] > 0 and result["ms_per_step"] > 0 and result["spread"] >= 1.0
+    assert result["native_size"] == [48, 48, 1]
