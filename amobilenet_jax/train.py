@@ -36,6 +36,8 @@ class TrainState(flax.struct.PyTreeNode):
     """Everything that changes during training, and nothing else.
 
     ``centers`` are the center-loss class centers: moved by Eq. 9, never by the optimizer.
+    ``hparams`` holds the scalars that change no shape (learning rate, lambda, alpha) as
+    arrays, so that runs differing only in them can train as one vmapped program.
     """
 
     step: jax.Array
@@ -44,6 +46,7 @@ class TrainState(flax.struct.PyTreeNode):
     opt_state: Any
     centers: jax.Array
     rng: jax.Array
+    hparams: dict[str, jax.Array]
     apply_fn: Callable = flax.struct.field(pytree_node=False)
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
@@ -57,6 +60,18 @@ class TrainMetrics(clu_metrics.Collection):
     learning_rate: clu_metrics.LastValue.from_output("learning_rate")
 
 
+VECTORIZABLE_HPARAMS = {
+    "learning_rate": "optimizer.learning_rate",
+    "center_weight": "loss.center_weight",
+    "center_update_rate": "loss.center_update_rate",
+}
+
+
+def hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    values = {name: config[path.split(".")[0]][path.split(".")[1]] for name, path in VECTORIZABLE_HPARAMS.items()}
+    return {name: jnp.asarray(value, jnp.float32) for name, value in values.items()}
+
+
 def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
     """Keras-style time decay of the paper's recipe: lr_t = lr / (1 + decay * t)."""
     lr, decay = config.optimizer.learning_rate, config.optimizer.decay
@@ -64,11 +79,17 @@ def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    schedule = learning_rate_schedule(config)
+    """Adam(W) with the Keras time decay, *without* the base learning rate.
+
+    The base rate lives in ``TrainState.hparams`` and multiplies the updates in the
+    train step; ``-1 / (1 + decay * t)`` here completes lr_t = lr / (1 + decay * t).
+    """
     o = config.optimizer
+    parts = [optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=o.eps)]
     if o.weight_decay > 0:
-        return optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps, weight_decay=o.weight_decay)
-    return optax.adam(schedule, b1=o.b1, b2=o.b2, eps=o.eps)
+        parts.append(optax.add_decayed_weights(o.weight_decay))
+    parts.append(optax.scale_by_schedule(lambda step: -1.0 / (1.0 + o.decay * step)))
+    return optax.chain(*parts)
 
 
 def init_variables(model, image_size: int, key: jax.Array) -> dict:
@@ -97,6 +118,7 @@ def create_train_state(config: ml_collections.ConfigDict, model, image_size: int
         opt_state=tx.init(params),
         centers=jnp.zeros((num_classes, aux["embedding"].shape[-1]), jnp.float32),
         rng=state_key,
+        hparams=hparams_from_config(config),
         apply_fn=model.apply,
         tx=tx,
     )
@@ -111,11 +133,11 @@ def _prepare(images, config: ml_collections.ConfigDict, rng=None):
 
 def make_train_step(config: ml_collections.ConfigDict) -> Callable:
     """Returns the pure ``train_step(state, batch) -> (state, TrainMetrics)``."""
-    center_weight = float(config.loss.center_weight)
-    center_rate = float(config.loss.center_update_rate)
-    schedule = learning_rate_schedule(config)
+    decay = float(config.optimizer.decay)
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
+        center_weight = state.hparams["center_weight"]
+        learning_rate = state.hparams["learning_rate"]
         step_key = jax.random.fold_in(state.rng, state.step)
         augment_key, dropout_key = jax.random.split(step_key)
         images = batch["image"]
@@ -137,9 +159,11 @@ def make_train_step(config: ml_collections.ConfigDict) -> Callable:
         grads, (logits, embedding, updates, softmax_loss, center_loss) = jax.grad(loss_fn, has_aux=True)(state.params)
         loss = softmax_loss + center_weight * center_loss
         param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
-        centers = state.centers
-        if center_weight > 0:
-            centers = losses.center_update(centers, jax.lax.stop_gradient(embedding), labels, center_rate)
+        param_updates = jax.tree.map(lambda u: learning_rate * u, param_updates)
+        # With center_weight 0 the centers still move, but nothing reads them.
+        centers = losses.center_update(
+            state.centers, jax.lax.stop_gradient(embedding), labels, state.hparams["center_update_rate"]
+        )
         new_state = state.replace(
             step=state.step + 1,
             params=optax.apply_updates(state.params, param_updates),
@@ -152,7 +176,7 @@ def make_train_step(config: ml_collections.ConfigDict) -> Callable:
             softmax_loss=softmax_loss,
             center_loss=center_loss,
             accuracy=jnp.mean(jnp.argmax(logits, -1) == labels),
-            learning_rate=schedule(state.step),
+            learning_rate=learning_rate / (1.0 + decay * state.step),
         )
         return new_state, metrics
 
