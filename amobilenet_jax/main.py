@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -16,7 +17,16 @@ from ml_collections import config_flags
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, optionally with ':variant'.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, TensorBoard events, results.")
-flags.DEFINE_enum("mode", "train", ["train", "eval", "summary"], "What to do.")
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "eval", "summary", "list", "table"],
+    "train | eval | summary; for a config with a sweep also list (one command per point) | table (aggregate only).",
+)
+flags.DEFINE_integer("sweep_index", None, "Run only this point of the config's sweep (for array jobs).")
+flags.DEFINE_bool(
+    "vectorize", True, "Train sweep points that differ only in seed/lr/lambda/alpha as one vmapped program."
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -49,13 +59,40 @@ def main(argv):
         return
     if not FLAGS.workdir:
         raise app.UsageError(f"--workdir is required for --mode {FLAGS.mode}")
-    from amobilenet_jax import train
+    from amobilenet_jax import sweep, train
 
+    spec = config_flags.get_config_filename(FLAGS["config"])
+    points = sweep.load_sweep(spec)
+    if points is None:
+        if FLAGS.mode in ("list", "table") or FLAGS.sweep_index is not None:
+            raise app.UsageError(f"{spec} defines no sweep (get_sweep): --mode {FLAGS.mode} needs one")
+        if FLAGS.mode == "train":
+            train.train_and_evaluate(config, FLAGS.workdir)
+        else:
+            result = train.evaluate_checkpoint(config, FLAGS.workdir)
+            print(json.dumps({k: result[k] for k in ("split", "step", "accuracy", "per_class_accuracy")}))
+        return
+    title = os.path.basename(spec.partition(":")[0])[:-3]
+    paper = title == "baselines"
+    if FLAGS.mode == "list":
+        extra = [a for a in sys.argv[1:] if a.startswith("--config.")]
+        print("\n".join(sweep.list_commands(spec, FLAGS.workdir, points, extra)))
+        return
     if FLAGS.mode == "train":
-        train.train_and_evaluate(config, FLAGS.workdir)
-    else:
-        result = train.evaluate_checkpoint(config, FLAGS.workdir)
-        print(json.dumps({k: result[k] for k in ("split", "step", "accuracy", "per_class_accuracy")}))
+        sweep.run_sweep(config, points, FLAGS.workdir, FLAGS.sweep_index, FLAGS.vectorize)
+    elif FLAGS.mode == "eval":
+        for overrides in points:
+            run_dir = os.path.join(FLAGS.workdir, sweep.point_name(overrides))
+            result = train.evaluate_checkpoint(sweep.apply_overrides(config, overrides), run_dir)
+            print(
+                json.dumps(
+                    {"run": sweep.point_name(overrides), "split": result["split"], "accuracy": result["accuracy"]}
+                )
+            )
+        return
+    if FLAGS.sweep_index is None:  # one array job does not tabulate the others
+        sweep.write_tables(FLAGS.workdir, points, title, paper)
+        print(open(os.path.join(FLAGS.workdir, "ablation.md")).read())
 
 
 if __name__ == "__main__":

@@ -329,6 +329,10 @@ class Experiment:
         self.train_step = jax.jit(make_train_step(config), donate_argnums=0, out_shardings=self.replicated)
         self.eval_step = jax.jit(make_eval_step(config, self.num_classes), out_shardings=self.replicated)
         self._eval_splits: dict[str, DeviceSplit] = {}
+        # "auto": Valid where the data set has one (select on it), else Test (RAF-DB, synthetic).
+        self.default_eval_split = config.eval_split
+        if config.eval_split == "auto":
+            self.default_eval_split = "valid" if "valid" in self.dataset.splits else "test"
 
     def train_batches(self, start_step: int, grain_state: dict | None = None):
         """Yields ``(step, batch)`` from ``start_step`` on, the batch sharded over the mesh."""
@@ -459,7 +463,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, dataset:
 
 
 def _write_eval(writer: TensorBoardWriter, exp: Experiment, state: TrainState, step: int) -> dict:
-    split = exp.config.eval_split
+    split = exp.default_eval_split
     result = exp.evaluate(state, split)
     attention = result.pop("attention")
     writer.write_scalars(
@@ -480,7 +484,7 @@ def _write_eval(writer: TensorBoardWriter, exp: Experiment, state: TrainState, s
 
 def _final_results(exp, state, config, workdir, writer, train_time, start_step) -> dict:
     step = int(jax.device_get(state.step))
-    split = config.eval_split
+    split = exp.default_eval_split
     result = _write_eval(writer, exp, state, step)
     png = result.pop("confusion_png")
     variables = {"params": state.params, "batch_stats": state.batch_stats}
@@ -546,8 +550,8 @@ def _flat_hparams(config: ml_collections.ConfigDict) -> dict:
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, split: str | None = None) -> dict:
     """``--mode eval``: the newest checkpoint in ``workdir`` on ``split`` (default ``eval_split``)."""
-    split = split or config.eval_split
     exp = Experiment(config)
+    split = split or exp.default_eval_split
     mngr = checkpoint_manager(workdir, config)
     if mngr.latest_step() is None:
         raise FileNotFoundError(f"{os.path.join(workdir, 'checkpoints')}: no checkpoint to evaluate")

@@ -11,25 +11,12 @@ Develop on Valid (``eval_split``); FER2013Test is the split papers report:
 check (a few steps, 48x48, width 0.25).
 """
 
-from amobilenet_jax.config import base_config
+from amobilenet_jax.config import paper_recipe
 
 
 def get_config(variant=None):
-    c = base_config()
-    c.model.name = "amobilenet"
-    c.data.name = "ferplus"
+    c = paper_recipe("ferplus")
     c.data.label_mode = "majority"
-    c.data.image_size = 224
-    c.data.balance = "oversample"
-    c.eval_split = "valid"
-    c.loss.center_weight = 0.01
-    c.loss.center_update_rate = 0.5
-    c.optimizer.learning_rate = 1e-4
-    c.optimizer.decay = 1e-5
-    c.train.batch_size = 64
-    c.train.num_epochs = 100
-    c.train.log_every_steps = 100
-    c.train.checkpoint_every_steps = 2000
     if variant == "runlocal":
         c.model.width = 0.25
         c.data.image_size = 48

@@ -1,0 +1,329 @@
+"""Sweeps: a config file's ablation study expanded into points, run, and tabulated.
+
+A config file may define ``get_sweep(variant)`` returning a list of override dicts
+(``{"model.cbam": False, "seed": 1}``); each point is the base config plus its
+overrides, run into ``<workdir>/<run name>/`` where the run name reads
+``cbam=False,seed=1``. Finished points are skipped, interrupted ones resume.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import io
+import itertools
+import json
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import ml_collections
+import numpy as np
+
+SEED_KEY = "seed"
+
+
+def product(axes: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """Every combination of the axes' values, the last axis varying fastest."""
+    keys = list(axes)
+    return [dict(zip(keys, values)) for values in itertools.product(*(axes[k] for k in keys))]
+
+
+def with_seeds(points: list[dict[str, Any]], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    return [{**point, SEED_KEY: seed} for point in points for seed in seeds]
+
+
+def load_sweep(config_spec: str) -> list[dict[str, Any]] | None:
+    """The sweep a config file defines (``get_sweep(variant)``), or None if it has none."""
+    path, _, variant = config_spec.partition(":")
+    spec = importlib.util.spec_from_file_location("_amobilenet_sweep_" + os.path.basename(path)[:-3], path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_sweep"):
+        return None
+    return [dict(point) for point in module.get_sweep(variant or None)]
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, (tuple, list)):
+        return "-".join(str(v) for v in value)
+    return str(value)
+
+
+def point_name(overrides: dict[str, Any]) -> str:
+    """``cbam=False,seed=1``: the last part of each key, unless two keys share it."""
+    leaves = [key.rsplit(".", 1)[-1] for key in overrides]
+    names = [leaf if leaves.count(leaf) == 1 else key for key, leaf in zip(overrides, leaves)]
+    return ",".join(f"{name}={_format_value(v)}" for name, v in zip(names, overrides.values()))
+
+
+def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]) -> ml_collections.ConfigDict:
+    """A copy of ``config`` with dotted-key overrides; an unknown key is an error."""
+    point = config.copy_and_resolve_references()
+    for key, value in overrides.items():
+        node = point
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node[part]
+        if leaf not in node:
+            raise KeyError(f"sweep override {key!r} names no config field")
+        node[leaf] = tuple(value) if isinstance(value, list) else value
+    point.lock()
+    return point
+
+
+def group_key(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The point's overrides without the seed: points equal here are one table row."""
+    return {k: v for k, v in overrides.items() if k != SEED_KEY}
+
+
+def is_finished(workdir: str, config: ml_collections.ConfigDict) -> bool:
+    """True when ``workdir`` holds results of a run with exactly this config."""
+    results, saved = os.path.join(workdir, "results.json"), os.path.join(workdir, "config.json")
+    if not (os.path.exists(results) and os.path.exists(saved)):
+        return False
+    with open(saved) as f:
+        return json.load(f) == json.loads(config.to_json())
+
+
+def run_sweep(
+    config: ml_collections.ConfigDict,
+    points: list[dict[str, Any]],
+    workdir: str,
+    sweep_index: int | None = None,
+    vectorize: bool = True,
+) -> list[str]:
+    """Runs every point (or only ``sweep_index``) into ``workdir/<name>``; returns the run dirs."""
+    from amobilenet_jax import train
+
+    chosen = range(len(points)) if sweep_index is None else [sweep_index]
+    if sweep_index is not None and not 0 <= sweep_index < len(points):
+        raise ValueError(f"--sweep_index={sweep_index} is out of range: the sweep has {len(points)} points")
+    configs = {i: apply_overrides(config, points[i]) for i in chosen}
+    dirs = {i: os.path.join(workdir, point_name(points[i])) for i in chosen}
+    todo = [i for i in chosen if not is_finished(dirs[i], configs[i])]
+    for i in chosen:
+        if i not in todo:
+            print(f"[{i + 1}/{len(points)}] {point_name(points[i])}: finished, skipped", flush=True)
+    groups = [[i] for i in todo]
+    if vectorize and len(todo) > 1:
+        try:
+            from amobilenet_jax import vectorized
+        except ImportError:
+            vectorized = None
+        if vectorized is not None:
+            groups = [[todo[j] for j in group] for group in vectorized.group_points([configs[i] for i in todo])]
+    for group in groups:
+        names = ", ".join(point_name(points[i]) for i in group)
+        print(f"[{', '.join(str(i + 1) for i in group)}/{len(points)}] {names}", flush=True)
+        if len(group) == 1:
+            train.train_and_evaluate(configs[group[0]], dirs[group[0]])
+        else:
+            from amobilenet_jax import vectorized
+
+            group_dir = os.path.join(workdir, "_vectorized", "+".join(str(i) for i in group))
+            vectorized.train_and_evaluate_group([configs[i] for i in group], [dirs[i] for i in group], group_dir)
+    return [dirs[i] for i in chosen]
+
+
+# ---------------------------------------------------------------- tables
+
+
+def collect(workdir: str, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per point group (seeds pooled), from the finished runs' results.json."""
+    rows: dict[str, dict[str, Any]] = {}
+    for overrides in points:
+        path = os.path.join(workdir, point_name(overrides), "results.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            result = json.load(f)
+        key = point_name(group_key(overrides)) or "base"
+        row = rows.setdefault(key, {"name": key, "overrides": group_key(overrides), "runs": []})
+        row["runs"].append({"seed": overrides.get(SEED_KEY), **result})
+    table = []
+    for row in rows.values():
+        runs = row.pop("runs")
+        acc = np.array([r["accuracy"] for r in runs], np.float64)
+        classes = runs[0]["class_names"]
+        per_class = {
+            c: float(np.mean([r["per_class_accuracy"][c] for r in runs if r["per_class_accuracy"][c] is not None]))
+            for c in classes
+        }
+        row.update(
+            {
+                "split": runs[0]["split"],
+                "model": runs[0]["model"],
+                "dataset": runs[0]["dataset"],
+                "accuracy_mean": float(acc.mean()),
+                "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
+                "mean_class_accuracy": float(np.mean([r["mean_class_accuracy"] for r in runs])),
+                "per_class_accuracy": per_class,
+                "params": runs[0]["params"],
+                "flops": runs[0]["flops"],
+                "train_time_s": float(np.mean([r["train_time_s"] for r in runs])),
+                "seeds": len(runs),
+            }
+        )
+        table.append(row)
+    if table:
+        best = max(range(len(table)), key=lambda i: table[i]["accuracy_mean"])
+        for i, row in enumerate(table):
+            row["best"] = i == best
+    return table
+
+
+# The paper's Tables 3 and 4 (accuracy %, parameters), for side-by-side columns.
+PAPER_RESULTS = {
+    "ferplus": {"mobilenet_v1": (85.40, "3.2M"), "mobilenet_v2": (77.18, "2.3M"),
+                "mobilenet_v3_small": (73.24, "1.5M"), "amobilenet": (88.11, "3.4M")},
+    "rafdb": {"mobilenet_v1": (81.62, "3.2M"), "mobilenet_v2": (67.77, "2.3M"),
+              "mobilenet_v3_small": (68.29, "1.5M"), "amobilenet": (84.49, "3.4M")},
+}  # fmt: skip
+
+
+def _abbrev(names: list[str]) -> list[str]:
+    return [n[:2].upper() for n in names]
+
+
+def table_columns(table: list[dict[str, Any]], paper: bool) -> tuple[list[str], list[list[str]], list[dict]]:
+    """Header, formatted cells and raw values (for CSV) of the ablation table."""
+    classes = list(table[0]["per_class_accuracy"]) if table else []
+    header = ["run", "accuracy (%)", "mean class acc (%)"] + _abbrev(classes)
+    header += ["params", "GFLOPs", "train time (s)", "seeds"]
+    if paper:
+        header += ["paper acc (%)", "paper params"]
+    cells, raw = [], []
+    for row in table:
+        mark = " *" if row["best"] else ""
+        acc = f"{100 * row['accuracy_mean']:.2f} ± {100 * row['accuracy_std']:.2f}{mark}"
+        line = [row["name"], acc, f"{100 * row['mean_class_accuracy']:.2f}"]
+        line += [f"{100 * row['per_class_accuracy'][c]:.1f}" for c in classes]
+        line += [f"{row['params']:,}", f"{row['flops'] / 1e9:.3f}", f"{row['train_time_s']:.0f}", str(row["seeds"])]
+        values = {
+            "run": row["name"],
+            "accuracy_mean": row["accuracy_mean"],
+            "accuracy_std": row["accuracy_std"],
+            "mean_class_accuracy": row["mean_class_accuracy"],
+            **{f"acc_{c}": row["per_class_accuracy"][c] for c in classes},
+            "params": row["params"],
+            "flops": row["flops"],
+            "train_time_s": row["train_time_s"],
+            "seeds": row["seeds"],
+            "best": row["best"],
+            "split": row["split"],
+        }
+        if paper:
+            reported = PAPER_RESULTS.get(row["dataset"], {}).get(row["model"])
+            line += [f"{reported[0]:.2f}", reported[1]] if reported else ["–", "–"]
+            values["paper_accuracy"] = reported[0] if reported else None
+        cells.append(line)
+        raw.append(values)
+    return header, cells, raw
+
+
+def render_markdown(header, cells, caption: str) -> str:
+    lines = [f"{caption}\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    return "\n".join(lines) + "\n\n`*` marks the best mean accuracy. Accuracy is mean ± std over seeds.\n"
+
+
+def render_latex(header, cells, caption: str) -> str:
+    def esc(text: str) -> str:
+        for a, b in (("\\", r"\textbackslash{}"), ("_", r"\_"), ("%", r"\%"), ("&", r"\&"), ("#", r"\#")):
+            text = text.replace(a, b)
+        return text.replace("±", r"$\pm$").replace(" *", r"$^{*}$")
+
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        rf"\caption{{{esc(caption)}}}",
+        r"\begin{tabular}{l" + "r" * (len(header) - 1) + "}",
+        r"\toprule",
+        " & ".join(esc(h) for h in header) + r" \\",
+        r"\midrule",
+    ]
+    for row in cells:
+        cells_tex = [esc(c) for c in row]
+        if row[1].endswith(" *"):
+            cells_tex[1] = r"\textbf{" + esc(row[1][:-2]) + "}"
+        lines.append(" & ".join(cells_tex) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_csv(raw: list[dict]) -> str:
+    buf = io.StringIO()
+    if raw:
+        writer = csv.DictWriter(buf, fieldnames=list(raw[0]))
+        writer.writeheader()
+        writer.writerows(raw)
+    return buf.getvalue()
+
+
+def _write(path: str, text: str | bytes) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_tables(workdir: str, points: list[dict[str, Any]], title: str, paper: bool = False) -> list[dict]:
+    """Writes ``ablation.{md,csv,tex}`` and ``ablation.png``; returns the table rows."""
+    table = collect(workdir, points)
+    if not table:
+        raise FileNotFoundError(f"{workdir}: no finished run of this sweep to tabulate")
+    split = table[0]["split"]
+    caption = f"{title}: {table[0]['dataset']} {split} accuracy"
+    header, cells, raw = table_columns(table, paper)
+    _write(os.path.join(workdir, "ablation.md"), render_markdown(header, cells, caption))
+    _write(os.path.join(workdir, "ablation.csv"), render_csv(raw))
+    _write(os.path.join(workdir, "ablation.tex"), render_latex(header, cells, caption))
+    _write(os.path.join(workdir, "ablation.png"), accuracy_figure(table, caption))
+    return table
+
+
+def accuracy_figure(table: list[dict], title: str) -> bytes:
+    """Accuracy against the swept value, with error bars (std over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = sorted({k for row in table for k in row["overrides"]})
+    numeric = len(keys) == 1 and all(isinstance(row["overrides"].get(keys[0]), (int, float)) for row in table)
+    numeric = numeric and not any(isinstance(row["overrides"].get(keys[0]), bool) for row in table)
+    mean = np.array([100 * row["accuracy_mean"] for row in table])
+    std = np.array([100 * row["accuracy_std"] for row in table])
+    fig, ax = plt.subplots(figsize=(max(4.5, 0.9 * len(table) + 2), 3.5), dpi=100)
+    if numeric:
+        x = np.array([row["overrides"][keys[0]] for row in table], np.float64)
+        order = np.argsort(x)
+        positive = x[x > 0]
+        ax.errorbar(x[order], mean[order], yerr=std[order], marker="o", capsize=4)
+        if len(positive) > 1 and positive.max() / positive.min() > 20 and not np.any(x < 0):
+            ax.set_xscale("symlog", linthresh=positive.min())
+        ax.set_xlabel(keys[0])
+    else:
+        ax.bar(range(len(table)), mean, yerr=std, capsize=4, color=["C1" if r["best"] else "C0" for r in table])
+        ax.set_xticks(range(len(table)), [row["name"] for row in table], rotation=30, ha="right", fontsize=8)
+        lo = max(0.0, float(np.min(mean - std)) - 5)
+        ax.set_ylim(lo, min(100.0, float(np.max(mean + std)) + 2))
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def list_commands(config_spec: str, workdir: str, points: list[dict[str, Any]], extra: list[str]) -> list[str]:
+    """One shell command per point, for array jobs on a cluster."""
+    tail = "".join(f" {arg}" for arg in extra)
+    return [
+        f"python -m amobilenet_jax.main --config {config_spec} --workdir {workdir} --sweep_index={i}{tail}"
+        f"  # {point_name(p)}"
+        for i, p in enumerate(points)
+    ]

@@ -1,0 +1,27 @@
+"""Ablation: what does CBAM buy, and where should it sit?
+
+    python -m amobilenet_jax.main --config configs/ablation_cbam.py --workdir runs/cbam --config.data.dir=/data/ferplus
+    python -m amobilenet_jax.main --config configs/ablation_cbam.py:synthetic --workdir runs/cbam_synthetic
+
+Points: no CBAM; CBAM after blocks 4, 6, 11, 13 (the paper); CBAM after the two last
+blocks only. Three seeds each on real data, two on ``:synthetic`` (CPU scale).
+"""
+
+from amobilenet_jax.config import paper_recipe, synthetic_study
+from amobilenet_jax.sweep import with_seeds
+
+
+def get_config(variant=None):
+    if variant not in (None, "synthetic"):
+        raise ValueError(f"unknown variant {variant!r} of configs/ablation_cbam.py (known: synthetic)")
+    c = paper_recipe("ferplus")
+    return synthetic_study(c) if variant == "synthetic" else c
+
+
+def get_sweep(variant=None):
+    points = [
+        {"model.cbam": False},
+        {"model.cbam": True, "model.cbam_blocks": (4, 6, 11, 13)},
+        {"model.cbam": True, "model.cbam_blocks": (11, 13)},
+    ]
+    return with_seeds(points, (0, 1) if variant == "synthetic" else (0, 1, 2))

@@ -1,0 +1,27 @@
+"""Ablation: the center-loss weight lambda (Eq. 10), and the center update rate alpha (Eq. 9).
+
+    python -m amobilenet_jax.main --config configs/ablation_lambda.py --workdir runs/lambda --config.data.dir=/data/ferplus
+    python -m amobilenet_jax.main --config configs/ablation_lambda.py:synthetic --workdir runs/lambda_synthetic
+
+lambda = 0 is softmax alone. Every point has the same shapes, so with vectorised
+training all of them (seeds included) run as one compiled program.
+"""
+
+from amobilenet_jax.config import paper_recipe, synthetic_study
+from amobilenet_jax.sweep import with_seeds
+
+LAMBDAS = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
+ALPHAS = (0.1, 0.9)  # beside the recipe's 0.5, at lambda = 0.01
+
+
+def get_config(variant=None):
+    if variant not in (None, "synthetic"):
+        raise ValueError(f"unknown variant {variant!r} of configs/ablation_lambda.py (known: synthetic)")
+    c = paper_recipe("ferplus")
+    return synthetic_study(c) if variant == "synthetic" else c
+
+
+def get_sweep(variant=None):
+    points = [{"loss.center_weight": lam, "loss.center_update_rate": 0.5} for lam in LAMBDAS]
+    points += [{"loss.center_weight": 0.01, "loss.center_update_rate": alpha} for alpha in ALPHAS]
+    return with_seeds(points, (0, 1) if variant == "synthetic" else (0, 1, 2))

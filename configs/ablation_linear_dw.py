@@ -1,0 +1,20 @@
+"""Ablation: ReLU6 after the depthwise conv (MobileNetV1) vs a linear output (A-MobileNet).
+
+python -m amobilenet_jax.main --config configs/ablation_linear_dw.py --workdir runs/linear_dw --config.data.dir=/data/ferplus
+python -m amobilenet_jax.main --config configs/ablation_linear_dw.py:synthetic --workdir runs/linear_dw_synthetic
+"""
+
+from amobilenet_jax.config import paper_recipe, synthetic_study
+from amobilenet_jax.sweep import product, with_seeds
+
+
+def get_config(variant=None):
+    if variant not in (None, "synthetic"):
+        raise ValueError(f"unknown variant {variant!r} of configs/ablation_linear_dw.py (known: synthetic)")
+    c = paper_recipe("ferplus")
+    return synthetic_study(c) if variant == "synthetic" else c
+
+
+def get_sweep(variant=None):
+    points = product({"model.linear_depthwise": [True, False]})
+    return with_seeds(points, (0, 1) if variant == "synthetic" else (0, 1, 2))

@@ -1,0 +1,26 @@
+"""The paper's Tables 3 and 4: MobileNetV1, V2, V3-small and A-MobileNet.
+
+    python -m amobilenet_jax.main --config configs/baselines.py --workdir runs/baselines --config.data.dir=/data/ferplus
+    python -m amobilenet_jax.main --config configs/baselines.py --workdir runs/baselines_raf \\
+        --config.data.name=rafdb --config.data.dir=/data/RAF-DB
+    python -m amobilenet_jax.main --config configs/baselines.py:synthetic --workdir runs/baselines_synthetic
+
+The table carries the paper's reported accuracy and parameters beside the measured ones.
+Each architecture takes its own defaults (MobileNetV1: ReLU6 depthwise, no CBAM).
+"""
+
+from amobilenet_jax.config import paper_recipe, synthetic_study
+from amobilenet_jax.sweep import product, with_seeds
+
+MODELS = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "amobilenet"]
+
+
+def get_config(variant=None):
+    if variant not in (None, "synthetic"):
+        raise ValueError(f"unknown variant {variant!r} of configs/baselines.py (known: synthetic)")
+    c = paper_recipe("ferplus")
+    return synthetic_study(c) if variant == "synthetic" else c
+
+
+def get_sweep(variant=None):
+    return with_seeds(product({"model.name": MODELS}), (0, 1) if variant == "synthetic" else (0, 1, 2))
