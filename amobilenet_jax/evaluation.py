@@ -71,3 +71,35 @@ def upsample(images_NxHxWxC: np.ndarray, size: int) -> np.ndarray:
         for im in np.asarray(images_NxHxWxC, np.float32)
     ]
     return np.stack(out)
+
+
+def training_curves_png(scalars: dict[str, list[tuple[int, float]]], title: str = "") -> bytes:
+    """Loss (total, softmax, center) and accuracy (train, eval) against step, as PNG bytes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=100)
+    for tag in ("train/loss", "train/softmax_loss", "train/center_loss"):
+        if tag in scalars:
+            steps, values = zip(*scalars[tag])
+            ax_loss.plot(steps, values, label=tag.split("/")[1])
+    for tag in sorted(
+        t for t in scalars if t == "train/accuracy" or (t.startswith("eval/") and t.endswith("_accuracy"))
+    ):
+        steps, values = zip(*scalars[tag])
+        ax_acc.plot(steps, values, marker="o" if tag.startswith("eval/") else None, label=tag)
+    for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.set_xlabel("step")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()

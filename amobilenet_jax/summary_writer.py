@@ -52,3 +52,27 @@ class TensorBoardWriter:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.close()
+
+
+def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+    """tag -> [(step, value)] from the event files in ``logdir`` (no TensorFlow needed)."""
+    import glob
+    import os
+    import struct
+
+    from tensorboardX.proto import event_pb2
+
+    scalars: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
+        with open(path, "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos + 12 <= len(data):  # TFRecord framing: length, crc, payload, crc
+            (length,) = struct.unpack("<Q", data[pos : pos + 8])
+            event = event_pb2.Event()
+            event.ParseFromString(data[pos + 12 : pos + 12 + length])
+            pos += 16 + length
+            for value in event.summary.value:
+                if value.HasField("simple_value"):
+                    scalars.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
+    return {tag: sorted(points) for tag, points in scalars.items()}

@@ -29,7 +29,7 @@ from amobilenet_jax.data import Dataset, load_dataset
 from amobilenet_jax.data.augment import augment, normalize, resize
 from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
 from amobilenet_jax.models import build_model, model_kwargs
-from amobilenet_jax.summary_writer import TensorBoardWriter
+from amobilenet_jax.summary_writer import TensorBoardWriter, read_scalars
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -518,6 +518,11 @@ def _final_results(exp, state, config, workdir, writer, train_time, start_step) 
         if start_step > 0 and previous and previous.get("final_step", 0) <= start_step:
             result["train_time_s"] += previous.get("train_time_s", 0.0)
         _write_json_atomic(os.path.join(workdir, "results.json"), result)
+        writer.flush()
+        curves = evaluation.training_curves_png(read_scalars(workdir), os.path.basename(os.path.abspath(workdir)))
+        with open(os.path.join(workdir, "training_curves.png.tmp"), "wb") as f:
+            f.write(curves)
+        os.replace(os.path.join(workdir, "training_curves.png.tmp"), os.path.join(workdir, "training_curves.png"))
     print(
         f"{split} accuracy {result['accuracy']:.4f} (mean per class {result['mean_class_accuracy']:.4f}) "
         f"at step {step}; results in {os.path.join(workdir, 'results.json')}",

@@ -125,6 +125,7 @@ def test_run_directory_holds_everything(finished_run, tiny_config):
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f) == json.loads(tiny_config.to_json())
     assert os.path.getsize(os.path.join(workdir, "confusion_matrix.png")) > 1000
+    assert os.path.getsize(os.path.join(workdir, "training_curves.png")) > 1000
     assert str(total) in os.listdir(os.path.join(workdir, "checkpoints"))
     found = tags(workdir)
     for tag in ("train/loss", "train/softmax_loss", "train/center_loss", "train/accuracy", "train/learning_rate"):
