@@ -79,7 +79,10 @@ def main(argv):
         print("\n".join(sweep.list_commands(spec, FLAGS.workdir, points, extra)))
         return
     if FLAGS.mode == "train":
-        sweep.run_sweep(config, points, FLAGS.workdir, FLAGS.sweep_index, FLAGS.vectorize)
+        import jax
+
+        vectorize = FLAGS.vectorize == "true" or (FLAGS.vectorize == "auto" and jax.default_backend() != "cpu")
+        sweep.run_sweep(config, points, FLAGS.workdir, FLAGS.sweep_index, vectorize)
     elif FLAGS.mode == "eval":
         for overrides in points:
             run_dir = os.path.join(FLAGS.workdir, sweep.point_name(overrides))

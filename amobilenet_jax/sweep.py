@@ -107,20 +107,15 @@ def run_sweep(
             print(f"[{i + 1}/{len(points)}] {point_name(points[i])}: finished, skipped", flush=True)
     groups = [[i] for i in todo]
     if vectorize and len(todo) > 1:
-        try:
-            from amobilenet_jax import vectorized
-        except ImportError:
-            vectorized = None
-        if vectorized is not None:
-            groups = [[todo[j] for j in group] for group in vectorized.group_points([configs[i] for i in todo])]
+        from amobilenet_jax import vectorized
+
+        groups = [[todo[j] for j in group] for group in vectorized.group_points([configs[i] for i in todo])]
     for group in groups:
         names = ", ".join(point_name(points[i]) for i in group)
         print(f"[{', '.join(str(i + 1) for i in group)}/{len(points)}] {names}", flush=True)
         if len(group) == 1:
             train.train_and_evaluate(configs[group[0]], dirs[group[0]])
         else:
-            from amobilenet_jax import vectorized
-
             group_dir = os.path.join(workdir, "_vectorized", "+".join(str(i) for i in group))
             vectorized.train_and_evaluate_group([configs[i] for i in group], [dirs[i] for i in group], group_dir)
     return [dirs[i] for i in chosen]
