@@ -185,7 +185,7 @@ def table_columns(table: list[dict[str, Any]], paper: bool) -> tuple[list[str], 
     """Header, formatted cells and raw values (for CSV) of the ablation table."""
     classes = list(table[0]["per_class_accuracy"]) if table else []
     header = ["run", "accuracy (%)", "mean class acc (%)"] + _abbrev(classes)
-    header += ["params", "GFLOPs", "train time (s)", "seeds"]
+    header += ["params", "MFLOPs", "train time (s)", "seeds"]
     if paper:
         header += ["paper acc (%)", "paper params"]
     cells, raw = [], []
@@ -194,7 +194,7 @@ def table_columns(table: list[dict[str, Any]], paper: bool) -> tuple[list[str], 
         acc = f"{100 * row['accuracy_mean']:.2f} ± {100 * row['accuracy_std']:.2f}{mark}"
         line = [row["name"], acc, f"{100 * row['mean_class_accuracy']:.2f}"]
         line += [f"{100 * row['per_class_accuracy'][c]:.1f}" for c in classes]
-        line += [f"{row['params']:,}", f"{row['flops'] / 1e9:.3f}", f"{row['train_time_s']:.0f}", str(row["seeds"])]
+        line += [f"{row['params']:,}", f"{row['flops'] / 1e6:,.1f}", f"{row['train_time_s']:.0f}", str(row["seeds"])]
         values = {
             "run": row["name"],
             "accuracy_mean": row["accuracy_mean"],
