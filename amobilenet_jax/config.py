@@ -136,3 +136,23 @@ def synthetic_study(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.train.checkpoint_every_steps = 500
     c.train.eval_every_epochs = 6
     return c
+
+
+def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """Shrinks a paper-recipe config to a CPU check: a few steps, 48x48, width 0.25."""
+    c.model.width = 0.25
+    c.data.image_size = 48
+    c.optimizer.learning_rate = 1e-3
+    c.train.batch_size = 32
+    c.train.num_steps = 20
+    c.train.log_every_steps = 5
+    c.train.checkpoint_every_steps = 10
+    return c
+
+
+def study_config(variant: str | None, config_file: str) -> ml_collections.ConfigDict:
+    """Base config of an ablation study: the FERPlus paper recipe, or ``:synthetic`` at CPU scale."""
+    if variant not in (None, "synthetic"):
+        raise ValueError(f"unknown variant {variant!r} of {config_file} (known: synthetic)")
+    c = paper_recipe("ferplus")
+    return synthetic_study(c) if variant == "synthetic" else c

@@ -7,15 +7,12 @@ Points: no CBAM; CBAM after blocks 4, 6, 11, 13 (the paper); CBAM after the two 
 blocks only. Three seeds each on real data, two on ``:synthetic`` (CPU scale).
 """
 
-from amobilenet_jax.config import paper_recipe, synthetic_study
+from amobilenet_jax.config import study_config
 from amobilenet_jax.sweep import with_seeds
 
 
 def get_config(variant=None):
-    if variant not in (None, "synthetic"):
-        raise ValueError(f"unknown variant {variant!r} of configs/ablation_cbam.py (known: synthetic)")
-    c = paper_recipe("ferplus")
-    return synthetic_study(c) if variant == "synthetic" else c
+    return study_config(variant, "configs/ablation_cbam.py")
 
 
 def get_sweep(variant=None):

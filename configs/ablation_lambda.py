@@ -7,7 +7,7 @@ lambda = 0 is softmax alone. Every point has the same shapes, so with vectorised
 training all of them (seeds included) run as one compiled program.
 """
 
-from amobilenet_jax.config import paper_recipe, synthetic_study
+from amobilenet_jax.config import study_config
 from amobilenet_jax.sweep import with_seeds
 
 LAMBDAS = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
@@ -15,10 +15,7 @@ ALPHAS = (0.1, 0.9)  # beside the recipe's 0.5, at lambda = 0.01
 
 
 def get_config(variant=None):
-    if variant not in (None, "synthetic"):
-        raise ValueError(f"unknown variant {variant!r} of configs/ablation_lambda.py (known: synthetic)")
-    c = paper_recipe("ferplus")
-    return synthetic_study(c) if variant == "synthetic" else c
+    return study_config(variant, "configs/ablation_lambda.py")
 
 
 def get_sweep(variant=None):

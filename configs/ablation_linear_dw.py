@@ -4,15 +4,12 @@ python -m amobilenet_jax.main --config configs/ablation_linear_dw.py --workdir r
 python -m amobilenet_jax.main --config configs/ablation_linear_dw.py:synthetic --workdir runs/linear_dw_synthetic
 """
 
-from amobilenet_jax.config import paper_recipe, synthetic_study
+from amobilenet_jax.config import study_config
 from amobilenet_jax.sweep import product, with_seeds
 
 
 def get_config(variant=None):
-    if variant not in (None, "synthetic"):
-        raise ValueError(f"unknown variant {variant!r} of configs/ablation_linear_dw.py (known: synthetic)")
-    c = paper_recipe("ferplus")
-    return synthetic_study(c) if variant == "synthetic" else c
+    return study_config(variant, "configs/ablation_linear_dw.py")
 
 
 def get_sweep(variant=None):

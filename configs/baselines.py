@@ -9,17 +9,14 @@ The table carries the paper's reported accuracy and parameters beside the measur
 Each architecture takes its own defaults (MobileNetV1: ReLU6 depthwise, no CBAM).
 """
 
-from amobilenet_jax.config import paper_recipe, synthetic_study
+from amobilenet_jax.config import study_config
 from amobilenet_jax.sweep import product, with_seeds
 
 MODELS = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "amobilenet"]
 
 
 def get_config(variant=None):
-    if variant not in (None, "synthetic"):
-        raise ValueError(f"unknown variant {variant!r} of configs/baselines.py (known: synthetic)")
-    c = paper_recipe("ferplus")
-    return synthetic_study(c) if variant == "synthetic" else c
+    return study_config(variant, "configs/baselines.py")
 
 
 def get_sweep(variant=None):

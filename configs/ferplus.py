@@ -11,20 +11,14 @@ Develop on Valid (``eval_split``); FER2013Test is the split papers report:
 check (a few steps, 48x48, width 0.25).
 """
 
-from amobilenet_jax.config import paper_recipe
+from amobilenet_jax.config import paper_recipe, runlocal
 
 
 def get_config(variant=None):
     c = paper_recipe("ferplus")
     c.data.label_mode = "majority"
     if variant == "runlocal":
-        c.model.width = 0.25
-        c.data.image_size = 48
-        c.optimizer.learning_rate = 1e-3
-        c.train.batch_size = 32
-        c.train.num_steps = 20
-        c.train.log_every_steps = 5
-        c.train.checkpoint_every_steps = 10
+        runlocal(c)
     elif variant is not None:
         raise ValueError(f"unknown variant {variant!r} of configs/ferplus.py (known: runlocal)")
     return c

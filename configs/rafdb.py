@@ -10,19 +10,13 @@ RAF-DB basic has no validation split: the test split is what the paper reports.
 ``:runlocal`` shrinks everything for a CPU check (a few steps, 48x48, width 0.25).
 """
 
-from amobilenet_jax.config import paper_recipe
+from amobilenet_jax.config import paper_recipe, runlocal
 
 
 def get_config(variant=None):
     c = paper_recipe("rafdb")
     if variant == "runlocal":
-        c.model.width = 0.25
-        c.data.image_size = 48
-        c.optimizer.learning_rate = 1e-3
-        c.train.batch_size = 32
-        c.train.num_steps = 20
-        c.train.log_every_steps = 5
-        c.train.checkpoint_every_steps = 10
+        runlocal(c)
     elif variant is not None:
         raise ValueError(f"unknown variant {variant!r} of configs/rafdb.py (known: runlocal)")
     return c
