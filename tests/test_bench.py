@@ -21,3 +21,17 @@ def test_input_benchmark_reports_json(pipeline):
     assert result["pipeline"] == pipeline and result["image_size"] == 32 and result["batch"] == 8
     assert result["images_per_s"] > 0 and result["ms_per_step"] > 0 and result["spread"] >= 1.0
     assert result["native_size"] == [48, 48, 1]
+
+
+@pytest.mark.parametrize("mode", ["train", "infer"])
+def test_model_benchmark_reports_the_peers_keys(mode):
+    args = [f"--mode={mode}", "--width=0.25", "--image_size=32", "--batch=4", "--steps=2", "--repeats=2"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "amobilenet_jax.bench", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    for key in ("images_per_s", "ms_per_step", "warmup_s", "spread", "compile_s", "device", "params"):
+        assert key in result, key
+    assert result["mode"] == mode and result["batch"] == 4 and result["params"] == 228_936
+    assert result["flops_per_image"] > 0 and result["images_per_s"] > 0
