@@ -273,10 +273,11 @@ def save_checkpoint(mngr: ocp.CheckpointManager, state: TrainState, config, data
     )
 
 
-def restore_latest(mngr: ocp.CheckpointManager, state: TrainState, config) -> TrainState:
-    """The newest checkpoint restored into ``state``'s structure and shardings, or
-    ``state`` unchanged when there is none. A checkpoint that cannot be read, or one
-    written with another config, is an error: never re-initialise over it."""
+def restore_checked(mngr: ocp.CheckpointManager, state, check: Callable[[Any, str], None], what: str = "train state"):
+    """The newest checkpoint restored into ``state``'s structure and shardings, or ``state``
+    unchanged when there is none. ``check(saved_config, where)`` raises when the checkpoint
+    belongs to another experiment; an unreadable checkpoint is an error too. Never
+    re-initialise over a checkpoint."""
     step = mngr.latest_step()
     if step is None:
         return state
@@ -285,13 +286,19 @@ def restore_latest(mngr: ocp.CheckpointManager, state: TrainState, config) -> Tr
         meta = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
     except Exception as e:  # noqa: BLE001 - re-raised with the path
         raise RuntimeError(f"{where}: cannot read the checkpoint's config: {e}") from e
-    _check_resumable(meta.config, json.loads(config.to_json()), where)
+    check(meta.config, where)
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     try:
         restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
     except Exception as e:  # noqa: BLE001 - re-raised with the path
-        raise RuntimeError(f"{where}: cannot restore the train state: {e}") from e
+        raise RuntimeError(f"{where}: cannot restore the {what}: {e}") from e
     return restored.state
+
+
+def restore_latest(mngr: ocp.CheckpointManager, state: TrainState, config) -> TrainState:
+    """``restore_checked`` for one run: the checkpoint's config must match ``config``."""
+    current = json.loads(config.to_json())
+    return restore_checked(mngr, state, lambda saved, where: _check_resumable(saved, current, where))
 
 
 def restore_data_position(mngr: ocp.CheckpointManager) -> dict:

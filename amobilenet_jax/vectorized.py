@@ -117,31 +117,20 @@ def _restore_group(mngr: ocp.CheckpointManager, stacked: train.TrainState, confi
     A checkpoint of another group (other points, or points in another order) is an
     error, never a silent fresh start over it.
     """
-    step = mngr.latest_step()
-    if step is None:
-        return stacked
-    where = os.path.join(str(mngr.directory), str(step))
-    try:
-        meta = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    except Exception as e:  # noqa: BLE001 - re-raised with the path
-        raise RuntimeError(f"{where}: cannot read the checkpoint's configs: {e}") from e
-    saved = meta.config
-    if not isinstance(saved, list) or len(saved) != len(configs):
-        raise ValueError(
-            f"{where}: the checkpoint holds a group of {len(saved) if isinstance(saved, list) else '?'} points, "
-            f"this group has {len(configs)}; use a new group_dir or restore the original configs"
-        )
-    for i, (old, new) in enumerate(zip(saved, configs, strict=True)):
-        try:
-            train._check_resumable(old, json.loads(new.to_json()), where)
-        except ValueError as e:
-            raise ValueError(f"point {i}: {e}") from None
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, stacked)
-    try:
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-    except Exception as e:  # noqa: BLE001 - re-raised with the path
-        raise RuntimeError(f"{where}: cannot restore the stacked train state: {e}") from e
-    return restored.state
+
+    def check(saved, where: str) -> None:
+        if not isinstance(saved, list) or len(saved) != len(configs):
+            raise ValueError(
+                f"{where}: the checkpoint holds a group of {len(saved) if isinstance(saved, list) else '?'} points, "
+                f"this group has {len(configs)}; use a new group_dir or restore the original configs"
+            )
+        for i, (old, new) in enumerate(zip(saved, configs, strict=True)):
+            try:
+                train._check_resumable(old, json.loads(new.to_json()), where)
+            except ValueError as e:
+                raise ValueError(f"point {i}: {e}") from None
+
+    return train.restore_checked(mngr, stacked, check, what="stacked train state")
 
 
 def _check_point_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
