@@ -1,5 +1,6 @@
 """MobileNetV1 / A-MobileNet: parameter counts of the paper's Table 3, structure, CBAM, depthwise impls."""
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -7,9 +8,17 @@ import numpy as np
 import pytest
 
 from amobilenet_jax.config import base_config
-from amobilenet_jax.models import MODELS, build_model, model_kwargs
+from amobilenet_jax.models import MODELS, build_model, layers, model_kwargs
 from amobilenet_jax.models.cbam import CBAM
-from amobilenet_jax.models.layers import depthwise_conv_shift, depthwise_conv_xla
+from amobilenet_jax.models.layers import (
+    ACTIVATIONS,
+    DEPTHWISE_FNS,
+    ConvBN,
+    DepthwiseConv,
+    conv_dense_dot,
+    depthwise_conv_shift,
+    depthwise_conv_xla,
+)
 
 
 def _param_count(name: str, **overrides) -> int:
@@ -142,22 +151,100 @@ def test_cbam_is_channel_then_spatial():
     np.testing.assert_allclose(out, f1 * ms, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("size,stride", [(8, 1), (8, 2), (7, 1), (7, 2)])
+@pytest.mark.parametrize("size,stride", [(8, 1), (8, 2), (7, 1), (7, 2), (3, 2), (2, 1)])
 def test_depthwise_impls_agree_with_gradients(size, stride):
     kx, kk, kg = jax.random.split(jax.random.PRNGKey(size * 10 + stride), 3)
     x = jax.random.normal(kx, (2, size, size, 5))
     kernel = jax.random.normal(kk, (3, 3, 1, 5))
-    out_shift = depthwise_conv_shift(x, kernel, stride)
     out_xla = depthwise_conv_xla(x, kernel, stride)
-    assert out_shift.shape == out_xla.shape == (2, -(-size // stride), -(-size // stride), 5)
-    np.testing.assert_allclose(out_shift, out_xla, rtol=1e-5, atol=1e-5)
+    assert out_xla.shape == (2, -(-size // stride), -(-size // stride), 5)
     cotangent = jax.random.normal(kg, out_xla.shape)
 
     def grads(fn):
         return jax.grad(lambda x, k: jnp.sum(fn(x, k, stride) * cotangent), argnums=(0, 1))(x, kernel)
 
-    for a, b in zip(grads(depthwise_conv_shift), grads(depthwise_conv_xla)):
+    reference = grads(depthwise_conv_xla)
+    for impl in ("shift", "shift_autodiff"):
+        fn = DEPTHWISE_FNS[impl]
+        np.testing.assert_allclose(fn(x, kernel, stride), out_xla, rtol=1e-5, atol=1e-5)
+        for a, b in zip(grads(fn), reference):
+            np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_depthwise_kernel_gradient_chunks_the_batch(monkeypatch):
+    """The cache-sized chunking of the kernel gradient sums to the whole-batch value."""
+    x = jax.random.normal(jax.random.PRNGKey(1), (6, 9, 9, 4))
+    kernel = jax.random.normal(jax.random.PRNGKey(2), (3, 3, 1, 4))
+
+    def kernel_grad():
+        return jax.grad(lambda k: jnp.sum(depthwise_conv_shift(x, k, 2) ** 2))(kernel)
+
+    whole = kernel_grad()
+    # 9*9*4 floats per image; a 700-byte budget forces chunks of 2 images.
+    monkeypatch.setattr(layers, "_DK_CHUNK_BYTES", 700)
+    np.testing.assert_allclose(kernel_grad(), whole, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        whole, jax.grad(lambda k: jnp.sum(depthwise_conv_xla(x, k, 2) ** 2))(kernel), rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("kernel_size,stride", [(1, 1), (3, 2), (3, 1)])
+def test_dense_conv_matches_xla_conv_with_gradients(kernel_size, stride):
+    x = jax.random.normal(jax.random.PRNGKey(3), (2, 7, 7, 3))
+    kernel = jax.random.normal(jax.random.PRNGKey(4), (kernel_size, kernel_size, 3, 6))
+    pad = kernel_size // 2
+
+    def xla(x, k):
+        dn = ("NHWC", "HWIO", "NHWC")
+        return jax.lax.conv_general_dilated(x, k, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=dn)
+
+    np.testing.assert_allclose(conv_dense_dot(x, kernel, stride), xla(x, kernel), rtol=1e-5, atol=1e-5)
+    cotangent = jax.random.normal(jax.random.PRNGKey(5), xla(x, kernel).shape)
+    for fn_grads in zip(
+        *(
+            jax.grad(lambda a, b, f=f: jnp.sum(f(a, b) * cotangent), (0, 1))(x, kernel)
+            for f in (lambda a, b: conv_dense_dot(a, b, stride), xla)
+        )
+    ):
+        np.testing.assert_allclose(*fn_grads, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("activation", ["relu6", "linear", "hard_swish"])
+def test_fused_batch_norm_matches_flax_with_gradients(activation):
+    """ConvBN's BatchNormAct: same outputs, statistics and gradients as nn.BatchNorm + act."""
+    x = 3 * jax.random.normal(jax.random.PRNGKey(6), (4, 5, 5, 8)) + 1
+    cotangent = jax.random.normal(jax.random.PRNGKey(7), x.shape)
+    fused = ConvBN(None, 3, activation=activation)
+    variables = fused.init(jax.random.PRNGKey(0), x, train=True)
+    params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(8), p.shape), variables["params"])
+    variables = {**variables, "params": params}
+    act = ACTIVATIONS[activation] or (lambda v: v)
+    bn = nn.BatchNorm(use_running_average=False, momentum=0.99, epsilon=1e-3)
+
+    def reference(p, x):
+        z, state = bn.apply(
+            {"params": p["bn"], "batch_stats": variables["batch_stats"]["bn"]},
+            DepthwiseConv(name="dw").apply({"params": p["dw"]}, x),
+            mutable=["batch_stats"],
+        )
+        return jnp.sum(act(z) * cotangent), state["batch_stats"]
+
+    def ours(p, x):
+        y, state = fused.apply({**variables, "params": p}, x, train=True, mutable=["batch_stats"])
+        return jnp.sum(y * cotangent), state["batch_stats"]["bn"]
+
+    (v1, s1), g1 = jax.value_and_grad(ours, (0, 1), has_aux=True)(params, x)
+    (v2, s2), g2 = jax.value_and_grad(reference, (0, 1), has_aux=True)(params, x)
+    np.testing.assert_allclose(v1, v2, rtol=1e-5, atol=1e-4)
+    for a, b in zip(jax.tree.leaves((s1, g1)), jax.tree.leaves((s2, g2))):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+    eval_out = fused.apply({**variables, "batch_stats": {"bn": s1}}, x, train=False)
+    eval_ref = act(
+        bn.clone(use_running_average=True).apply(
+            {"params": params["bn"], "batch_stats": s1}, DepthwiseConv(name="dw").apply({"params": params["dw"]}, x)
+        )
+    )
+    np.testing.assert_allclose(eval_out, eval_ref, rtol=1e-5, atol=1e-5)
 
 
 def test_bfloat16_compute_keeps_float32_params():

@@ -2,15 +2,20 @@
 
 All modules are NHWC, compute in ``dtype`` and keep float32 parameters.
 
-The depthwise convolution decides speed on CPU (see DESIGN.md): XLA's grouped
-convolution (``feature_group_count``) is several times slower there than the same
-arithmetic written as nine shifted multiply-adds, which XLA fuses into one loop.
-Both implementations share one parameter layout, ``kernel`` of shape
-``(k, k, 1, C)``, so a checkpoint trained with one runs with the other.
+Speed on CPU (measured in experiments/benchmarks.md) shaped three choices here:
+
+- Depthwise conv: XLA's grouped convolution (``feature_group_count``) is several
+  times slower on CPU than the same arithmetic written as nine shifted multiply-adds,
+  which XLA fuses into one loop; the ``shift`` implementation has a hand-written
+  backward pass. All implementations share one parameter layout, ``kernel`` of shape
+  ``(k, k, 1, C)``, so a checkpoint trained with one runs with another.
+- Dense convs run as matmuls (1x1 directly, the stem via im2col).
+- BatchNorm and its activation are one op with a two-reduction backward pass.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +25,7 @@ import jax.numpy as jnp
 
 Dtype = Any
 
-DEPTHWISE_IMPLS = ("xla", "shift", "auto")
+DEPTHWISE_IMPLS = ("xla", "shift", "shift_autodiff", "auto")
 
 
 def relu6(x):
@@ -60,26 +65,111 @@ def _same_padding(kernel_size: int) -> tuple[int, int]:
     return (kernel_size // 2, kernel_size // 2)
 
 
-def depthwise_conv_shift(x, kernel, stride: int):
-    """Depthwise conv as k*k shifted multiply-adds. x: NHWC, kernel: (k, k, 1, C)."""
-    k = kernel.shape[0]
-    pad = _same_padding(k)
-    h, w = x.shape[1], x.shape[2]
-    out_h = (h + sum(pad) - k) // stride + 1
-    out_w = (w + sum(pad) - k) // stride + 1
-    xp = jnp.pad(x, ((0, 0), pad, pad, (0, 0)))
-    out = None
+def _out_size(size: int, k: int, stride: int) -> int:
+    return (size + 2 * (k // 2) - k) // stride + 1
+
+
+def _taps(xp, k: int, stride: int, out_h: int, out_w: int):
+    """Yields ((i, j), view): the strided window of padded ``xp`` that kernel tap (i, j) reads."""
     for i in range(k):
         for j in range(k):
-            patch = jax.lax.slice(
-                xp,
-                (0, i, j, 0),
-                (xp.shape[0], i + stride * (out_h - 1) + 1, j + stride * (out_w - 1) + 1, xp.shape[3]),
-                (1, stride, stride, 1),
+            yield (
+                (i, j),
+                jax.lax.slice(
+                    xp,
+                    (0, i, j, 0),
+                    (xp.shape[0], i + stride * (out_h - 1) + 1, j + stride * (out_w - 1) + 1, xp.shape[3]),
+                    (1, stride, stride, 1),
+                ),
             )
-            term = patch * kernel[i, j, 0]
-            out = term if out is None else out + term
+
+
+def _shift_sum(xp, kernel, stride: int, out_h: int, out_w: int):
+    out = None
+    for (i, j), view in _taps(xp, kernel.shape[0], stride, out_h, out_w):
+        term = view * kernel[i, j, 0]
+        out = term if out is None else out + term
     return out
+
+
+def _pad_same(x, k: int):
+    p = k // 2
+    return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+
+
+def depthwise_conv_shift_autodiff(x, kernel, stride: int):
+    """Depthwise conv as k*k shifted multiply-adds, differentiated by JAX."""
+    k = kernel.shape[0]
+    out_h, out_w = _out_size(x.shape[1], k, stride), _out_size(x.shape[2], k, stride)
+    return _shift_sum(_pad_same(x, k), kernel, stride, out_h, out_w)
+
+
+# Images per chunk of the kernel-gradient reduction are chosen so one chunk's input
+# stays in a core's cache (the reductions are memory-bound; whole-batch passes over a
+# few-MB activation ran 4-5x slower on the 2-core CPU of experiments/benchmarks.md).
+_DK_CHUNK_BYTES = 1 << 19
+
+
+def _kernel_grad(x, dy, k: int, stride: int):
+    """dL/dkernel[i, j, 0, c] = sum over batch and space of tap (i, j)'s input times dy."""
+    n = x.shape[0]
+    per_image = x[0].size * x.dtype.itemsize
+    chunk = max(1, min(n, _DK_CHUNK_BYTES // max(per_image, 1)))
+    while n % chunk:
+        chunk -= 1
+    out_h, out_w = dy.shape[1], dy.shape[2]
+
+    def taps(xc, dyc):
+        views = _taps(_pad_same(xc, k), k, stride, out_h, out_w)
+        return jnp.stack([jnp.sum(view * dyc, axis=(0, 1, 2), dtype=jnp.float32) for _, view in views])
+
+    if chunk == n:
+        total = taps(x, dy)
+    else:
+        xs = x.reshape(n // chunk, chunk, *x.shape[1:])
+        dys = dy.reshape(n // chunk, chunk, *dy.shape[1:])
+        total, _ = jax.lax.scan(
+            lambda acc, xd: (acc + taps(*xd), None), jnp.zeros((k * k, x.shape[-1]), jnp.float32), (xs, dys)
+        )
+    return total.reshape(k, k, 1, x.shape[-1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def depthwise_conv_shift(x, kernel, stride: int):
+    """Depthwise conv as k*k shifted multiply-adds. x: NHWC, kernel: (k, k, 1, C).
+
+    The backward pass is written by hand: the input gradient is the same shifted
+    multiply-add over the (stride-dilated) output gradient with the flipped kernel, and
+    the kernel gradient is k*k reductions, run over cache-sized chunks of the batch.
+    """
+    return depthwise_conv_shift_autodiff(x, kernel, stride)
+
+
+def _shift_fwd(x, kernel, stride):
+    return depthwise_conv_shift_autodiff(x, kernel, stride), (x, kernel)
+
+
+def _shift_bwd(stride, residuals, dy):
+    x, kernel = residuals
+    k = kernel.shape[0]
+    h, w = x.shape[1], x.shape[2]
+    out_h, out_w = dy.shape[1], dy.shape[2]
+    lo = k - 1 - k // 2
+    # Zero-dilate dy by the stride and pad it so that a stride-1 correlation with the
+    # flipped kernel lands exactly on the h x w input grid.
+    config = (
+        (0, 0, 0),
+        (lo, h + k - 1 - lo - (stride * (out_h - 1) + 1), stride - 1),
+        (lo, w + k - 1 - lo - (stride * (out_w - 1) + 1), stride - 1),
+        (0, 0, 0),
+    )
+    dyp = jax.lax.pad(dy, jnp.zeros((), dy.dtype), config)
+    dx = _shift_sum(dyp, kernel[::-1, ::-1], 1, h, w)
+    dk = _kernel_grad(x, dy, k, stride).astype(kernel.dtype)
+    return dx.astype(x.dtype), dk
+
+
+depthwise_conv_shift.defvjp(_shift_fwd, _shift_bwd)
 
 
 def depthwise_conv_xla(x, kernel, stride: int):
@@ -96,7 +186,51 @@ def depthwise_conv_xla(x, kernel, stride: int):
     )
 
 
-DEPTHWISE_FNS = {"shift": depthwise_conv_shift, "xla": depthwise_conv_xla}
+@jax.custom_vjp
+def _matmul(x, w):
+    """x (M, K) @ w (K, N) whose backward pass is two plain matmuls.
+
+    JAX's own transpose rule ends the weight gradient with a transpose, and XLA:CPU
+    then lays the whole cotangent out transposed and runs a slow matmul on it.
+    """
+    return jax.lax.dot_general(x, w, (((1,), (0,)), ((), ())))
+
+
+def _matmul_fwd(x, w):
+    return _matmul(x, w), (x, w)
+
+
+def _matmul_bwd(residuals, g):
+    x, w = residuals
+    dx = jax.lax.dot_general(g, w, (((1,), (1,)), ((), ())))
+    dw = jax.lax.dot_general(x, g, (((0,), (0,)), ((), ())))
+    return dx.astype(x.dtype), dw.astype(w.dtype)
+
+
+_matmul.defvjp(_matmul_fwd, _matmul_bwd)
+
+
+def conv_dense_dot(x, kernel, stride: int):
+    """Dense k x k conv (SAME, symmetric padding) as one matmul. x: NHWC, kernel: HWIO.
+
+    A 1x1 conv is the matmul itself; a larger kernel first gathers its k*k taps along
+    the channel axis (im2col), which pays off for the 3-channel stem.
+    """
+    k, _, cin, cout = kernel.shape
+    if k == 1 and stride == 1:
+        cols = x
+    else:
+        out_h, out_w = _out_size(x.shape[1], k, stride), _out_size(x.shape[2], k, stride)
+        cols = jnp.concatenate([view for _, view in _taps(_pad_same(x, k), k, stride, out_h, out_w)], axis=-1)
+    n, h, w, kc = cols.shape
+    return _matmul(cols.reshape(n * h * w, kc), kernel.reshape(k * k * cin, cout)).reshape(n, h, w, cout)
+
+
+DEPTHWISE_FNS = {
+    "shift": depthwise_conv_shift,
+    "shift_autodiff": depthwise_conv_shift_autodiff,
+    "xla": depthwise_conv_xla,
+}
 
 
 class DepthwiseConv(nn.Module):
@@ -121,6 +255,124 @@ class DepthwiseConv(nn.Module):
         return DEPTHWISE_FNS[resolve_depthwise_impl(self.impl)](x, kernel, self.stride)
 
 
+def _act_mask(z, activation: str):
+    """Derivative of the activation at pre-activation ``z`` (0/1 for the ReLU family)."""
+    if activation == "relu6":
+        return ((z > 0) & (z < 6)).astype(z.dtype)
+    if activation == "relu":
+        return (z > 0).astype(z.dtype)
+    raise ValueError(activation)
+
+
+_FUSED_ACTIVATIONS = ("relu6", "relu", "linear")
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3, 4))
+def batch_norm_act(x, scale, bias, epsilon: float, activation: str):
+    """Training-mode batch norm over all axes but the last, then the activation.
+
+    Returns ``(y, mean, var)`` with the biased batch variance, as ``flax.linen.BatchNorm``
+    does. ``mean`` and ``var`` feed the running averages only and carry no gradient.
+    The backward pass is the textbook two-reduction form, with the activation's mask
+    folded in, so XLA makes two passes over the activation instead of autodiff's many.
+    """
+    return _bn_fwd(x, scale, bias, epsilon, activation)[0]
+
+
+def _bn_stats(x):
+    axes = tuple(range(x.ndim - 1))
+    xf = x.astype(jnp.float32)
+    mean = jnp.mean(xf, axis=axes)
+    var = jnp.maximum(jnp.mean(jnp.square(xf), axis=axes) - jnp.square(mean), 0.0)
+    return mean, var
+
+
+def _bn_fwd(x, scale, bias, epsilon, activation):
+    mean, var = _bn_stats(x)
+    rstd = jax.lax.rsqrt(var + epsilon)
+    mul = (scale * rstd).astype(x.dtype)
+    add = (bias - mean * scale * rstd).astype(x.dtype)
+    z = x * mul + add
+    act = ACTIVATIONS[activation]
+    y = z if act is None else act(z)
+    return (y, mean, var), (x, mean, rstd, scale, bias)
+
+
+def _bn_bwd(epsilon, activation, residuals, cotangents):
+    del epsilon
+    x, mean, rstd, scale, bias = residuals
+    g = cotangents[0]  # cotangents of mean/var are ignored: they only update statistics
+    axes = tuple(range(x.ndim - 1))
+    count = x.size // x.shape[-1]
+    xhat = (x.astype(jnp.float32) - mean) * rstd
+    if ACTIVATIONS[activation] is not None:
+        g = g * _act_mask((xhat * scale + bias).astype(x.dtype), activation)
+    gf = g.astype(jnp.float32)
+    dbias = jnp.sum(gf, axis=axes)
+    dscale = jnp.sum(gf * xhat, axis=axes)
+    dx = (scale * rstd) * (gf - dbias / count - xhat * (dscale / count))
+    return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(bias.dtype)
+
+
+batch_norm_act.defvjp(_bn_fwd, _bn_bwd)
+
+
+class BatchNormAct(nn.Module):
+    """BatchNorm followed by an activation, with the variables of ``flax.linen.BatchNorm``.
+
+    ``params``: ``scale``, ``bias``; ``batch_stats``: ``mean``, ``var`` (running
+    averages with ``momentum``), so checkpoints are interchangeable with nn.BatchNorm.
+    """
+
+    momentum: float = 0.99
+    epsilon: float = 1e-3
+    activation: str = "linear"
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x, train: bool):
+        features = x.shape[-1]
+        scale = self.param("scale", nn.initializers.ones, (features,), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (features,), jnp.float32)
+        ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((features,), jnp.float32))
+        ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((features,), jnp.float32))
+        x = x.astype(self.dtype)
+        if not train:
+            rstd = jax.lax.rsqrt(ra_var.value + self.epsilon)
+            z = x * (scale * rstd).astype(self.dtype) + (bias - ra_mean.value * scale * rstd).astype(self.dtype)
+            act = ACTIVATIONS[self.activation]
+            return z if act is None else act(z)
+        y, mean, var = batch_norm_act(x, scale, bias, self.epsilon, self.activation)
+        if not self.is_initializing():
+            ra_mean.value = self.momentum * ra_mean.value + (1 - self.momentum) * mean
+            ra_var.value = self.momentum * ra_var.value + (1 - self.momentum) * var
+        return y
+
+
+class Conv(nn.Module):
+    """Bias-free dense conv computed as a matmul (``conv_dense_dot``).
+
+    Same ``kernel`` (HWIO) and initialiser as ``flax.linen.Conv(use_bias=False)``. On
+    the 2-core CPU the matmul form (with its hand-written backward) ran the train step
+    about 1.3x faster than XLA's convolution (experiments/benchmarks.md).
+    """
+
+    features: int
+    kernel_size: int = 1
+    stride: int = 1
+    dtype: Dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x):
+        kernel = self.param(
+            "kernel",
+            nn.initializers.lecun_normal(in_axis=(0, 1, 2), out_axis=3),
+            (self.kernel_size, self.kernel_size, x.shape[-1], self.features),
+            jnp.float32,
+        )
+        return conv_dense_dot(x.astype(self.dtype), kernel.astype(self.dtype), self.stride)
+
+
 class ConvBN(nn.Module):
     """Conv (dense or depthwise) -> BatchNorm -> optional activation."""
 
@@ -138,26 +390,10 @@ class ConvBN(nn.Module):
         if self.features is None:
             x = DepthwiseConv(self.kernel_size, self.stride, self.depthwise_impl, self.dtype, name="dw")(x)
         else:
-            pad = _same_padding(self.kernel_size)
-            x = nn.Conv(
-                self.features,
-                (self.kernel_size, self.kernel_size),
-                strides=(self.stride, self.stride),
-                padding=(pad, pad),
-                use_bias=False,
-                dtype=self.dtype,
-                param_dtype=jnp.float32,
-                name="conv",
-            )(x)
-        x = nn.BatchNorm(
-            use_running_average=not train,
-            momentum=self.bn_momentum,
-            epsilon=self.bn_epsilon,
-            dtype=self.dtype,
-            param_dtype=jnp.float32,
-            name="bn",
-        )(x)
-        act = ACTIVATIONS[self.activation]
+            x = Conv(self.features, self.kernel_size, self.stride, self.dtype, name="conv")(x)
+        fused = self.activation if self.activation in _FUSED_ACTIVATIONS else "linear"
+        x = BatchNormAct(self.bn_momentum, self.bn_epsilon, fused, self.dtype, name="bn")(x, train)
+        act = None if fused == self.activation else ACTIVATIONS[self.activation]
         return x if act is None else act(x)
 
 
