@@ -312,6 +312,21 @@ def restore_data_position(mngr: ocp.CheckpointManager) -> dict:
 # ---------------------------------------------------------------- the run
 
 
+def process_rows(sharding: NamedSharding, batch_size: int) -> slice:
+    """The rows of a ``batch_size`` batch that live on this process's devices under ``sharding``.
+
+    One contiguous block per process (the mesh lists each process's devices together);
+    all rows on a single host.
+    """
+    index_map = sharding.addressable_devices_indices_map((batch_size,))
+    starts = [idx[0].start or 0 for idx in index_map.values()]
+    stops = [batch_size if idx[0].stop is None else idx[0].stop for idx in index_map.values()]
+    start, stop = min(starts), max(stops)
+    if stop - start != sum(b - a for a, b in set(zip(starts, stops))):
+        raise ValueError(f"this process's devices hold rows that are not one block: {sorted(zip(starts, stops))}")
+    return slice(start, stop)
+
+
 class Experiment:
     """What a run needs, built once from a config: data on device, model, jitted steps."""
 
@@ -356,14 +371,20 @@ class Experiment:
             self.config.seed,
             self.total_steps,
             self.config.data.grain_workers,
+            rows=process_rows(self.batch_sharding, self.config.train.batch_size),
         )
         if grain_state is not None:
             iterator.set_state(grain_state)
         elif start_step:
             raise ValueError("resuming a grain pipeline needs its iterator state from the checkpoint")
         self.grain_iterator = iterator
+        batch_size = self.config.train.batch_size
         for step in range(start_step, self.total_steps):
-            yield step, jax.device_put(next(iterator), self.batch_sharding)
+            local = next(iterator)
+            yield step, {
+                k: jax.make_array_from_process_local_data(self.batch_sharding, v, (batch_size, *v.shape[1:]))
+                for k, v in local.items()
+            }
 
     def data_position(self, step: int) -> dict:
         position = {"step": step, "epoch": step / self.order.steps_per_epoch}

@@ -7,6 +7,10 @@ normalised, and prefetched by Grain worker processes. The step's batch then hold
 float images at ``data.image_size``; ``train_step`` skips its own augmentation.
 Augmentation randomness is a function of (seed, step, position in batch), so the
 stream is reproducible and Grain's iterator state resumes it exactly.
+
+On several hosts each process builds only its own rows of every global batch
+(``rows``), so the augmentation work is split between hosts and the global batch is
+the one a single process would have built.
 """
 
 from __future__ import annotations
@@ -64,7 +68,8 @@ def normalize_np(images: np.ndarray, mean: float, std: float) -> np.ndarray:
 class _TrainBatches:
     """Step -> augmented batch; a picklable callable for Grain's worker processes."""
 
-    def __init__(self, split: Split, order: TrainOrder, data_config, seed: int):
+    def __init__(self, split: Split, order: TrainOrder, data_config, seed: int, rows: slice):
+        self.rows = rows
         self.images = split.images
         self.labels = split.labels.astype(np.int32)
         self.targets = None if split.targets is None else split.targets.astype(np.float32)
@@ -78,7 +83,10 @@ class _TrainBatches:
         idx = self.order.indices(int(step))
         rng = np.random.default_rng([self.seed, 1, int(step)])
         cfg = _Attrs(self.augment_config)
+        # Drawn for the whole global batch, then cut, so a row's augmentation does not
+        # depend on how many processes share the batch.
         matrix, shift = random_affine_np(rng, len(idx), cfg)
+        idx, matrix, shift = idx[self.rows], matrix[self.rows], shift[self.rows]
         images = warp_np(self.images[idx], matrix, shift, self.image_size)
         batch = {"image": normalize_np(images, self.mean, self.std), "label": self.labels[idx]}
         if self.targets is not None:
@@ -91,9 +99,20 @@ class _Attrs:
         self.__dict__.update(d)
 
 
-def train_iterator(split: Split, order: TrainOrder, data_config, seed: int, total_steps: int, workers: int):
-    """A Grain iterator over the batches of steps 0..total_steps-1 (``get_state``/``set_state`` resume it)."""
-    dataset = grain.MapDataset.range(total_steps).map(_TrainBatches(split, order, data_config, seed))
+def train_iterator(
+    split: Split,
+    order: TrainOrder,
+    data_config,
+    seed: int,
+    total_steps: int,
+    workers: int,
+    rows: slice = slice(None),
+):
+    """A Grain iterator over the batches of steps 0..total_steps-1 (``get_state``/``set_state`` resume it).
+
+    ``rows``: the rows of each global batch that this process builds (default all).
+    """
+    dataset = grain.MapDataset.range(total_steps).map(_TrainBatches(split, order, data_config, seed, rows))
     # A few batches of read-ahead: Grain's default buffer (hundreds of elements) would
     # hold gigabytes of 224x224 float batches.
     iter_dataset = dataset.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=4))

@@ -1,0 +1,121 @@
+"""Multi-host data parallelism: 2 processes on localhost (jax.distributed, CPU collectives).
+
+Each process owns 2 fake CPU devices, so the mesh spans 4 devices on 2 hosts. Both
+pipelines are trained for two steps: the device pipeline (every host holds the
+split and gathers the global batch) and Grain (each host builds only its own rows,
+assembled with ``make_array_from_process_local_data``). Both processes must end with
+the same parameters, equal to a 1-process run on one device.
+"""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+
+from tests.conftest import CACHE, REPO
+
+SCRIPT = r"""
+import json, sys
+import jax
+import numpy as np
+cache, config_spec, num_processes, process_id, port, out = sys.argv[1:7]
+num_processes, process_id = int(num_processes), int(process_id)
+if num_processes > 1:
+    jax.distributed.initialize(f"localhost:{port}", num_processes=num_processes, process_id=process_id)
+jax.config.update("jax_compilation_cache_dir", cache)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+from amobilenet_jax import train
+from amobilenet_jax.config import load_config_file
+
+assert jax.process_count() == num_processes
+results = {}
+for pipeline in ("device", "grain"):
+    config = load_config_file(config_spec)
+    config.optimizer.eps = 1e-3  # see test_multidevice.py: makes equal gradients give equal updates
+    config.data.pipeline = pipeline
+    config.data.grain_workers = 0
+    exp = train.Experiment(config)
+    state = exp.init_state()
+    steps = 0
+    for step, batch in exp.train_batches(0):
+        if step == 2:
+            break
+        assert batch["image"].shape[0] == config.train.batch_size  # the global batch
+        state, metrics = exp.train_step(state, batch)
+        steps += 1
+    leaves = jax.tree.leaves((state.params, state.batch_stats, state.centers))
+    results[pipeline] = {
+        "leaves": [np.asarray(x.addressable_data(0), np.float64).ravel().tolist() for x in leaves],
+        "loss": float(np.asarray(metrics.compute()["loss"])),
+        "devices": len(exp.mesh.devices.ravel()),
+        "batch_size": config.train.batch_size,
+        "local_rows": sorted(s.index[0].start or 0 for s in batch["image"].addressable_shards),
+        "steps": steps,
+    }
+with open(out, "w") as f:
+    json.dump(results, f)
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        return s.getsockname()[1]
+
+
+def _run(tmp_path, num_processes: int, devices_per_process: int) -> list[dict]:
+    env = dict(
+        os.environ,
+        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
+        JAX_PLATFORMS="cpu",
+    )
+    config = os.path.join(REPO, "configs", "quickstart.py") + ":tiny"
+    port = str(_free_port())
+    # Output goes to files, not pipes: a process blocked on a full pipe never reaches
+    # jax.distributed's shutdown barrier, and the other waits there for it.
+    outs = [tmp_path / f"{num_processes}-{pid}.json" for pid in range(num_processes)]
+    logs = [open(tmp_path / f"{num_processes}-{pid}.log", "w") for pid in range(num_processes)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", SCRIPT, CACHE, config, str(num_processes), str(pid), port, str(outs[pid])],
+            cwd=REPO,
+            env=env,
+            stdout=logs[pid],
+            stderr=subprocess.STDOUT,
+        )
+        for pid in range(num_processes)
+    ]
+    try:
+        for proc in procs:
+            proc.wait(timeout=600)
+    finally:
+        for proc, log in zip(procs, logs):
+            if proc.poll() is None:
+                proc.kill()
+            log.close()
+    for pid, proc in enumerate(procs):
+        log_text = (tmp_path / f"{num_processes}-{pid}.log").read_text()
+        assert proc.returncode == 0, log_text[-3000:]
+    return [json.loads(out.read_text()) for out in outs]
+
+
+def test_two_processes_match_one_process(tmp_path):
+    (single,) = _run(tmp_path, 1, 1)
+    hosts = _run(tmp_path, 2, 2)
+    for pipeline in ("device", "grain"):
+        ref = single[pipeline]
+        assert ref["devices"] == 1 and ref["steps"] == 2
+        for pid, host in enumerate(hosts):
+            run = host[pipeline]
+            assert run["devices"] == 4 and run["steps"] == 2
+            # host pid's two devices hold quarters 2*pid and 2*pid+1 of the global batch
+            quarter = run["batch_size"] // 4
+            assert run["local_rows"] == [2 * pid * quarter, (2 * pid + 1) * quarter]
+            assert abs(run["loss"] - ref["loss"]) < 1e-4, (pipeline, pid)
+            for a, b in zip(ref["leaves"], run["leaves"]):
+                np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-4, atol=1e-5)
+        # the two hosts hold bit-identical replicated parameters
+        assert hosts[0][pipeline]["leaves"] == hosts[1][pipeline]["leaves"]
