@@ -16,7 +16,11 @@ and ``flops_per_image`` (XLA cost analysis of the timed program).
     python -m amobilenet_jax.bench --mode input --pipeline grain --workers 2 --image_size 224 \\
         --dataset ferplus --data_dir /data/ferplus
 
-It measures augmented, resized, normalised images per second leaving the pipeline
+``--mode peak`` measures what the machine can do at most, the yardstick for the
+model numbers: float32 (or ``--dtype``) matmul throughput on large square matrices,
+and memory bandwidth of a large elementwise pass (read + write).
+
+``--mode input`` measures augmented, resized, normalised images per second leaving the pipeline
 (sampling + rotation/crop/translation/flip + resize + normalise; no model), after a
 warm-up, as the median of several repeats, with a device sync per repeat. The last
 line printed is JSON.
@@ -33,7 +37,7 @@ import ml_collections
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("mode", "train", ["train", "infer", "input"], "What to time.")
+flags.DEFINE_enum("mode", "train", ["train", "infer", "input", "peak"], "What to time.")
 flags.DEFINE_string("model", "amobilenet", "Model name (train/infer).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype (train/infer).")
 flags.DEFINE_enum(
@@ -210,9 +214,27 @@ def bench_model() -> dict:
     }
 
 
+def bench_peak() -> dict:
+    import jax.numpy as jnp
+
+    dtype = jnp.dtype(FLAGS.dtype)
+    result = {"mode": "peak", "device": str(jax.devices()[0].device_kind), "dtype": FLAGS.dtype, "jax": jax.__version__}
+    for n in (1024, 2048):
+        a = jnp.ones((n, n), dtype)
+        b = jnp.ones((n, n), dtype)
+        matmul = jax.jit(jnp.matmul)
+        _, med, _ = _timed(matmul, lambda a=a, b=b: (a, b))
+        result[f"matmul_{n}_gflops"] = round(2 * n**3 / med / 1e9, 1)
+    x = jnp.ones((64 << 20,), jnp.float32)  # 256 MB: far beyond any cache
+    _, med, _ = _timed(jax.jit(lambda v: v * 1.5), lambda: (x,))
+    result["stream_gb_per_s"] = round(2 * x.nbytes / med / 1e9, 1)
+    return result
+
+
 def main(argv):
     del argv
-    print(json.dumps(bench_input() if FLAGS.mode == "input" else bench_model()))
+    modes = {"input": bench_input, "peak": bench_peak}
+    print(json.dumps(modes.get(FLAGS.mode, bench_model)()))
 
 
 if __name__ == "__main__":

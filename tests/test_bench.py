@@ -35,3 +35,17 @@ def test_model_benchmark_reports_the_peers_keys(mode):
         assert key in result, key
     assert result["mode"] == mode and result["batch"] == 4 and result["params"] == 228_936
     assert result["flops_per_image"] > 0 and result["images_per_s"] > 0
+
+
+def test_peak_benchmark_reports_the_machine_limits():
+    proc = subprocess.run(
+        [sys.executable, "-m", "amobilenet_jax.bench", "--mode=peak", "--steps=1", "--repeats=1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["mode"] == "peak" and result["dtype"] == "float32"
+    assert result["matmul_1024_gflops"] > 0 and result["matmul_2048_gflops"] > 0 and result["stream_gb_per_s"] > 0

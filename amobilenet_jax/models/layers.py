@@ -105,8 +105,8 @@ def depthwise_conv_shift_autodiff(x, kernel, stride: int):
 
 
 # Images per chunk of the kernel-gradient reduction are chosen so one chunk's input
-# stays in a core's cache (the reductions are memory-bound; whole-batch passes over a
-# few-MB activation ran 4-5x slower on the 2-core CPU of experiments/benchmarks.md).
+# stays in a core's cache: the reductions are bound by memory bandwidth, and passes
+# over the whole batch's activation (several MB) ran several times slower on CPU.
 _DK_CHUNK_BYTES = 1 << 19
 
 
@@ -353,8 +353,8 @@ class Conv(nn.Module):
     """Bias-free dense conv computed as a matmul (``conv_dense_dot``).
 
     Same ``kernel`` (HWIO) and initialiser as ``flax.linen.Conv(use_bias=False)``. On
-    the 2-core CPU the matmul form (with its hand-written backward) ran the train step
-    about 1.3x faster than XLA's convolution (experiments/benchmarks.md).
+    CPU, XLA ran 1x1 convolutions and their gradients far below matmul speed
+    (experiments/benchmarks.md, "What made training faster").
     """
 
     features: int
