@@ -27,7 +27,32 @@ flags.DEFINE_integer("sweep_index", None, "Run only this point of the config's s
 flags.DEFINE_bool(
     "vectorize", True, "Train sweep points that differ only in seed/lr/lambda/alpha as one vmapped program."
 )
+flags.DEFINE_string(
+    "coordinator_address",
+    None,
+    "Multi-host: host:port of process 0; with --num_processes and --process_id starts jax.distributed.",
+)
+flags.DEFINE_integer("num_processes", None, "Multi-host: number of processes (one per host).")
+flags.DEFINE_integer("process_id", None, "Multi-host: this process's index, 0..num_processes-1.")
+flags.DEFINE_bool(
+    "distributed",
+    False,
+    "Multi-host: start jax.distributed from the cluster's environment (SLURM, Open MPI, Kubernetes, Cloud TPU).",
+)
 flags.mark_flags_as_required(["config"])
+
+
+def maybe_initialize_distributed() -> None:
+    """Joins the processes of a multi-host run before any device is touched."""
+    import jax
+
+    explicit = (FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    if any(v is not None for v in explicit):
+        if any(v is None for v in explicit):
+            raise app.UsageError("--coordinator_address, --num_processes and --process_id go together")
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    elif FLAGS.distributed:
+        jax.distributed.initialize()
 
 
 def enable_compilation_cache() -> None:
@@ -49,6 +74,7 @@ def main(argv):
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep library INFO chatter out of the progress lines
     config = FLAGS.config
+    maybe_initialize_distributed()
     enable_compilation_cache()
     if FLAGS.mode == "summary":
         from amobilenet_jax.summary import model_summary

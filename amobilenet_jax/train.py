@@ -380,11 +380,9 @@ class Experiment:
         self.grain_iterator = iterator
         batch_size = self.config.train.batch_size
         for step in range(start_step, self.total_steps):
-            local = next(iterator)
-            yield step, {
-                k: jax.make_array_from_process_local_data(self.batch_sharding, v, (batch_size, *v.shape[1:]))
-                for k, v in local.items()
-            }
+            local = next(iterator)  # this process's rows of the global batch
+            make = jax.make_array_from_process_local_data
+            yield step, {k: make(self.batch_sharding, v, (batch_size, *v.shape[1:])) for k, v in local.items()}
 
     def data_position(self, step: int) -> dict:
         position = {"step": step, "epoch": step / self.order.steps_per_epoch}

@@ -67,3 +67,9 @@ def test_train_then_rerun_resumes(tmp_path):
 def test_train_requires_workdir():
     proc = run_main("--config", "configs/quickstart.py:tiny")
     assert proc.returncode != 0 and "--workdir" in proc.stderr
+
+
+def test_multihost_flags_go_together():
+    proc = run_main("--config", "configs/quickstart.py:tiny", "--workdir", "/nonexistent", "--coordinator_address=x:1")
+    assert proc.returncode != 0
+    assert "--coordinator_address, --num_processes and --process_id go together" in proc.stderr
