@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 from absl import app, flags, logging
@@ -124,5 +125,37 @@ def main(argv):
         print(open(os.path.join(FLAGS.workdir, "ablation.md")).read())
 
 
+def _one_line(error: BaseException) -> str:
+    """First and last line of an error's text (config_flags embeds a whole traceback)."""
+    text = str(error)
+    if len(text) > 1 and text[0] == text[-1] == "'":  # a KeyError's repr inside an AttributeError
+        text = text[1:-1].replace("\\n", "\n").replace("\\'", "'")
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if not lines:
+        return type(error).__name__
+    return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+
+
+def parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with a one-line error for a bad flag, config file or --config.* override.
+
+    ml_collections raises plain Python errors (a misspelt field is an AttributeError
+    saying 'Did you mean ...'), which absl would print as a traceback.
+    """
+    try:
+        remaining = FLAGS(argv)
+        FLAGS.config.keys()  # config_flags defers a missing file's error to first use
+        return remaining
+    except flags.Error as e:
+        sys.exit(f"error: {_one_line(e)}")
+    except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
+        detail = _one_line(e)
+        field = re.match(r"'?(\w+)'?", detail)
+        overrides = [a for a in argv[1:] if a.startswith("--config.")]
+        culprit = next((a for a in overrides if field and f".{field.group(1)}" in a), None)
+        where = f" in {culprit}" if culprit else ""
+        sys.exit(f"error: bad config{where}: {type(e).__name__}: {detail}")
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

@@ -41,10 +41,34 @@ def test_summary_prints_table_and_json_without_data():
     assert 0 < info_no_cbam["flops"] < info["flops"]
 
 
-def test_misspelt_override_is_an_error():
-    proc = run_main("--config", "configs/quickstart.py", "--mode", "summary", "--config.model.cbma=False")
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--config.model.cbma=False"], ["in --config.model.cbma=False", "'cbma'", 'Did you mean "cbam"']),
+        (["--config.model.width=abc"], ["--config.model.width=abc", "could not convert"]),
+    ],
+)
+def test_bad_override_is_a_one_line_error(args, expected):
+    proc = run_main("--config", "configs/quickstart.py", "--mode", "summary", *args)
     assert proc.returncode != 0
-    assert "cbma" in proc.stderr and "cbam" in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    for text in expected:
+        assert text in lines[0]
+
+
+@pytest.mark.parametrize(
+    "config,expected",
+    [
+        ("configs/quickstart.py:nope", "unknown variant 'nope'"),
+        ("configs/no_such_file.py", "No such file or directory: 'configs/no_such_file.py'"),
+    ],
+)
+def test_bad_config_file_is_a_one_line_error(config, expected):
+    proc = run_main("--config", config, "--mode", "summary")
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0] and "Traceback" not in proc.stderr, proc.stderr[-2000:]
 
 
 def test_train_then_rerun_resumes(tmp_path):
