@@ -304,13 +304,21 @@ def _bn_bwd(epsilon, activation, residuals, cotangents):
     g = cotangents[0]  # cotangents of mean/var are ignored: they only update statistics
     axes = tuple(range(x.ndim - 1))
     count = x.size // x.shape[-1]
-    xhat = (x.astype(jnp.float32) - mean) * rstd
+    xf = x.astype(jnp.float32)
     if ACTIVATIONS[activation] is not None:
-        g = g * _act_mask((xhat * scale + bias).astype(x.dtype), activation)
+        g = g * _act_mask(((xf - mean) * rstd * scale + bias).astype(x.dtype), activation)
     gf = g.astype(jnp.float32)
+    # Written over x itself rather than xhat = (x - mean) * rstd: XLA would keep xhat as
+    # a whole activation, written out and read back by each of its three uses, and
+    # memory traffic is what the train step is bound by on CPU (experiments/benchmarks.md).
+    # sum(g * xhat) = rstd * (sum(g * x) - mean * sum(g)), the same identity as the
+    # forward pass's E[x^2] - E[x]^2 (flax's default too).
     dbias = jnp.sum(gf, axis=axes)
-    dscale = jnp.sum(gf * xhat, axis=axes)
-    dx = (scale * rstd) * (gf - dbias / count - xhat * (dscale / count))
+    dscale = rstd * (jnp.sum(gf * xf, axis=axes) - mean * dbias)
+    # dx = scale * rstd * (g - dbias / count - xhat * dscale / count) = mul * g + b * x + c
+    mul = scale * rstd
+    b = -mul * rstd * dscale / count
+    dx = mul * gf + b * xf + (-mul * dbias / count - b * mean)
     return dx.astype(x.dtype), dscale.astype(scale.dtype), dbias.astype(bias.dtype)
 
 
