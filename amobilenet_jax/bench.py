@@ -28,6 +28,7 @@ line printed is JSON.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import time
@@ -71,6 +72,24 @@ def _data_config() -> ml_collections.ConfigDict:
     return c
 
 
+def _timed(fn, args_fn, warmup_calls: int = 3) -> tuple[float, float, list[float]]:
+    """Warm-up then repeats of FLAGS.steps calls; returns (warmup_s, median s/step, times)."""
+    t0 = time.perf_counter()
+    out = None
+    for _ in range(warmup_calls):
+        out = fn(*args_fn())
+    jax.block_until_ready(out)
+    warmup = time.perf_counter() - t0
+    times = []
+    for _ in range(FLAGS.repeats):
+        t = time.perf_counter()
+        for _ in range(FLAGS.steps):
+            out = fn(*args_fn())
+        jax.block_until_ready(out)
+        times.append((time.perf_counter() - t) / FLAGS.steps)
+    return warmup, statistics.median(times), times
+
+
 def bench_input() -> dict:
     from amobilenet_jax.data import load_dataset
     from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
@@ -87,8 +106,6 @@ def bench_input() -> dict:
         def next_batch(step):
             batch = device_split.batch(order.indices(step))
             return prepare(batch["image"], jax.random.PRNGKey(step))
-
-        sync = jax.block_until_ready
     else:
         from amobilenet_jax.data.grain_pipeline import train_iterator
 
@@ -97,23 +114,9 @@ def bench_input() -> dict:
         def next_batch(step):
             return next(iterator)["image"]
 
-        def sync(x):
-            return x
-
-    t0 = time.perf_counter()
-    out = None
-    for step in range(FLAGS.steps):  # warm-up: compile, start workers, fill buffers
-        out = next_batch(step)
-    sync(out)
-    warmup = time.perf_counter() - t0
-    times = []
-    for r in range(FLAGS.repeats):
-        t = time.perf_counter()
-        for step in range(FLAGS.steps):
-            out = next_batch(FLAGS.steps * (r + 1) + step)
-        sync(out)
-        times.append((time.perf_counter() - t) / FLAGS.steps)
-    med = statistics.median(times)
+    steps = itertools.count()  # every call gets the next step's batch
+    # Warm-up of a whole repeat: compile, start the workers, fill their buffers.
+    warmup, med, times = _timed(next_batch, lambda: (next(steps),), warmup_calls=FLAGS.steps)
     return {
         "mode": "input",
         "pipeline": FLAGS.pipeline,
@@ -128,24 +131,6 @@ def bench_input() -> dict:
         "spread": round(max(times) / min(times), 3),
         "device": str(jax.devices()[0].device_kind),
     }
-
-
-def _timed(fn, args_fn) -> tuple[float, float, list[float]]:
-    """Warm-up then repeats of FLAGS.steps calls; returns (warmup_s, median s/step, times)."""
-    t0 = time.perf_counter()
-    out = None
-    for _ in range(3):
-        out = fn(*args_fn())
-    jax.block_until_ready(out)
-    warmup = time.perf_counter() - t0
-    times = []
-    for _ in range(FLAGS.repeats):
-        t = time.perf_counter()
-        for _ in range(FLAGS.steps):
-            out = fn(*args_fn())
-        jax.block_until_ready(out)
-        times.append((time.perf_counter() - t) / FLAGS.steps)
-    return warmup, statistics.median(times), times
 
 
 def bench_model() -> dict:

@@ -59,12 +59,6 @@ def resolve_depthwise_impl(impl: str) -> str:
     return "shift" if jax.default_backend() == "cpu" else "xla"
 
 
-def _same_padding(kernel_size: int) -> tuple[int, int]:
-    # Symmetric padding k//2 on each side, as PyTorch and the paper's Keras model do
-    # for odd kernels; output size is ceil(H / stride).
-    return (kernel_size // 2, kernel_size // 2)
-
-
 def _out_size(size: int, k: int, stride: int) -> int:
     return (size + 2 * (k // 2) - k) // stride + 1
 
@@ -93,6 +87,8 @@ def _shift_sum(xp, kernel, stride: int, out_h: int, out_w: int):
 
 
 def _pad_same(x, k: int):
+    # Symmetric padding k//2 on each side, as PyTorch and the paper's Keras model do
+    # for odd kernels; output size is ceil(H / stride).
     p = k // 2
     return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
 
@@ -174,8 +170,7 @@ depthwise_conv_shift.defvjp(_shift_fwd, _shift_bwd)
 
 def depthwise_conv_xla(x, kernel, stride: int):
     """Depthwise conv through XLA's grouped convolution."""
-    k = kernel.shape[0]
-    pad = _same_padding(k)
+    pad = (kernel.shape[0] // 2, kernel.shape[0] // 2)  # as _pad_same
     return jax.lax.conv_general_dilated(
         x,
         kernel,
