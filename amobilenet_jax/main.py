@@ -40,6 +40,11 @@ flags.DEFINE_bool(
     False,
     "Multi-host: start jax.distributed from the cluster's environment (SLURM, Open MPI, Kubernetes, Cloud TPU).",
 )
+flags.DEFINE_bool(
+    "cpu_tuning",
+    True,
+    "On CPU: run programs on the calling thread and keep freed memory for reuse (see amobilenet_jax/cpu_runtime.py).",
+)
 flags.mark_flags_as_required(["config"])
 
 
@@ -75,6 +80,10 @@ def main(argv):
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep library INFO chatter out of the progress lines
     config = FLAGS.config
+    if FLAGS.cpu_tuning:
+        from amobilenet_jax import cpu_runtime
+
+        cpu_runtime.configure()
     maybe_initialize_distributed()
     enable_compilation_cache()
     if FLAGS.mode == "summary":
