@@ -59,7 +59,10 @@ def table(lines: list[dict]) -> str:
             cells += [f"{r['ms_per_step']:.1f}", f"{r['images_per_s']:.1f}", ""] + ([""] if compiled else []) + ["", ""]
         else:
             gflops = r["flops_per_image"] * r["images_per_s"] / 1e9
-            cells = [r["mode"], r["batch"], r["image_size"], f"JAX {r['depthwise']}", r["dtype"]]
+            impl = f"JAX {r['depthwise']}" + (
+                ", no cpu_runtime" if r.get("cpu_tuning") is False and r["mode"] == "train" else ""
+            )
+            cells = [r["mode"], r["batch"], r["image_size"], impl, r["dtype"]]
             cells += [f"{r['ms_per_step']:.1f}", f"{r['images_per_s']:.1f}"]
             cells.append(_ratio(r, _nearest(peers.get(key + (False,), []), i)))
             if compiled:
@@ -70,7 +73,7 @@ def table(lines: list[dict]) -> str:
     if peak:
         head = (
             f"Measured limits of the machine (`--mode peak`): matmul {peak_gflops:.0f} GFLOP/s "
-            f"({peak['dtype']}), memory {peak['stream_gb_per_s']} GB/s (read + write of a 256 MB array).\n\n"
+            f"({peak['dtype']}), memory {peak['stream_gb_per_s']} GB/s (read + write of a 256 MB array in place).\n\n"
         )
     return head + "\n".join(out)
 

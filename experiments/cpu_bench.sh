@@ -33,6 +33,8 @@ for b in 1 32 64; do
   done
 done
 jax_bench --mode train --batch 64 --image_size 48 --depthwise shift --dtype bfloat16 --steps 10 --repeats 5
+# Without amobilenet_jax.cpu_runtime (heap reuse, synchronous dispatch), as before it existed.
+jax_bench --mode train --batch 64 --image_size 48 --depthwise shift --steps 10 --repeats 5 --nocpu_tuning
 # The headline pair once more at the end, so drift of the machine during the run shows.
 peer --mode train --batch 64 --image-size 48 --steps 10 --repeats 5
 jax_bench --mode train --batch 64 --image_size 48 --depthwise shift --steps 10 --repeats 5
