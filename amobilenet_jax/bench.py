@@ -7,8 +7,10 @@ center update, Adam) on one prepared batch; ``--mode infer`` the eval forward pa
     python -m amobilenet_jax.bench --mode infer --model amobilenet --batch 1 --image_size 224 --depthwise xla
 
 Both report the same keys as ../shared/bench/torch_peer.py (``images_per_s``,
-``ms_per_step``, ``warmup_s``, ``spread``) plus ``compile_s``, ``device``, ``params``
-and ``flops_per_image`` (XLA cost analysis of the timed program).
+``ms_per_step``, ``warmup_s``, ``spread``) plus ``compile_s``, ``device``, ``params``,
+``flops_per_image`` (XLA cost analysis of the timed program), ``minor_faults_per_step``
+(fresh pages the kernel zero-filled per step) and ``cpu_tuning`` (whether
+``amobilenet_jax.cpu_runtime`` was applied).
 
 ``--mode input`` times the input pipelines alone:
 
@@ -30,8 +32,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import resource
 import statistics
 import time
+from typing import NamedTuple
 
 import jax
 import ml_collections
@@ -78,14 +82,22 @@ def _data_config() -> ml_collections.ConfigDict:
     return c
 
 
-def _timed(fn, args_fn, warmup_calls: int = 3) -> tuple[float, float, list[float]]:
-    """Warm-up then repeats of FLAGS.steps calls; returns (warmup_s, median s/step, times)."""
+class Timing(NamedTuple):
+    warmup_s: float
+    median_s: float  # per call
+    times: list[float]  # seconds per call, one per repeat
+    minor_faults: float  # per call over the repeats: pages the kernel had to zero-fill
+
+
+def _timed(fn, args_fn, warmup_calls: int = 3) -> Timing:
+    """Warm-up then repeats of FLAGS.steps calls."""
     t0 = time.perf_counter()
     out = None
     for _ in range(warmup_calls):
         out = fn(*args_fn())
     jax.block_until_ready(out)
     warmup = time.perf_counter() - t0
+    faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     times = []
     for _ in range(FLAGS.repeats):
         t = time.perf_counter()
@@ -93,7 +105,8 @@ def _timed(fn, args_fn, warmup_calls: int = 3) -> tuple[float, float, list[float
             out = fn(*args_fn())
         jax.block_until_ready(out)
         times.append((time.perf_counter() - t) / FLAGS.steps)
-    return warmup, statistics.median(times), times
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / (FLAGS.repeats * FLAGS.steps)
+    return Timing(warmup, statistics.median(times), times, faults)
 
 
 def bench_input() -> dict:
@@ -122,7 +135,7 @@ def bench_input() -> dict:
 
     steps = itertools.count()  # every call gets the next step's batch
     # Warm-up of a whole repeat: compile, start the workers, fill their buffers.
-    warmup, med, times = _timed(next_batch, lambda: (next(steps),), warmup_calls=FLAGS.steps)
+    warmup, med, times, _ = _timed(next_batch, lambda: (next(steps),), warmup_calls=FLAGS.steps)
     return {
         "mode": "input",
         "pipeline": FLAGS.pipeline,
@@ -175,7 +188,7 @@ def bench_model() -> dict:
             return holder["state"].params
 
         flops = lowered.cost_analysis().get("flops", float("nan"))
-        warmup, med, times = _timed(step, lambda: (batch,))
+        timing = _timed(step, lambda: (batch,))
     else:
         variables = {"params": state.params, "batch_stats": state.batch_stats}
         fn = jax.jit(lambda v, x: model.apply(v, x, train=False)[0])
@@ -184,7 +197,8 @@ def bench_model() -> dict:
         compiled = lowered.compile()
         compile_s = time.perf_counter() - t
         flops = lowered.cost_analysis().get("flops", float("nan"))
-        warmup, med, times = _timed(compiled, lambda: (variables, images))
+        timing = _timed(compiled, lambda: (variables, images))
+    warmup, med, times, faults = timing
     return {
         "framework": "jax",
         "jax": jax.__version__,
@@ -202,6 +216,7 @@ def bench_model() -> dict:
         "compile_s": round(compile_s, 2),
         "warmup_s": round(warmup, 2),
         "spread": round(max(times) / min(times), 3),
+        "minor_faults_per_step": round(faults),
         "cpu_tuning": _cpu_tuned(),
     }
 
@@ -215,7 +230,7 @@ def bench_peak() -> dict:
         a = jnp.ones((n, n), dtype)
         b = jnp.ones((n, n), dtype)
         matmul = jax.jit(jnp.matmul)
-        _, med, _ = _timed(matmul, lambda a=a, b=b: (a, b))
+        med = _timed(matmul, lambda a=a, b=b: (a, b)).median_s
         result[f"matmul_{n}_gflops"] = round(2 * n**3 / med / 1e9, 1)
     # 256 MB, far beyond any cache, updated in place: a fresh output each call would
     # time the kernel faulting in new pages (on CPU) rather than the memory.
@@ -226,7 +241,7 @@ def bench_peak() -> dict:
         holder[0] = scale(v)
         return holder[0]
 
-    _, med, _ = _timed(scale_in_place, lambda: (holder[0],))
+    med = _timed(scale_in_place, lambda: (holder[0],)).median_s
     result["stream_gb_per_s"] = round(2 * holder[0].nbytes / med / 1e9, 1)
     return result
 
