@@ -41,13 +41,13 @@ import jax
 import ml_collections
 from absl import app, flags
 
+from amobilenet_jax.models.layers import DEPTHWISE_IMPLS
+
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "train", ["train", "infer", "input", "peak"], "What to time.")
 flags.DEFINE_string("model", "amobilenet", "Model name (train/infer).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype (train/infer).")
-flags.DEFINE_enum(
-    "depthwise", "auto", ["auto", "xla", "shift", "shift_autodiff"], "Depthwise implementation (train/infer)."
-)
+flags.DEFINE_enum("depthwise", "auto", list(DEPTHWISE_IMPLS), "Depthwise implementation (train/infer).")
 flags.DEFINE_float("width", 1.0, "Width multiplier (train/infer).")
 flags.DEFINE_enum("pipeline", "device", ["device", "grain"], "Input pipeline.")
 flags.DEFINE_string("dataset", "synthetic", "Data set name (synthetic, ferplus, rafdb, fer2013).")

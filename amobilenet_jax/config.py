@@ -26,7 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.cbam_reduction = 16
     c.model.cbam_kernel = 7
     c.model.linear_depthwise = config_dict.placeholder(bool)
-    c.model.depthwise_impl = "auto"  # xla | shift | shift_autodiff | auto
+    c.model.depthwise_impl = "auto"  # xla | shift | shift_ffi | shift_autodiff | auto
     c.model.dtype = "float32"  # compute dtype: float32 | bfloat16; params stay float32
 
     c.data = ml_collections.ConfigDict()

@@ -164,7 +164,7 @@ def test_depthwise_impls_agree_with_gradients(size, stride):
         return jax.grad(lambda x, k: jnp.sum(fn(x, k, stride) * cotangent), argnums=(0, 1))(x, kernel)
 
     reference = grads(depthwise_conv_xla)
-    for impl in ("shift", "shift_autodiff"):
+    for impl in ("shift", "shift_ffi", "shift_autodiff"):
         fn = DEPTHWISE_FNS[impl]
         np.testing.assert_allclose(fn(x, kernel, stride), out_xla, rtol=1e-5, atol=1e-5)
         for a, b in zip(grads(fn), reference):

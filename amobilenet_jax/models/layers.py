@@ -7,8 +7,10 @@ Speed on CPU (measured in experiments/benchmarks.md) shaped three choices here:
 - Depthwise conv: XLA's grouped convolution (``feature_group_count``) is several
   times slower on CPU than the same arithmetic written as nine shifted multiply-adds,
   which XLA fuses into one loop; the ``shift`` implementation has a hand-written
-  backward pass. All implementations share one parameter layout, ``kernel`` of shape
-  ``(k, k, 1, C)``, so a checkpoint trained with one runs with another.
+  backward pass. XLA:CPU emits that pass's kernel gradient as thousands of small ops,
+  so ``shift_ffi`` computes it in one compiled loop (models/cpu_kernels.py). All
+  implementations share one parameter layout, ``kernel`` of shape ``(k, k, 1, C)``,
+  so a checkpoint trained with one runs with another.
 - Dense convs run as matmuls (1x1 directly, the stem via im2col).
 - BatchNorm and its activation are one op with a two-reduction backward pass.
 """
@@ -23,9 +25,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from amobilenet_jax.models import cpu_kernels
+
 Dtype = Any
 
-DEPTHWISE_IMPLS = ("xla", "shift", "shift_autodiff", "auto")
+DEPTHWISE_IMPLS = ("xla", "shift", "shift_ffi", "shift_autodiff", "auto")
 
 
 def relu6(x):
@@ -55,8 +59,13 @@ def resolve_depthwise_impl(impl: str) -> str:
     if impl != "auto":
         return impl
     # CPU: shifted multiply-adds fuse into one loop; grouped conv is 4-7x slower
-    # (DESIGN.md table). Elsewhere the vendor library's grouped conv is the default.
-    return "shift" if jax.default_backend() == "cpu" else "xla"
+    # (DESIGN.md table), and the compiled kernel gradient saves a further ~10% of a
+    # train step (experiments/benchmarks.md). It has no partitioning rule, so with
+    # several devices (a sharded batch) auto keeps XLA's. Elsewhere the vendor
+    # library's grouped conv is the default.
+    if jax.default_backend() != "cpu":
+        return "xla"
+    return "shift_ffi" if jax.device_count() == 1 and cpu_kernels.available() else "shift"
 
 
 def _out_size(size: int, k: int, stride: int) -> int:
@@ -131,7 +140,23 @@ def _kernel_grad(x, dy, k: int, stride: int):
     return total.reshape(k, k, 1, x.shape[-1])
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _kernel_grad_compiled(x, dy, k: int, stride: int):
+    """``_kernel_grad`` by the compiled CPU loop where XLA runs on CPU, by XLA elsewhere."""
+    if x.dtype != jnp.float32 or dy.dtype != jnp.float32 or not cpu_kernels.available():
+        return _kernel_grad(x, dy, k, stride)
+    return jax.lax.platform_dependent(
+        x,
+        dy,
+        cpu=lambda x, dy: cpu_kernels.kernel_grad(x, dy, k, stride),
+        default=lambda x, dy: _kernel_grad(x, dy, k, stride),
+    )
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _depthwise_shift(x, kernel, stride: int, compiled_grad: bool):
+    return depthwise_conv_shift_autodiff(x, kernel, stride)
+
+
 def depthwise_conv_shift(x, kernel, stride: int):
     """Depthwise conv as k*k shifted multiply-adds. x: NHWC, kernel: (k, k, 1, C).
 
@@ -139,14 +164,23 @@ def depthwise_conv_shift(x, kernel, stride: int):
     multiply-add over the (stride-dilated) output gradient with the flipped kernel, and
     the kernel gradient is k*k reductions, run over cache-sized chunks of the batch.
     """
-    return depthwise_conv_shift_autodiff(x, kernel, stride)
+    return _depthwise_shift(x, kernel, stride, False)
 
 
-def _shift_fwd(x, kernel, stride):
+def depthwise_conv_shift_ffi(x, kernel, stride: int):
+    """``depthwise_conv_shift`` whose kernel gradient is one compiled loop on CPU.
+
+    See models/cpu_kernels.py. Float32 on a CPU backend only; otherwise the same as
+    ``depthwise_conv_shift``.
+    """
+    return _depthwise_shift(x, kernel, stride, True)
+
+
+def _shift_fwd(x, kernel, stride, compiled_grad):
     return depthwise_conv_shift_autodiff(x, kernel, stride), (x, kernel)
 
 
-def _shift_bwd(stride, residuals, dy):
+def _shift_bwd(stride, compiled_grad, residuals, dy):
     x, kernel = residuals
     k = kernel.shape[0]
     h, w = x.shape[1], x.shape[2]
@@ -162,11 +196,11 @@ def _shift_bwd(stride, residuals, dy):
     )
     dyp = jax.lax.pad(dy, jnp.zeros((), dy.dtype), config)
     dx = _shift_sum(dyp, kernel[::-1, ::-1], 1, h, w)
-    dk = _kernel_grad(x, dy, k, stride).astype(kernel.dtype)
+    dk = (_kernel_grad_compiled if compiled_grad else _kernel_grad)(x, dy, k, stride).astype(kernel.dtype)
     return dx.astype(x.dtype), dk
 
 
-depthwise_conv_shift.defvjp(_shift_fwd, _shift_bwd)
+_depthwise_shift.defvjp(_shift_fwd, _shift_bwd)
 
 
 def depthwise_conv_xla(x, kernel, stride: int):
@@ -224,6 +258,7 @@ def conv_dense_dot(x, kernel, stride: int):
 
 DEPTHWISE_FNS = {
     "shift": depthwise_conv_shift,
+    "shift_ffi": depthwise_conv_shift_ffi,
     "shift_autodiff": depthwise_conv_shift_autodiff,
     "xla": depthwise_conv_xla,
 }
