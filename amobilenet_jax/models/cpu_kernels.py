@@ -21,6 +21,7 @@ Where numba is missing or the platform is not 64-bit little-endian,
 from __future__ import annotations
 
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -36,7 +37,11 @@ def available() -> bool:
 
     if not _ffi_numba.SUPPORTED:
         return False
-    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(_ffi_numba.handler.address), platform="cpu")
+    try:
+        jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(_ffi_numba.handler.address), platform="cpu")
+    except Exception as e:  # e.g. a future XLA that no longer accepts this FFI API version
+        warnings.warn(f"compiled depthwise kernel gradient not registered ({e}); using XLA's", stacklevel=2)
+        return False
     return True
 
 
