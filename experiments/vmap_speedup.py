@@ -2,7 +2,8 @@
 
     python experiments/vmap_speedup.py --points 2 4 --steps 100 --out experiments/vmap_speedup_cpu.json
 
-Both paths run the quickstart config's train step on the same device-resident data;
+Both paths run the quickstart config's train step on the same device-resident data, with
+``amobilenet_jax.cpu_runtime`` applied as ``main`` applies it;
 the first step of each (the compile) is excluded, the remaining steps are timed with a
 host sync at the end.
 """
@@ -27,6 +28,10 @@ sys.path.insert(0, REPO)
 # Every seed's sequential step is the same program: the persistent cache compiles it once.
 jax.config.update("jax_compilation_cache_dir", os.environ.get("AMOBILENET_JAX_CACHE", "/tmp/amobilenet_jax_cache"))
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+from amobilenet_jax import cpu_runtime  # noqa: E402
+
+CPU_TUNING = cpu_runtime.configure()  # as main does, before JAX starts its backend
 
 from amobilenet_jax import train, vectorized  # noqa: E402
 from amobilenet_jax.config import load_config_file  # noqa: E402
@@ -56,13 +61,16 @@ def measure(num_points: int, steps: int) -> dict:
 
     sequential = 0.0
     for config, order in zip(configs, orders, strict=True):
-        step_fn = jax.jit(train.make_train_step(config), donate_argnums=0)
+        step_fn = jax.jit(train.make_train_step(config), donate_argnums=0, out_shardings=exp.replicated)
         batches = [exp.train_split.batch(order.indices(s)) for s in range(steps)]
-        seconds, timed = _timed_steps(step_fn, vectorized.create_point_state(config, exp), batches)
+        state = jax.device_put(vectorized.create_point_state(config, exp), exp.replicated)  # as init_state
+        seconds, timed = _timed_steps(step_fn, state, batches)
         sequential += seconds
 
-    stacked = vectorized.stack_states([vectorized.create_point_state(c, exp) for c in configs])
-    step_fn = jax.jit(jax.vmap(train.make_train_step(configs[0])), donate_argnums=0)
+    stacked = jax.device_put(
+        vectorized.stack_states([vectorized.create_point_state(c, exp) for c in configs]), exp.replicated
+    )
+    step_fn = jax.jit(jax.vmap(train.make_train_step(configs[0])), donate_argnums=0, out_shardings=exp.replicated)
     batches = [
         vectorized._gather_points(exp.train_split.arrays, jnp.asarray(np.stack([o.indices(s) for o in orders])))
         for s in range(steps)
@@ -103,6 +111,7 @@ def main() -> None:
             "devices": [str(d) for d in jax.devices()],
             "loadavg_before": load_before,
             "loadavg_after": os.getloadavg(),
+            "cpu_tuning": CPU_TUNING,
         },
         "results": rows,
     }
