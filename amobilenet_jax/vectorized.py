@@ -184,7 +184,7 @@ def train_and_evaluate_group(
     mngr = train.checkpoint_manager(group_dir, configs[0])
     stacked = _restore_group(mngr, stacked, configs)  # raises before anything is overwritten
     # Placed like Experiment.init_state's: left uncommitted, the state met the mesh-sharded
-    # batches in every step and the vmapped step ran 2-3x slower on CPU
+    # batches in every step and the vmapped step ran 1.7-2.8x slower on CPU
     # (experiments/vmap_speedup.py).
     stacked = jax.device_put(stacked, exp.replicated)
     start_step = int(jax.device_get(stacked.step[0]))

@@ -48,6 +48,11 @@ def test_kernel_grad_under_vmap():
         np.testing.assert_allclose(got[m], layers._kernel_grad(xs[m], dys[m], 3, 1), rtol=1e-5, atol=1e-5)
 
 
+def test_self_check_tells_a_right_kernel_from_a_wrong_one():
+    assert cpu_kernels._self_check(cpu_kernels.kernel_grad)
+    assert not cpu_kernels._self_check(lambda x, dy, k, stride: jnp.zeros((k, k, 1, x.shape[3])))
+
+
 def test_rejects_other_dtypes():
     x = jnp.zeros((1, 4, 4, 8), jnp.bfloat16)
     with pytest.raises(ValueError, match="float32 NHWC"):

@@ -125,7 +125,7 @@ if SUPPORTED:
     @numba.njit(cache=True, nogil=True)
     def _handle(frame):
         if _i64(frame, 1)[0] < _FRAME_MIN_SIZE:
-            return  # a frame older than these offsets: available() refuses such an XLA
+            return  # a frame older than these offsets: available()'s self-check sees no result
         extension = _i64(frame + _FRAME_EXTENSION, 1)[0]
         if extension != 0:
             if _i32(extension + _EXT_TYPE, 1)[0] == 1:

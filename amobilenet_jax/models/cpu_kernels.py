@@ -42,7 +42,36 @@ def available() -> bool:
     except Exception as e:  # e.g. a future XLA that no longer accepts this FFI API version
         warnings.warn(f"compiled depthwise kernel gradient not registered ({e}); using XLA's", stacklevel=2)
         return False
+    if not _self_check(kernel_grad):
+        # The handler reads XLA's call frame at fixed offsets; a frame it cannot read
+        # leaves the output unwritten rather than failing, so check a known answer.
+        warnings.warn("compiled depthwise kernel gradient gave a wrong result; using XLA's", stacklevel=2)
+        return False
     return True
+
+
+def _reference(x, dy, k: int, stride: int):
+    """The kernel gradient in NumPy, for the self-check."""
+    p = k // 2
+    xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+    rows, cols = stride * (dy.shape[1] - 1) + 1, stride * (dy.shape[2] - 1) + 1
+    taps = [
+        np.sum(xp[:, i : i + rows : stride, j : j + cols : stride] * dy, axis=(0, 1, 2))
+        for i in range(k)
+        for j in range(k)
+    ]
+    return np.stack(taps).reshape(k, k, 1, x.shape[3])
+
+
+def _self_check(fn) -> bool:
+    """Whether ``fn(x, dy, k, stride)`` matches the NumPy reference on a small case, on CPU."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 5, 5, 8), np.float32)
+    dy = rng.standard_normal((2, 3, 3, 8), np.float32)
+    # available() may first run while a model is being traced: compute eagerly.
+    with jax.ensure_compile_time_eval(), jax.default_device(jax.devices("cpu")[0]):
+        got = np.asarray(fn(jnp.asarray(x), jnp.asarray(dy), 3, 2))
+    return bool(np.allclose(got, _reference(x, dy, 3, 2), rtol=1e-4, atol=1e-4))
 
 
 def kernel_grad(x, dy, k: int, stride: int):
