@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import platform
+import warnings
 
 import jax
 
@@ -43,18 +45,42 @@ def _glibc():
         return None
 
 
+@functools.cache
+def _backends_are_initialized():
+    """JAX's private ``xla_bridge.backends_are_initialized``, or None (warned once) where it is gone.
+
+    JAX has no public way to ask whether its CPU client exists yet, and the setting
+    below is silently ignored once it does.
+    """
+    try:
+        from jax._src import xla_bridge
+
+        return xla_bridge.backends_are_initialized
+    except (ImportError, AttributeError) as e:
+        warnings.warn(
+            f"cpu_runtime: this jax {jax.__version__} has no jax._src.xla_bridge.backends_are_initialized ({e}), "
+            "so async dispatch stays on (slower CPU training, same results); update amobilenet_jax/cpu_runtime.py",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+
+
 def configure() -> dict[str, bool]:
     """Applies the settings above; returns which took effect.
 
     ``async_dispatch_off`` is False when JAX's backends already exist (the setting is
-    read once, when the CPU client is made); ``heap_reuse`` is False off glibc.
+    read once, when the CPU client is made), or when this jax no longer has the
+    private function that tells (a warning says so); ``heap_reuse`` is False off glibc.
     """
-    from jax._src import xla_bridge
-
     applied = {"async_dispatch_off": False, "heap_reuse": False}
-    if not xla_bridge.backends_are_initialized():
-        jax.config.update("jax_cpu_enable_async_dispatch", False)
-        applied["async_dispatch_off"] = True
+    initialized = _backends_are_initialized()
+    if initialized is not None and not initialized():
+        try:
+            jax.config.update("jax_cpu_enable_async_dispatch", False)
+            applied["async_dispatch_off"] = True
+        except AttributeError as e:  # a jax without the option
+            warnings.warn(f"cpu_runtime: async dispatch stays on ({e})", RuntimeWarning, stacklevel=2)
     libc = _glibc()
     if libc is not None:
         ok = libc.mallopt(_M_MMAP_MAX, 0) == 1

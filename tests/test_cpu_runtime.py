@@ -4,7 +4,9 @@ import json
 import platform
 import subprocess
 import sys
+import warnings
 
+import jax
 import pytest
 
 from tests.conftest import REPO
@@ -61,3 +63,45 @@ def test_configure_after_backend_start_reports_async_dispatch_unchanged():
     proc = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout.strip().splitlines()[-1])["async_dispatch_off"] is False
+
+
+@pytest.fixture
+def no_process_changes(monkeypatch):
+    """configure() in this process, without touching its heap or its JAX settings."""
+    from amobilenet_jax import cpu_runtime
+
+    monkeypatch.setattr(cpu_runtime, "_glibc", lambda: None)
+    cpu_runtime._backends_are_initialized.cache_clear()
+    yield cpu_runtime
+    cpu_runtime._backends_are_initialized.cache_clear()
+
+
+def test_configure_without_jaxs_private_backend_query_warns_once_and_leaves_async_dispatch(
+    monkeypatch, no_process_changes
+):
+    from jax._src import xla_bridge
+
+    cpu_runtime = no_process_changes
+    monkeypatch.delattr(xla_bridge, "backends_are_initialized")  # as in a jax that renamed it
+    updates = []
+    monkeypatch.setattr(jax.config, "update", lambda *args: updates.append(args))
+    with pytest.warns(RuntimeWarning, match="no jax._src.xla_bridge.backends_are_initialized"):
+        assert cpu_runtime.configure() == {"async_dispatch_off": False, "heap_reuse": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # once per process
+        assert cpu_runtime.configure() == {"async_dispatch_off": False, "heap_reuse": False}
+    assert updates == []
+
+
+def test_configure_without_the_async_dispatch_option_warns(monkeypatch, no_process_changes):
+    from jax._src import xla_bridge
+
+    cpu_runtime = no_process_changes
+    monkeypatch.setattr(xla_bridge, "backends_are_initialized", lambda: False)
+
+    def update(name, value):
+        raise AttributeError(f"Unrecognized config option: {name}")
+
+    monkeypatch.setattr(jax.config, "update", update)
+    with pytest.warns(RuntimeWarning, match="async dispatch stays on"):
+        assert cpu_runtime.configure() == {"async_dispatch_off": False, "heap_reuse": False}

@@ -14,40 +14,126 @@ jaxlib, API 0.x): it answers XLA's metadata query, then reads the buffers from t
 call frame. XLA runs the op like any other, on whichever thread its scheduler
 picks, alongside the rest of the backward pass.
 
-Where numba is missing or the platform is not 64-bit little-endian,
-``available()`` is False and layers.py keeps the pure-XLA kernel gradient.
+Reading another program's memory layout, it fails loudly, never silently:
+
+- ``available()`` is False (with a warning) on a jaxlib outside the releases whose
+  header the offsets were checked against (``_ffi_numba.TESTED_JAXLIB``), where
+  numba is missing, or off 64-bit little-endian CPUs; layers.py then keeps the
+  pure-XLA kernel gradient.
+- ``available_for(k, stride)`` checks a known answer once per kernel size and
+  stride, the first time a model uses that pair; a pair that fails keeps XLA's
+  kernel gradient, with a warning.
+- A call frame the handler does not expect fills the output with NaN (or returns
+  an XLA error when there is no output to fill) and is counted; ``check_frames()``
+  warns about the count, cheaply enough to call at every log step.
 """
 
 from __future__ import annotations
 
 import functools
+import re
+import sys
 import warnings
 
 import jax
 import jax.numpy as jnp
+import jaxlib
 import numpy as np
 
 TARGET = "amobilenet_depthwise_kernel_grad"
+_FFI_MODULE = "amobilenet_jax.models._ffi_numba"
+
+# (k, stride) -> whether the known-answer check passed.
+_CHECKED: dict[tuple[int, int], bool] = {}
+# Bad frames from registration and the self-checks: their own warnings named them, and
+# they touched no training step, so check_frames() does not count them again.
+_reported_bad_frames = 0
+_frames_warned = False
+
+
+def jaxlib_tested(version: str) -> bool:
+    """Whether jaxlib ``version`` (e.g. "0.10.2") lies in the range whose FFI header the offsets were checked on."""
+    from amobilenet_jax.models import _ffi_numba
+
+    match = re.match(r"(\d+)\.(\d+)\.(\d+)", version)
+    if match is None:
+        return False
+    low, high = _ffi_numba.TESTED_JAXLIB
+    return low <= tuple(int(part) for part in match.groups()) <= high
+
+
+@functools.cache
+def _register() -> None:
+    from amobilenet_jax.models import _ffi_numba
+
+    jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(_ffi_numba.handler.address), platform="cpu")
 
 
 @functools.cache
 def available() -> bool:
-    """Whether the compiled kernel is registered with XLA's CPU backend (done on first call)."""
+    """Whether the compiled kernel can run here and is registered with XLA's CPU backend (done on first call).
+
+    Each (kernel size, stride) is further checked by ``available_for``.
+    """
     from amobilenet_jax.models import _ffi_numba
 
     if not _ffi_numba.SUPPORTED:
         return False
+    if not jaxlib_tested(jaxlib.__version__):
+        low, high = (".".join(map(str, v)) for v in _ffi_numba.TESTED_JAXLIB)
+        warnings.warn(
+            f"compiled depthwise kernel gradient not used: it reads XLA's FFI call frame at offsets checked on "
+            f"jaxlib {low} to {high}, and this is jaxlib {jaxlib.__version__} (to extend the range, run "
+            "tests/test_cpu_kernels.py against it); using XLA's",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return False
+    before = bad_frame_count()
     try:
-        jax.ffi.register_ffi_target(TARGET, jax.ffi.pycapsule(_ffi_numba.handler.address), platform="cpu")
+        _register()
     except Exception as e:  # e.g. a future XLA that no longer accepts this FFI API version
         warnings.warn(f"compiled depthwise kernel gradient not registered ({e}); using XLA's", stacklevel=2)
         return False
-    if not _self_check(kernel_grad):
-        # The handler reads XLA's call frame at fixed offsets; a frame it cannot read
-        # leaves the output unwritten rather than failing, so check a known answer.
-        warnings.warn("compiled depthwise kernel gradient gave a wrong result; using XLA's", stacklevel=2)
+    if bad_frame_count() != before:  # XLA's metadata query was not what the handler expects
+        _note_reported_frames(bad_frame_count() - before)
+        warnings.warn(
+            f"compiled depthwise kernel gradient not used: {_last_reason()} at registration; using XLA's",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return False
     return True
+
+
+def available_for(k: int, stride: int) -> bool:
+    """Whether the compiled kernel gradient is available and gives the known answer for k x k, ``stride``.
+
+    Checked once per pair, on tiny arrays (milliseconds), on first use: layers.py
+    asks while a model is traced, so a model checks exactly the pairs it uses. A
+    pair that fails warns and keeps XLA's kernel gradient.
+    """
+    key = (int(k), int(stride))
+    if key not in _CHECKED:
+        ok = available()
+        if ok:
+            before, why = bad_frame_count(), ""
+            try:
+                ok = _self_check(kernel_grad, *key)
+            except Exception as e:  # the handler's XLA error, when it found no output to fill
+                ok, why = False, f" ({e})"
+            refused = bad_frame_count() - before
+            _note_reported_frames(refused)
+            if not ok:
+                why = f" ({_last_reason()})" if refused else why
+                warnings.warn(
+                    f"compiled depthwise kernel gradient failed its known-answer check for {k}x{k}, "
+                    f"stride {stride}{why}; using XLA's for that layer shape",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        _CHECKED[key] = ok
+    return _CHECKED[key]
 
 
 def _reference(x, dy, k: int, stride: int):
@@ -63,15 +149,62 @@ def _reference(x, dy, k: int, stride: int):
     return np.stack(taps).reshape(k, k, 1, x.shape[3])
 
 
-def _self_check(fn) -> bool:
-    """Whether ``fn(x, dy, k, stride)`` matches the NumPy reference on a small case, on CPU."""
-    rng = np.random.default_rng(0)
-    x = rng.standard_normal((2, 5, 5, 8), np.float32)
-    dy = rng.standard_normal((2, 3, 3, 8), np.float32)
-    # available() may first run while a model is being traced: compute eagerly.
+def _self_check(fn, k: int, stride: int) -> bool:
+    """Whether ``fn(x, dy, k, stride)`` matches the NumPy reference on a small case, on CPU.
+
+    The input is non-square and a few pixels larger than the kernel, so the padded
+    borders, the stride and every tap are exercised. The result must also leave the
+    bad-frame counter where it was.
+    """
+    rng = np.random.default_rng(k * 100 + stride)
+    height, width = k + 2, k + 3
+    x = rng.standard_normal((2, height, width, 8), np.float32)
+    out_h, out_w = ((size + 2 * (k // 2) - k) // stride + 1 for size in (height, width))
+    dy = rng.standard_normal((2, out_h, out_w, 8), np.float32)
+    before = bad_frame_count()
+    # available_for() may first run while a model is being traced: compute eagerly.
     with jax.ensure_compile_time_eval(), jax.default_device(jax.devices("cpu")[0]):
-        got = np.asarray(fn(jnp.asarray(x), jnp.asarray(dy), 3, 2))
-    return bool(np.allclose(got, _reference(x, dy, 3, 2), rtol=1e-4, atol=1e-4))
+        got = np.asarray(fn(jnp.asarray(x), jnp.asarray(dy), k, stride))
+    if bad_frame_count() != before:
+        return False
+    return bool(np.allclose(got, _reference(x, dy, k, stride), rtol=1e-4, atol=1e-4))
+
+
+def bad_frame_count() -> int:
+    """How many call frames the compiled handler has refused in this process (its output is NaN then)."""
+    ffi = sys.modules.get(_FFI_MODULE)  # not imported: nothing has run, and nothing to compile now
+    return 0 if ffi is None else int(ffi.BAD_FRAMES[0])
+
+
+def _last_reason() -> str:
+    ffi = sys.modules[_FFI_MODULE]
+    return ffi.REASONS.get(int(ffi.BAD_FRAMES[1]), "unknown reason")
+
+
+def _note_reported_frames(count: int) -> None:
+    """Bad frames a warning other than check_frames() has already named."""
+    global _reported_bad_frames
+    _reported_bad_frames += count
+
+
+def check_frames() -> int:
+    """Bad frames outside the self-checks so far; warns the first time there are any.
+
+    Reads a host-side counter: no device sync, about a microsecond, so a training
+    loop can call it at every log step. A refused frame left its kernel gradient
+    NaN, so the loss turns NaN one step later.
+    """
+    global _frames_warned
+    count = bad_frame_count() - _reported_bad_frames
+    if count > 0 and not _frames_warned:
+        _frames_warned = True
+        warnings.warn(
+            f"the compiled depthwise kernel gradient refused {count} XLA call frame(s) ({_last_reason()}): it wrote "
+            "NaN over their output (or raised an XLA error); set model.depthwise_impl='shift' to use XLA's",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    return count
 
 
 def kernel_grad(x, dy, k: int, stride: int):

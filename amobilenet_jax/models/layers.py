@@ -142,7 +142,8 @@ def _kernel_grad(x, dy, k: int, stride: int):
 
 def _kernel_grad_compiled(x, dy, k: int, stride: int):
     """``_kernel_grad`` by the compiled CPU loop where XLA runs on CPU, by XLA elsewhere."""
-    if x.dtype != jnp.float32 or dy.dtype != jnp.float32 or not cpu_kernels.available():
+    # available_for checks this (k, stride) against a known answer the first time a model uses it.
+    if x.dtype != jnp.float32 or dy.dtype != jnp.float32 or not cpu_kernels.available_for(k, stride):
         return _kernel_grad(x, dy, k, stride)
     return jax.lax.platform_dependent(
         x,
