@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from amobilenet_jax.data import Dataset, fer2013, ferplus, rafdb, tfds_builders
+from amobilenet_jax.errors import DataNotFoundError
 from tests import fixtures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -169,7 +170,7 @@ def test_unknown_split_and_label_mode_are_errors(tmp_path) -> None:
     fixtures.write_ferplus_folders(data_dir, sizes={"train": 8, "valid": 8})
     with pytest.raises(ValueError, match="label_mode"):
         tfds_builders.load_prepared("ferplus", data_dir, label_mode="soft", cache_dir=cache_dir)
-    with pytest.raises(ValueError, match="no split 'test'"):
+    with pytest.raises(DataNotFoundError, match="no split 'test'"):
         tfds_builders.load_prepared("ferplus", data_dir, cache_dir=cache_dir, splits=["test"])
     with pytest.raises(ValueError, match="no prepared form"):
         tfds_builders.prepare("affectnet", data_dir, cache_dir=cache_dir)

@@ -12,6 +12,7 @@ import pytest
 from PIL import Image
 
 from amobilenet_jax.data import fer2013, ferplus, rafdb
+from amobilenet_jax.errors import DataNotFoundError
 from tests import fixtures
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -170,7 +171,7 @@ def test_ferplus_read_folder_split_and_iter(folders) -> None:
 def test_ferplus_split_names_and_missing_split(tmp_path) -> None:
     written = fixtures.write_ferplus_folders(str(tmp_path), sizes={"valid": 8})
     assert ferplus.split_names(str(tmp_path)) == ["valid"]
-    with pytest.raises(ValueError, match=r"split 'train' not found"):
+    with pytest.raises(DataNotFoundError, match=r"split 'train' not found"):
         ferplus.load(str(tmp_path), splits=["train"])
     with pytest.raises(ValueError, match=r"unknown split 'dev'"):
         ferplus.load(str(tmp_path), splits=["dev"])

@@ -7,6 +7,8 @@ import dataclasses
 
 import numpy as np
 
+from amobilenet_jax.errors import ConfigError, DataNotFoundError
+
 
 @dataclasses.dataclass(frozen=True)
 class Split:
@@ -27,9 +29,18 @@ class Split:
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
+    """Named splits plus where they came from.
+
+    skipped: one one-line reason (``file:row: why``) per image or row left out under
+      ``data.on_error="skip"``, across all splits; empty when nothing was skipped.
+    source: the data directory read (empty for generated data); error messages name it.
+    """
+
     name: str
     class_names: tuple[str, ...]
     splits: dict[str, Split]
+    skipped: tuple[str, ...] = ()
+    source: str = ""
 
     @property
     def num_classes(self) -> int:
@@ -37,7 +48,8 @@ class Dataset:
 
     def split(self, name: str) -> Split:
         if name not in self.splits:
-            raise ValueError(f"data set {self.name!r} has no split {name!r}; it has {sorted(self.splits)}")
+            where = f"{self.source}: " if self.source else ""
+            raise DataNotFoundError(f"{where}data set {self.name!r} has no split {name!r}; it has {list(self.splits)}")
         return self.splits[name]
 
 
@@ -61,29 +73,46 @@ def _default_cache_dir(name: str, data_dir: str) -> str:
 
 
 def _load_real(data_config) -> Dataset:
-    """FERPlus, RAF-DB or FER2013: prepared once into ArrayRecord by TFDS, then read back."""
+    """FERPlus, RAF-DB or FER2013: prepared once into ArrayRecord by TFDS, then read back.
+
+    ``data.on_error`` says what a bad image or row does (see ``tfds_builders.prepare``).
+    """
     from amobilenet_jax.data import tfds_builders
 
     if not data_config.dir:
-        raise ValueError(f"data.dir must point at the {data_config.name} data (e.g. --config.data.dir=/data/ferplus)")
+        raise ConfigError(f"data.dir must point at the {data_config.name} data (e.g. --config.data.dir=/data/ferplus)")
     cache_dir = data_config.cache_dir or _default_cache_dir(data_config.name, data_config.dir)
-    return tfds_builders.load_prepared(data_config.name, data_config.dir, data_config.label_mode, cache_dir=cache_dir)
+    return tfds_builders.load_prepared(
+        data_config.name,
+        data_config.dir,
+        data_config.label_mode,
+        cache_dir=cache_dir,
+        on_error=getattr(data_config, "on_error", "raise"),  # a config.json from before the field
+    )
 
 
 LOADERS = {"synthetic": _load_synthetic, "ferplus": _load_real, "rafdb": _load_real, "fer2013": _load_real}
 
 
+def _check_name(name: str) -> None:
+    if name not in LOADERS:
+        raise ConfigError(f"data.name must be one of {sorted(LOADERS)}, got {name!r}")
+
+
 def class_names(name: str) -> tuple[str, ...]:
     """Class names of a data set, without reading any data."""
-    if name not in LOADERS:
-        raise ValueError(f"data.name must be one of {sorted(LOADERS)}, got {name!r}")
+    _check_name(name)
     from importlib import import_module
 
     return import_module(f"amobilenet_jax.data.{name}").CLASS_NAMES
 
 
 def load_dataset(data_config) -> Dataset:
-    """Loads the data set named by ``data_config.name`` into host memory."""
-    if data_config.name not in LOADERS:
-        raise ValueError(f"data.name must be one of {sorted(LOADERS)}, got {data_config.name!r}")
+    """Loads the data set named by ``data_config.name`` into host memory.
+
+    Data errors are ``errors.DataError`` / ``DataNotFoundError``, one line naming the file
+    and row; ``data.on_error="skip"`` skips bad images and rows instead and lists them in
+    ``Dataset.skipped`` (the synthetic set has none).
+    """
+    _check_name(data_config.name)
     return LOADERS[data_config.name](data_config)

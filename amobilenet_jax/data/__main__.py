@@ -3,27 +3,35 @@
 python -m amobilenet_jax.data --dataset ferplus --data_dir ~/data/ferplus
 python -m amobilenet_jax.data --dataset ferplus --data_dir ~/data/ferplus --label_mode distribution \
     --cache_dir /tmp/tfds
-python -m amobilenet_jax.data --dataset rafdb --data_dir ~/data/rafdb
+python -m amobilenet_jax.data --dataset rafdb --data_dir ~/data/rafdb --on_error skip
 
 The last line of stdout is JSON, ``{"train": {"NE": n, ...}, "valid": {...}}``, with only the
-splits present, for scripts and tests to read.
+splits present, for scripts and tests to read. Bad data (a file that is not there, a bad image or
+row) exits non-zero with one line on stderr, ``error: <file>:<row>: <what is wrong>``; with
+``--on_error skip`` bad images and rows are left out and listed instead.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import time
 
 import numpy as np
 from absl import app, flags, logging
 
 from amobilenet_jax.data import Dataset
+from amobilenet_jax.data.bad_items import ON_ERROR
+from amobilenet_jax.errors import UserError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("dataset", None, ["ferplus", "rafdb", "fer2013"], "Data set to prepare.")
 flags.DEFINE_string("data_dir", None, "The data set in its official layout.")
 flags.DEFINE_enum("label_mode", "majority", ["majority", "distribution"], "FERPlus train labels (load-time choice).")
 flags.DEFINE_string("cache_dir", None, "Where prepared data sets live (default: <data_dir>/.tfds).")
+flags.DEFINE_enum(
+    "on_error", "raise", list(ON_ERROR), "A bad image or row: raise (one line naming file and row) or skip (and list)."
+)
 flags.mark_flags_as_required(["dataset", "data_dir"])
 
 
@@ -52,15 +60,27 @@ def main(argv: list[str]) -> None:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep TFDS's INFO chatter out of the table
+    try:
+        prepare_and_report()
+    except UserError as e:  # the user's to fix: one line, no traceback
+        sys.exit(f"error: {e}")
+
+
+def prepare_and_report() -> None:
+    """Prepares ``--dataset`` (if needed), loads it back, prints the timings, the class table and the JSON."""
     # Imported here: TFDS (~0.3 s) only when the command actually runs.
     from amobilenet_jax.data import tfds_builders
 
     start = time.perf_counter()
-    prepared_dir = tfds_builders.prepare(FLAGS.dataset, FLAGS.data_dir, FLAGS.cache_dir)
+    prepared_dir = tfds_builders.prepare(FLAGS.dataset, FLAGS.data_dir, FLAGS.cache_dir, on_error=FLAGS.on_error)
     prepared_s = time.perf_counter() - start
     start = time.perf_counter()
     dataset = tfds_builders.load_prepared(
-        FLAGS.dataset, FLAGS.data_dir, label_mode=FLAGS.label_mode, cache_dir=FLAGS.cache_dir
+        FLAGS.dataset,
+        FLAGS.data_dir,
+        label_mode=FLAGS.label_mode,
+        cache_dir=FLAGS.cache_dir,
+        on_error=FLAGS.on_error,
     )
     load_s = time.perf_counter() - start
     abbreviations = tfds_builders.class_abbreviations(FLAGS.dataset)

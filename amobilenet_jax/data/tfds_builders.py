@@ -20,12 +20,29 @@ or failed preparation never looks prepared; what a killed process leaves is swep
 
 FERPlus stores the raw 10 vote counts, not labels: the label mode (majority / distribution) is
 applied at load time, so one preparation serves both.
+
+Bad input (``data.on_error``). A bad image or row raises a one-line ``errors.DataError`` /
+``DataNotFoundError`` naming the file and row; it reaches the caller as is (never TFDS's wrapping),
+and the failed preparation leaves nothing in ``cache_dir``: TFDS deletes its ``incomplete.*`` dir and
+``prepare`` the empty folders it made. With ``on_error="skip"`` such items are left out, and the
+copy records them in ``skipped.json`` beside the ArrayRecord files, written inside TFDS's
+``incomplete.*`` dir so that it appears with the copy, by the same rename, or not at all. Every
+load prints and returns (``Dataset.skipped``) that record, so a later run reading the copy reports
+the same skips. One copy per cache dir serves both modes: a copy that skipped nothing is what a
+``"raise"`` preparation would have written, so a ``"skip"`` run uses it as is; a copy that skipped
+items is refused by a ``"raise"`` run with an error naming the first skipped item (set
+``on_error=skip`` to use it, or fix the data and delete the copy). Nothing is silently used with
+items missing that its run did not ask to skip.
+
+Preparing prints plain progress lines on stdout (runs are often logged to files), not bars.
 """
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import importlib
+import json
 import os
 import shutil
 import tempfile
@@ -39,11 +56,15 @@ from absl import logging
 from etils import epath
 from tensorflow_datasets.proto import tf_example_pb2
 
-from amobilenet_jax.data import Dataset, Split
+from amobilenet_jax.data import Dataset, Split, bad_items
+from amobilenet_jax.data.bad_items import BadItems
+from amobilenet_jax.errors import ConfigError, DataError, DataNotFoundError, UserError
 
 VERSION = "1.0.0"
 DEFAULT_CACHE_SUBDIR = ".tfds"
 STALE_INCOMPLETE_S = 3600.0  # an unfinished preparation untouched this long is dead
+SKIPPED_FILE = "skipped.json"  # beside the ArrayRecord files: {"on_error": ..., "skipped": [reason, ...]}
+PROGRESS_INTERVAL_S = 10.0  # seconds between progress lines while preparing
 _HOMEPAGE = {
     "ferplus": "https://github.com/microsoft/FERPlus",
     "rafdb": "http://www.whdeng.cn/raf/model1.html",
@@ -60,6 +81,37 @@ class _LocalDatasetInfo(tfds.core.DatasetInfo):
         ``/tmp/tmp*tfds`` dir on each call before finding that out."""
 
 
+class _Progress:
+    """Plain progress lines on stdout, flushed: ``preparing ferplus train: 12000/28709 images, 41 s``.
+
+    A line at each new tenth of the total (at most one per ``interval_s / 5``), at least one per
+    ``interval_s``, and one at the end: a time check per image costs nothing next to decoding it,
+    and lines (not a redrawn bar) read well in a log file.
+    """
+
+    def __init__(self, what: str, total: int | None, interval_s: float | None = None):
+        self.what, self.total = what, total
+        self.interval_s = PROGRESS_INTERVAL_S if interval_s is None else interval_s
+        self.start = self.last = time.monotonic()
+        self.tenths = 0  # tenths of the total done at the last line
+
+    def update(self, done: int, skipped: int) -> None:
+        now = time.monotonic()
+        since = now - self.last
+        tenths = done * 10 // self.total if self.total else 0
+        if since >= self.interval_s or (tenths > self.tenths and since >= self.interval_s / 5):
+            self.last, self.tenths = now, tenths
+            self._print(done, skipped, now, "")
+
+    def finish(self, done: int, skipped: int) -> None:
+        self._print(done, skipped, time.monotonic(), ", done")
+
+    def _print(self, done: int, skipped: int, now: float, suffix: str) -> None:
+        count = f"{done}/{self.total}" if self.total else str(done)
+        skips = f", {skipped} skipped" if skipped else ""
+        print(f"{self.what}: {count} images, {now - self.start:.0f} s{skips}{suffix}", flush=True)
+
+
 class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Common part: one split per source split present, examples in source order.
 
@@ -73,6 +125,14 @@ class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     LABEL_KEY = "label"
     SPLIT_ORDER: tuple[str, ...] = ()
     DESCRIPTION = ""
+    _bad: BadItems | None = None  # set by _builder(); see `bad`
+
+    @property
+    def bad(self) -> BadItems:
+        """Where the readers put bad items while this builder prepares (``data.on_error``)."""
+        if self._bad is None:
+            self._bad = BadItems()
+        return self._bad
 
     @classmethod
     def reader(cls) -> Any:
@@ -93,7 +153,11 @@ class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     @classmethod
     def source_splits(cls, source_dir: str) -> list[str]:
-        """Splits present in the user's data, in ``SPLIT_ORDER``."""
+        """Splits present in the user's data, in ``SPLIT_ORDER``.
+
+        Bad rows are passed over here, whatever ``on_error``: generating the split meets them
+        again and raises or skips them then.
+        """
         raise NotImplementedError
 
     @classmethod
@@ -105,8 +169,12 @@ class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return cls.source_splits(source_dir)
 
     def _source_examples(self, source_dir: str, split: str) -> Iterator[tuple[str, np.ndarray, Any]]:
-        """``(name, image, label or votes)`` from the project's reader, in source order."""
+        """``(name, image, label or votes)`` from the project's reader, in source order; bad items to ``self.bad``."""
         raise NotImplementedError
+
+    def _expected_count(self, source_dir: str, split: str) -> int | None:
+        """How many examples ``split`` should have, when a cheap look tells (for progress lines)."""
+        return None
 
     def _label_feature(self) -> tfds.features.FeatureConnector:
         return tfds.features.ClassLabel(names=self.reader().CLASS_NAMES)
@@ -132,13 +200,42 @@ class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         source_dir = os.fspath(dl_manager.manual_dir)
         splits = self.source_splits(source_dir)
         if not splits:
-            raise FileNotFoundError(f"{source_dir}: no {self.name} split found.\n{self.MANUAL_DOWNLOAD_INSTRUCTIONS}")
+            instructions = bad_items.one_line(self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+            raise DataNotFoundError(f"{source_dir}: no {self.name} split found. {instructions}")
         return {split: self._generate_examples(source_dir, split) for split in splits}
 
     def _generate_examples(self, source_dir: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
+        try:
+            total = self._expected_count(source_dir, split)
+        except UserError:  # the reader below says what is wrong, with the file and row
+            total = None
+        progress = _Progress(f"preparing {self.name} {split}", total)
+        skipped_before = len(self.bad)
+        count = 0
         # A plain loop: a reader thread ahead of TFDS's serializer bought nothing on 2 cores (GIL).
-        for index, (name, image, label) in enumerate(self._source_examples(source_dir, split)):
-            yield index, {"image": image, "name": name, self.LABEL_KEY: label}
+        for name, image, label in self._source_examples(source_dir, split):
+            yield count, {"image": image, "name": name, self.LABEL_KEY: label}
+            count += 1
+            progress.update(count, len(self.bad) - skipped_before)
+        skipped = len(self.bad) - skipped_before
+        if not count:  # TFDS would stop with an AssertionError that names no file
+            first = f"; all {skipped} skipped, the first: {self.bad.reasons[skipped_before]}" if skipped else ""
+            raise DataError(f"{source_dir}: the {self.name} {split} split has no usable image{first}")
+        progress.finish(count, skipped)
+
+    def _download_and_prepare(self, dl_manager: Any, download_config: Any = None) -> None:
+        super()._download_and_prepare(dl_manager, download_config)
+        # self.data_dir is TFDS's incomplete.* dir here: the record is renamed into place with the
+        # copy, or deleted with it.
+        record = {"on_error": self.bad.on_error, "skipped": list(self.bad.reasons)}
+        _write_json(os.path.join(self.data_dir, SKIPPED_FILE), record)
+
+    def _log_download_bytes(self) -> None:
+        """One plain line in place of TFDS's banner ("Downloading and preparing dataset Unknown size ...")."""
+        print(f"preparing {self.name} into {self.data_dir} (data.on_error={self.bad.on_error})", flush=True)
+
+    def _log_download_done(self) -> None:
+        print(f"prepared {self.name} at {self.data_dir}", flush=True)
 
 
 class Ferplus(_ManualBuilder, skip_registration=True):
@@ -173,8 +270,17 @@ class Ferplus(_ManualBuilder, skip_registration=True):
 
         if ferplus.detect_layout(source_dir) == "kaggle":
             fer2013_csv, fer2013new_csv = (os.path.join(source_dir, f) for f in ferplus.KAGGLE_FILES)
-            return ferplus.iter_kaggle_examples(fer2013_csv, fer2013new_csv, split)
-        return ferplus.iter_folder_examples(os.path.join(source_dir, ferplus.FOLDERS[split]))
+            return ferplus.iter_kaggle_examples(fer2013_csv, fer2013new_csv, split, self.bad)
+        return ferplus.iter_folder_examples(os.path.join(source_dir, ferplus.FOLDERS[split]), self.bad)
+
+    def _expected_count(self, source_dir: str, split: str) -> int | None:
+        from amobilenet_jax.data import ferplus
+
+        if ferplus.detect_layout(source_dir) == "kaggle":
+            count = ferplus.count_kaggle_rows(os.path.join(source_dir, ferplus.KAGGLE_FILES[1]), split)
+        else:
+            count = ferplus.count_folder_rows(os.path.join(source_dir, ferplus.FOLDERS[split]))
+        return count or None
 
 
 class Rafdb(_ManualBuilder, skip_registration=True):
@@ -194,13 +300,18 @@ class Rafdb(_ManualBuilder, skip_registration=True):
     def source_splits(cls, source_dir: str) -> list[str]:
         from amobilenet_jax.data import rafdb
 
-        partition = rafdb.read_partition(source_dir)  # the small list file only
+        partition = rafdb.read_partition(source_dir, BadItems("skip"))  # the small list file only
         return [split for split in cls.SPLIT_ORDER if partition.get(split)]
 
     def _source_examples(self, source_dir: str, split: str) -> Iterator[tuple[str, np.ndarray, Any]]:
         from amobilenet_jax.data import rafdb
 
-        return rafdb.iter_examples(source_dir, split)
+        return rafdb.iter_examples(source_dir, split, self.bad)
+
+    def _expected_count(self, source_dir: str, split: str) -> int | None:
+        from amobilenet_jax.data import rafdb
+
+        return len(rafdb.read_partition(source_dir, BadItems("skip"))[split]) or None
 
 
 class Fer2013(_ManualBuilder, skip_registration=True):
@@ -221,7 +332,7 @@ class Fer2013(_ManualBuilder, skip_registration=True):
         from amobilenet_jax.data import fer2013
 
         # All splits live in the one CSV; its Usage column says which are there (a full scan).
-        usages = {row.usage for row in fer2013.read_rows(fer2013.csv_path(source_dir))}
+        usages = {row.usage for row in fer2013.read_rows(fer2013.csv_path(source_dir), keep_bad=True)}
         return [split for split in cls.SPLIT_ORDER if fer2013.USAGE[split] in usages]
 
     @classmethod
@@ -233,22 +344,94 @@ class Fer2013(_ManualBuilder, skip_registration=True):
     def _source_examples(self, source_dir: str, split: str) -> Iterator[tuple[str, np.ndarray, Any]]:
         from amobilenet_jax.data import fer2013
 
-        return fer2013.iter_examples(source_dir, split)
+        return fer2013.iter_examples(source_dir, split, self.bad)
 
 
 BUILDERS: dict[str, type[_ManualBuilder]] = {"ferplus": Ferplus, "rafdb": Rafdb, "fer2013": Fer2013}
 
 
-def _builder(name: str, data_dir: str, cache_dir: str | None) -> _ManualBuilder:
+def _builder(name: str, data_dir: str, cache_dir: str | None, on_error: str = "raise") -> _ManualBuilder:
     if name not in BUILDERS:
-        raise ValueError(f"no prepared form for data set {name!r}; choose one of {sorted(BUILDERS)}")
+        raise ConfigError(f"no prepared form for data set {name!r}; choose one of {sorted(BUILDERS)}")
     if not os.path.exists(data_dir):
-        raise FileNotFoundError(f"{data_dir}: {name} data directory not found")
+        raise DataNotFoundError(f"{data_dir}: {name} data directory not found")
     if cache_dir is None:
         # fer2013 also accepts the CSV file itself as data_dir: then the cache goes beside it.
         base = data_dir if os.path.isdir(data_dir) else os.path.dirname(os.path.abspath(data_dir))
         cache_dir = os.path.join(base, DEFAULT_CACHE_SUBDIR)
-    return BUILDERS[name](data_dir=os.path.abspath(cache_dir), file_format="array_record")
+    builder = BUILDERS[name](data_dir=os.path.abspath(cache_dir), file_format="array_record")
+    builder._bad = BadItems(on_error)
+    return builder
+
+
+def _write_json(path: str, record: dict) -> None:
+    """Writes ``record`` through a temp file and a rename: readers see all of it or nothing."""
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+    os.replace(tmp, path)
+
+
+def read_skipped(prepared_dir: str) -> tuple[str, ...]:
+    """The items a prepared copy left out (``on_error="skip"``), as ``file:row: reason`` lines.
+
+    A copy without the record was prepared before skipping existed, so skipped nothing.
+    """
+    path = os.path.join(prepared_dir, SKIPPED_FILE)
+    if not os.path.exists(path):
+        return ()
+    try:
+        with open(path) as f:
+            skipped = json.load(f)["skipped"]
+        if not isinstance(skipped, list) or not all(isinstance(reason, str) for reason in skipped):
+            raise ValueError("'skipped' is not a list of strings")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise DataError(
+            f"{path}: unreadable record of skipped items ({bad_items.one_line(e)}); "
+            f"delete {prepared_dir} to prepare again"
+        ) from None
+    return tuple(skipped)
+
+
+def _check_reusable(prepared_dir: str, on_error: str) -> None:
+    """Refuses a copy that skipped items to a run that asked for none to be skipped."""
+    skipped = read_skipped(prepared_dir)
+    if skipped and on_error == "raise":
+        more = f", with {len(skipped) - 1} more," if len(skipped) > 1 else ""
+        raise DataError(
+            f"{skipped[0]} (skipped{more} when {prepared_dir} was prepared with data.on_error=skip: "
+            f"set data.on_error=skip to use that copy, or fix the data and delete it)"
+        )
+
+
+def _user_error_in(error: BaseException) -> UserError | None:
+    """Our one-line error behind ``error``, when TFDS wrapped or re-raised one."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, UserError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _single_line(error: UserError) -> UserError:
+    """``error`` itself, or the same type with its message on one line."""
+    text = str(error)
+    return error if "\n" not in text else type(error)(bad_items.one_line(text))
+
+
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """TFDS's tqdm bars off while we prepare: they redraw one line with \\r, which a log file keeps all of."""
+    from tensorflow_datasets.core.utils import tqdm_utils
+
+    was = getattr(tqdm_utils, "_active", True)
+    tfds.display_progress_bar(False)
+    try:
+        yield
+    finally:
+        tfds.display_progress_bar(was)
 
 
 def _is_prepared(builder: _ManualBuilder) -> bool:
@@ -273,26 +456,34 @@ def _remove_stale_incomplete(builder: _ManualBuilder, older_than_s: float = STAL
             continue
 
 
-def prepare(name: str, data_dir: str, cache_dir: str | None = None) -> str:
+def prepare(name: str, data_dir: str, cache_dir: str | None = None, on_error: str = "raise") -> str:
     """Writes the ArrayRecord form of data set ``name`` unless it is already there.
 
     Args:
       name: ``"ferplus"``, ``"rafdb"`` or ``"fer2013"``.
       data_dir: the data set in its official layout (read-only is fine when ``cache_dir`` is set).
       cache_dir: where prepared data sets live; default ``<data_dir>/.tfds``.
+      on_error: ``"raise"``: a bad image or row raises; ``"skip"``: it is left out and listed in
+        the copy's ``skipped.json`` (see the module docstring).
 
     Returns:
       The prepared directory, ``<cache_dir>/<name>/<version>``.
+
+    Raises:
+      DataError, DataNotFoundError: one line naming the file (and row); nothing is left
+        prepared. Also for a copy that skipped items when ``on_error="raise"``.
 
     A prepared copy is reused as is (a directory listing or a small label file is read, no image),
     except when ``data_dir`` now holds a split it lacks (e.g. FER2013Test added later): then it is
     rebuilt. One cache_dir holds one copy per data set name and version, whatever its data_dir.
     """
-    builder = _builder(name, data_dir, cache_dir)
+    bad_items.check_on_error(on_error)
+    builder = _builder(name, data_dir, cache_dir, on_error)
     mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
     if _is_prepared(builder):
         present = builder.source_splits_if_cheap(data_dir)
         if present is None or set(present) <= set(builder.info.splits.keys()):
+            _check_reusable(os.fspath(builder.data_path), on_error)
             return os.fspath(builder.data_path)
         logging.warning(
             "%s: %s has splits %s, prepared copy only %s: rebuilding",
@@ -304,8 +495,26 @@ def prepare(name: str, data_dir: str, cache_dir: str | None = None) -> str:
         # TFDS deletes the old copy first, then builds in a temp dir and renames: a failure
         # leaves nothing prepared rather than a copy that silently lacks a split.
         mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
+    # The folders TFDS is about to make: a failed preparation removes them again when empty.
+    made = [path for path in (builder.data_path.parent.parent, builder.data_path.parent) if not path.exists()]
+    try:
+        _run_preparation(builder, name, data_dir, cache_dir, mode)
+    except BaseException:
+        for path in reversed(made):
+            with contextlib.suppress(OSError):  # not empty (another process's copy) or already gone
+                os.rmdir(path)
+        raise
+    _remove_stale_incomplete(builder)
+    _check_reusable(os.fspath(builder.data_path), on_error)  # another process's copy may have won the race
+    return os.fspath(builder.data_path)
+
+
+def _run_preparation(
+    builder: _ManualBuilder, name: str, data_dir: str, cache_dir: str | None, mode: tfds.download.GenerateMode
+) -> None:
+    """TFDS's download_and_prepare, with our one-line errors coming out as they went in."""
     # Nothing is downloaded; a throwaway download dir keeps TFDS's empty downloads/ out of the cache.
-    with tempfile.TemporaryDirectory(prefix="amobilenet-tfds-") as download_dir:
+    with tempfile.TemporaryDirectory(prefix="amobilenet-tfds-") as download_dir, _no_progress_bars():
         try:
             builder.download_and_prepare(
                 download_dir=download_dir,
@@ -317,13 +526,14 @@ def prepare(name: str, data_dir: str, cache_dir: str | None = None) -> str:
                 # No file_format here: the builder was made with array_record, and passing it again
                 # is refused when the info was read back from an existing copy (the rebuild case).
             )
-        except OSError:
+        except Exception as e:
+            user_error = _user_error_in(e)
+            if user_error is not None:
+                raise _single_line(user_error) from None
             # Another process (e.g. a second host of the same job) may have renamed its copy into
             # place first, making our final rename fail: its copy is as good as ours.
-            if not _is_prepared(_builder(name, data_dir, cache_dir)):
+            if not isinstance(e, OSError) or not _is_prepared(_builder(name, data_dir, cache_dir)):
                 raise
-    _remove_stale_incomplete(builder)
-    return os.fspath(builder.data_path)
 
 
 def _read_split(
@@ -362,25 +572,31 @@ def load_prepared(
     label_mode: str = "majority",
     cache_dir: str | None = None,
     splits: Sequence[str] | None = None,
+    on_error: str = "raise",
 ) -> Dataset:
     """Prepares ``name`` if needed, then reads splits (default: all prepared) into host memory.
 
     Same contents as the reader's ``load()``, row for row: for FERPlus ``label_mode`` applies to
     train while valid/test always get majority labels (what evaluation uses); ``label_mode`` is
-    ignored for the other data sets, which have one label per image.
+    ignored for the other data sets, which have one label per image. ``on_error`` as in
+    ``prepare``; what the prepared copy skipped is printed and returned in ``Dataset.skipped``
+    (all of it, whichever ``splits`` are read).
     """
     if name not in BUILDERS:
-        raise ValueError(f"no prepared form for data set {name!r}; choose one of {sorted(BUILDERS)}")
+        raise ConfigError(f"no prepared form for data set {name!r}; choose one of {sorted(BUILDERS)}")
     reader = BUILDERS[name].reader()
     if name == "ferplus" and label_mode not in reader.LABEL_MODES:
-        raise ValueError(f"label_mode must be one of {list(reader.LABEL_MODES)}, got {label_mode!r}")
-    prepare(name, data_dir, cache_dir)
-    builder = _builder(name, data_dir, cache_dir)
+        raise ConfigError(f"label_mode must be one of {list(reader.LABEL_MODES)}, got {label_mode!r}")
+    bad_items.check_on_error(on_error)
+    builder = _builder(name, data_dir, cache_dir, on_error)
+    if splits is not None and not _is_prepared(builder):
+        # Before preparing: a split that is not there should not cost a preparation of the others.
+        _check_splits(name, data_dir, splits, builder.source_splits(data_dir), "present")
+    prepared_dir = prepare(name, data_dir, cache_dir, on_error)
+    builder = _builder(name, data_dir, cache_dir, on_error)
     available = [split for split in builder.SPLIT_ORDER if split in builder.info.splits]
     wanted = available if splits is None else list(splits)
-    for split in wanted:
-        if split not in available:
-            raise ValueError(f"{data_dir}: {name} has no split {split!r}; prepared: {available}")
+    _check_splits(name, data_dir, wanted, available, "prepared")
     out: dict[str, Split] = {}
     for split in wanted:
         images, labels = _read_split(builder, split, builder.LABEL_KEY)
@@ -389,11 +605,19 @@ def load_prepared(
             out[split] = Split(images[keep], hard[keep], None if targets is None else targets[keep])
         else:
             out[split] = Split(images, labels[:, 0].astype(np.int32))
-    return Dataset(name, tuple(reader.CLASS_NAMES), out)
+    skipped = read_skipped(prepared_dir)
+    bad_items.report(name, skipped)
+    return Dataset(name, tuple(reader.CLASS_NAMES), out, skipped=skipped, source=data_dir)
+
+
+def _check_splits(name: str, data_dir: str, wanted: Sequence[str], available: Sequence[str], how: str) -> None:
+    for split in wanted:
+        if split not in available:
+            raise DataNotFoundError(f"{data_dir}: {name} has no split {split!r}; {how}: {list(available)}")
 
 
 def class_abbreviations(name: str) -> tuple[str, ...]:
     """Short class names for tables and JSON keys: the reader's ``CLASS_ABBREVIATIONS``."""
     if name not in BUILDERS:
-        raise ValueError(f"no prepared form for data set {name!r}; choose one of {sorted(BUILDERS)}")
+        raise ConfigError(f"no prepared form for data set {name!r}; choose one of {sorted(BUILDERS)}")
     return tuple(BUILDERS[name].reader().CLASS_ABBREVIATIONS)
