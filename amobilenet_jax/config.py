@@ -16,6 +16,7 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.eval_split = "auto"  # split evaluated each epoch and by --mode eval; auto: valid if present, else test
+    c.paper_table = False  # a study's table carries the paper's Table 3/4 numbers beside the measured ones
 
     c.model = ml_collections.ConfigDict()
     c.model.name = "amobilenet"
@@ -41,6 +42,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.balance = "none"  # none | oversample (every class drawn up to the largest class's size per epoch)
     c.data.pipeline = "device"  # device: split on the accelerator, augment in jit | grain: host-side Grain loader
     c.data.grain_workers = 2  # grain pipeline: worker processes (0: in the main process)
+    c.data.on_error = "raise"  # a bad image or row: raise (one line naming file and row) | skip (count and list them)
     c.data.augment = ml_collections.ConfigDict()
     c.data.augment.rotation = 20.0  # degrees, uniform in [-r, r]
     c.data.augment.crop = 0.2  # zoom in by up to this fraction of the side
@@ -70,7 +72,87 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.max_checkpoints = 3
     c.train.eval_every_epochs = 1
     c.train.eval_batch_size = 256
+    c.lock()  # a variant that sets a misspelt field fails here instead of adding a new one
     return c
+
+
+# Fields whose value is one of a fixed set: a typo is caught before any work starts.
+def _choices() -> dict[str, tuple]:
+    from amobilenet_jax.data import LOADERS
+    from amobilenet_jax.data.pipeline import BALANCE_MODES
+    from amobilenet_jax.models import DTYPES, MODELS
+    from amobilenet_jax.models.layers import DEPTHWISE_IMPLS
+
+    return {
+        "model.name": tuple(sorted(MODELS)),
+        "model.depthwise_impl": DEPTHWISE_IMPLS,
+        "model.dtype": tuple(DTYPES),
+        "data.name": tuple(sorted(LOADERS)),
+        "data.label_mode": ("majority", "distribution"),
+        "data.balance": BALANCE_MODES,
+        "data.pipeline": ("device", "grain"),
+        "data.on_error": ("raise", "skip"),
+        "eval_split": ("auto", "train", "valid", "test"),
+    }
+
+
+_POSITIVE = ("data.image_size", "train.batch_size", "train.eval_batch_size", "train.log_every_steps",
+             "train.checkpoint_every_steps", "train.max_checkpoints", "train.eval_every_epochs")  # fmt: skip
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Raises a one-line ``ConfigError`` for a value outside its field's choices or range."""
+    from amobilenet_jax.errors import ConfigError
+
+    def get(dotted):
+        node = config
+        for part in dotted.split("."):
+            node = node[part]
+        return node
+
+    for field, allowed in _choices().items():
+        if get(field) not in allowed:
+            raise ConfigError(f"config: {field}={get(field)!r} is not one of {', '.join(map(repr, allowed))}")
+    for field in _POSITIVE:
+        if not get(field) > 0:
+            raise ConfigError(f"config: {field}={get(field)!r} must be positive")
+    if not (config.train.num_epochs > 0 or config.train.num_steps > 0):
+        raise ConfigError("config: train.num_epochs or train.num_steps must be positive")
+    if not config.model.width > 0:
+        raise ConfigError(f"config: model.width={config.model.width!r} must be positive")
+
+
+def from_json(tree: dict, where: str) -> ml_collections.ConfigDict:
+    """A locked config from a run's ``config.json``: the base config with the saved values.
+
+    JSON has no tuples: lists become tuples (no config field holds a list). A field the
+    base config lacks is an error naming it; a field the saved config predates keeps its default.
+    """
+    from amobilenet_jax.errors import ConfigError
+
+    config = base_config()
+
+    def fill(node, values, prefix):
+        for key, value in values.items():
+            if key not in node:
+                raise ConfigError(f"{where}: unknown config field {prefix}{key} (written by another version?)")
+            if isinstance(value, dict):
+                fill(node[key], value, f"{prefix}{key}.")
+                continue
+            try:
+                node[key] = tuple(value) if isinstance(value, list) else value
+            except (TypeError, ValueError) as e:
+                raise ConfigError(f"{where}: config field {prefix}{key}={value!r}: {e}") from None
+
+    fill(config, tree, "")
+    return config
+
+
+def run_config_spec(workdir: str) -> str:
+    """The ``--config`` value that loads a run directory's own ``config.json`` (``configs``-style spec)."""
+    import os
+
+    return f"{os.path.join(os.path.dirname(__file__), 'run_config.py')}:{os.path.join(workdir, 'config.json')}"
 
 
 def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> int:

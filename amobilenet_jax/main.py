@@ -1,8 +1,12 @@
 """Command line: flags only; the work is in importable functions.
 
 python -m amobilenet_jax.main --config configs/quickstart.py --workdir runs/qs
-python -m amobilenet_jax.main --config configs/quickstart.py --workdir runs/qs --mode eval
+python -m amobilenet_jax.main --workdir runs/qs --mode eval        # the run's own config.json
 python -m amobilenet_jax.main --config configs/quickstart.py --mode summary
+
+A mistake the user can fix (a config value, bad data, another experiment's checkpoint, a
+signal that stopped the run) ends in one line on stderr, ``error: ...``, and a non-zero
+exit; a traceback means a bug in this codebase.
 """
 
 from __future__ import annotations
@@ -25,8 +29,12 @@ flags.DEFINE_enum(
     "train | eval | summary; for a config with a sweep also list (one command per point) | table (aggregate only).",
 )
 flags.DEFINE_integer("sweep_index", None, "Run only this point of the config's sweep (for array jobs).")
-flags.DEFINE_bool(
-    "vectorize", True, "Train sweep points that differ only in seed/lr/lambda/alpha as one vmapped program."
+flags.DEFINE_enum(
+    "vectorize",
+    "auto",
+    ["auto", "true", "false"],
+    "Train sweep points that differ only in seed/lr/lambda/alpha as one vmapped program: "
+    "true | false | auto (off-CPU only).",
 )
 flags.DEFINE_string(
     "coordinator_address",
@@ -45,7 +53,6 @@ flags.DEFINE_bool(
     True,
     "On CPU: run programs on the calling thread and keep freed memory for reuse (see amobilenet_jax/cpu_runtime.py).",
 )
-flags.mark_flags_as_required(["config"])
 
 
 def maybe_initialize_distributed() -> None:
@@ -75,11 +82,31 @@ def enable_compilation_cache() -> None:
 
 
 def main(argv):
+    """Runs the command; a ``UserError`` becomes one line on stderr and a non-zero exit."""
+    from amobilenet_jax.errors import Interrupted, UserError
+
+    try:
+        run(argv)
+    except Interrupted as e:
+        sys.stderr.write(f"error: {e}\n")
+        sys.exit(e.exit_code)
+    except UserError as e:
+        sys.exit(f"error: {_one_line(e)}")
+    except KeyboardInterrupt:
+        sys.exit("error: interrupted before training started; nothing was saved")
+
+
+def run(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep library INFO chatter out of the progress lines
     config = FLAGS.config
+    if config is None:
+        raise app.UsageError("--config is required, unless --workdir names a run that has a config.json")
+    from amobilenet_jax.config import validate
+
+    validate(config)
     if FLAGS.cpu_tuning:
         from amobilenet_jax import cpu_runtime
 
@@ -106,43 +133,51 @@ def main(argv):
             train.train_and_evaluate(config, FLAGS.workdir)
         else:
             result = train.evaluate_checkpoint(config, FLAGS.workdir)
-            print(json.dumps({k: result[k] for k in ("split", "step", "accuracy", "per_class_accuracy")}))
+            print(json.dumps({k: result[k] for k in ("split", "step", "accuracy", "mean_class_accuracy")}))
         return
-    title = os.path.basename(spec.partition(":")[0])[:-3]
-    paper = title == "baselines"
-    if FLAGS.mode == "list":
-        extra = [a for a in sys.argv[1:] if a.startswith("--config.")]
-        print("\n".join(sweep.list_commands(spec, FLAGS.workdir, points, extra)))
-        return
-    if FLAGS.mode == "train":
-        import jax
-
-        vectorize = FLAGS.vectorize == "true" or (FLAGS.vectorize == "auto" and jax.default_backend() != "cpu")
-        sweep.run_sweep(config, points, FLAGS.workdir, FLAGS.sweep_index, vectorize)
-    elif FLAGS.mode == "eval":
-        for overrides in points:
-            run_dir = os.path.join(FLAGS.workdir, sweep.point_name(overrides))
-            result = train.evaluate_checkpoint(sweep.apply_overrides(config, overrides), run_dir)
-            print(
-                json.dumps(
-                    {"run": sweep.point_name(overrides), "split": result["split"], "accuracy": result["accuracy"]}
-                )
-            )
-        return
-    if FLAGS.sweep_index is None:  # one array job does not tabulate the others
-        sweep.write_tables(FLAGS.workdir, points, title, paper)
-        print(open(os.path.join(FLAGS.workdir, "ablation.md")).read())
+    extra = [a for a in sys.argv[1:] if a.startswith("--config.")]
+    sweep.run(config, spec, points, FLAGS.mode, FLAGS.workdir, FLAGS.sweep_index, FLAGS.vectorize, extra)
 
 
 def _one_line(error: BaseException) -> str:
-    """First and last line of an error's text (config_flags embeds a whole traceback)."""
+    """First and last line of an error's text (config_flags embeds a whole traceback); an
+    unknown config field as ``no config field 'x' (did you mean "y"?)``."""
     text = str(error)
     if len(text) > 1 and text[0] == text[-1] == "'":  # a KeyError's repr inside an AttributeError
         text = text[1:-1].replace("\\n", "\n").replace("\\'", "'")
+    if isinstance(error, (AttributeError, KeyError)):
+        name = re.search(r'Key "(\w+)" does not exist', text) or re.match(r"""^["'\\]*(\w+)["'\\]*(\s|$)""", text)
+        if name:
+            hint = re.search(r'Did you mean "(\w+)"', text)
+            return f"no config field '{name.group(1)}'" + (f' (did you mean "{hint.group(1)}"?)' if hint else "")
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         return type(error).__name__
     return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+    """The value of ``--name=V`` or ``--name V`` in ``argv`` (the last one wins), else None."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == f"--{name}" and i + 1 < len(argv):
+            value = argv[i + 1]
+    return value
+
+
+def with_run_config(argv: list[str]) -> list[str]:
+    """``argv`` with ``--config`` pointing at the run's own ``config.json`` when it names none
+    and ``--workdir`` is a run that has one: the run directory is the source of truth."""
+    if _flag_value(argv, "config") is not None:
+        return argv
+    workdir = _flag_value(argv, "workdir")
+    if not workdir or not os.path.isfile(os.path.join(workdir, "config.json")):
+        return argv
+    from amobilenet_jax.config import run_config_spec
+
+    return [argv[0], f"--config={run_config_spec(workdir)}", *argv[1:]]
 
 
 def parse_flags(argv: list[str]) -> list[str]:
@@ -151,19 +186,22 @@ def parse_flags(argv: list[str]) -> list[str]:
     ml_collections raises plain Python errors (a misspelt field is an AttributeError
     saying 'Did you mean ...'), which absl would print as a traceback.
     """
+    argv = with_run_config(argv)
     try:
         remaining = FLAGS(argv)
-        FLAGS.config.keys()  # config_flags defers a missing file's error to first use
+        if FLAGS.config is not None:
+            FLAGS.config.keys()  # config_flags defers a missing file's error to first use
         return remaining
     except flags.Error as e:
         sys.exit(f"error: {_one_line(e)}")
     except (AttributeError, KeyError, TypeError, ValueError, OSError) as e:
         detail = _one_line(e)
-        field = re.match(r"'?(\w+)'?", detail)
+        field = re.search(r"no config field '(\w+)'", detail) or re.match(r"'?(\w+)'?", detail)
         overrides = [a for a in argv[1:] if a.startswith("--config.")]
         culprit = next((a for a in overrides if field and f".{field.group(1)}" in a), None)
         where = f" in {culprit}" if culprit else ""
-        sys.exit(f"error: bad config{where}: {type(e).__name__}: {detail}")
+        kind = "" if detail.startswith("no config field") else f"{type(e).__name__}: "
+        sys.exit(f"error: bad config{where}: {kind}{detail}")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,17 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from amobilenet_jax.config import validate
+from amobilenet_jax.errors import ConfigError, RunNotFoundError
+
 SEED_KEY = "seed"
+
+
+class SweepKeyError(ConfigError, KeyError):
+    """A sweep point overrides a field the config does not have."""
+
+    def __str__(self) -> str:  # KeyError's would quote the message
+        return str(self.args[0])
 
 
 def product(axes: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -66,8 +76,11 @@ def apply_overrides(config: ml_collections.ConfigDict, overrides: dict[str, Any]
         for part in parents:
             node = node[part]
         if leaf not in node:
-            raise KeyError(f"sweep override {key!r} names no config field")
-        node[leaf] = tuple(value) if isinstance(value, list) else value
+            raise SweepKeyError(f"sweep override {key!r} names no config field")
+        try:
+            node[leaf] = tuple(value) if isinstance(value, list) else value
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"sweep override {key}={value!r}: {e}") from None
     point.lock()
     return point
 
@@ -86,6 +99,17 @@ def is_finished(workdir: str, config: ml_collections.ConfigDict) -> bool:
         return json.load(f) == json.loads(config.to_json())
 
 
+VECTORIZE_CHOICES = ("auto", "true", "false")
+
+
+def resolve_vectorize(vectorize: str, backend: str) -> bool:
+    """``--vectorize``: true, false, or auto (vmapped groups off-CPU only: on the 2-core CPU
+    they measured no faster than one point after another, experiments/vmap_speedup_cpu.json)."""
+    if vectorize not in VECTORIZE_CHOICES:
+        raise ValueError(f"--vectorize must be one of {VECTORIZE_CHOICES}, got {vectorize!r}")
+    return vectorize == "true" or (vectorize == "auto" and backend != "cpu")
+
+
 def run_sweep(
     config: ml_collections.ConfigDict,
     points: list[dict[str, Any]],
@@ -98,8 +122,10 @@ def run_sweep(
 
     chosen = range(len(points)) if sweep_index is None else [sweep_index]
     if sweep_index is not None and not 0 <= sweep_index < len(points):
-        raise ValueError(f"--sweep_index={sweep_index} is out of range: the sweep has {len(points)} points")
+        raise ConfigError(f"--sweep_index={sweep_index} is out of range: the sweep has {len(points)} points")
     configs = {i: apply_overrides(config, points[i]) for i in chosen}
+    for i in chosen:
+        validate(configs[i])
     dirs = {i: os.path.join(workdir, point_name(points[i])) for i in chosen}
     todo = [i for i in chosen if not is_finished(dirs[i], configs[i])]
     for i in chosen:
@@ -267,7 +293,7 @@ def write_tables(workdir: str, points: list[dict[str, Any]], title: str, paper: 
     """Writes ``ablation.{md,csv,tex}`` and ``ablation.png``; returns the table rows."""
     table = collect(workdir, points)
     if not table:
-        raise FileNotFoundError(f"{workdir}: no finished run of this sweep to tabulate")
+        raise RunNotFoundError(f"{workdir}: no finished run of this sweep to tabulate")
     split = table[0]["split"]
     caption = f"{title}: {table[0]['dataset']} {split} accuracy"
     header, cells, raw = table_columns(table, paper)
@@ -312,6 +338,46 @@ def accuracy_figure(table: list[dict], title: str) -> bytes:
     fig.savefig(buf, format="png")
     plt.close(fig)
     return buf.getvalue()
+
+
+def run(
+    config: ml_collections.ConfigDict,
+    config_spec: str,
+    points: list[dict[str, Any]],
+    mode: str,
+    workdir: str,
+    sweep_index: int | None = None,
+    vectorize: str = "auto",
+    extra_args: Sequence[str] = (),
+) -> None:
+    """A study from the command line: ``--mode train | eval | list | table`` over its points.
+
+    ``train`` runs the points (skipping finished ones) and then, unless one array job ran
+    (``sweep_index``), tabulates; ``table`` only tabulates. The table carries the paper's
+    numbers when the config sets ``paper_table``.
+    """
+    import jax
+
+    from amobilenet_jax import train
+
+    title = os.path.basename(config_spec.partition(":")[0])[:-3]
+    for point in points:  # every override names a field, before any point runs
+        apply_overrides(config, point)
+    if mode == "list":
+        print("\n".join(list_commands(config_spec, workdir, points, list(extra_args))))
+        return
+    if mode == "eval":
+        for overrides in points:
+            run_dir = os.path.join(workdir, point_name(overrides))
+            result = train.evaluate_checkpoint(apply_overrides(config, overrides), run_dir)
+            print(json.dumps({"run": point_name(overrides), "split": result["split"], "accuracy": result["accuracy"]}))
+        return
+    if mode == "train":
+        run_sweep(config, points, workdir, sweep_index, resolve_vectorize(vectorize, jax.default_backend()))
+    if sweep_index is None:  # one array job does not tabulate the others
+        write_tables(workdir, points, title, bool(config.paper_table))
+        with open(os.path.join(workdir, "ablation.md")) as f:
+            print(f.read())
 
 
 def list_commands(config_spec: str, workdir: str, points: list[dict[str, Any]], extra: list[str]) -> list[str]:

@@ -18,17 +18,18 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from clu import metrics as clu_metrics
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from amobilenet_jax import evaluation, losses
+from amobilenet_jax import checkpoints, evaluation, losses
 from amobilenet_jax.config import num_train_steps
 from amobilenet_jax.data import Dataset, load_dataset
 from amobilenet_jax.data.augment import augment, normalize, resize
 from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
-from amobilenet_jax.models import build_model, model_kwargs
+from amobilenet_jax.errors import Interrupted, NonFiniteError, RunNotFoundError
+from amobilenet_jax.models import build_model, cpu_kernels, model_kwargs
+from amobilenet_jax.preemption import StopRequest
 from amobilenet_jax.summary_writer import TensorBoardWriter, read_scalars
 
 
@@ -52,12 +53,35 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 @flax.struct.dataclass
+class FirstNonFinite(clu_metrics.Metric):
+    """The first step (1-based) whose loss or gradients held a NaN or Inf; 0 when none did.
+
+    Accumulated on the device with the other metrics and read at the loop's existing
+    sync points (log, evaluation, checkpoint): the guard costs no host sync of its own.
+    """
+
+    step: jax.Array
+
+    @classmethod
+    def from_model_output(cls, nonfinite_step: jax.Array, **_) -> "FirstNonFinite":
+        return cls(step=nonfinite_step)
+
+    def merge(self, other: "FirstNonFinite") -> "FirstNonFinite":
+        a, b = self.step, other.step
+        return type(self)(step=jnp.where((a > 0) & ((b == 0) | (a < b)), a, b))
+
+    def compute(self) -> jax.Array:
+        return self.step
+
+
+@flax.struct.dataclass
 class TrainMetrics(clu_metrics.Collection):
     loss: clu_metrics.Average.from_output("loss")
     softmax_loss: clu_metrics.Average.from_output("softmax_loss")
     center_loss: clu_metrics.Average.from_output("center_loss")
     accuracy: clu_metrics.Average.from_output("accuracy")
     learning_rate: clu_metrics.LastValue.from_output("learning_rate")
+    nonfinite_step: FirstNonFinite
 
 
 VECTORIZABLE_HPARAMS = {
@@ -158,6 +182,7 @@ def make_train_step(config: ml_collections.ConfigDict) -> Callable:
 
         grads, (logits, embedding, updates, softmax_loss, center_loss) = jax.grad(loss_fn, has_aux=True)(state.params)
         loss = softmax_loss + center_weight * center_loss
+        finite = jax.tree.reduce(lambda ok, g: ok & jnp.all(jnp.isfinite(g)), grads, jnp.isfinite(loss))
         param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
         param_updates = jax.tree.map(lambda u: learning_rate * u, param_updates)
         # With center_weight 0 the centers still move, but nothing reads them.
@@ -177,6 +202,7 @@ def make_train_step(config: ml_collections.ConfigDict) -> Callable:
             center_loss=center_loss,
             accuracy=jnp.mean(jnp.argmax(logits, -1) == labels),
             learning_rate=learning_rate / (1.0 + decay * state.step),
+            nonfinite_step=jnp.where(finite, 0, state.step + 1),
         )
         return new_state, metrics
 
@@ -224,89 +250,6 @@ def forward_flops(model, variables, image_size: int) -> float:
     if isinstance(cost, (list, tuple)):
         cost = cost[0]
     return float(cost.get("flops", float("nan")))
-
-
-# ---------------------------------------------------------------- run directory
-
-
-def _write_json_atomic(path: str, obj: Any) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-# Config sections a resumed run must share with its checkpoint; changing them
-# would silently continue a different experiment.
-_RESUME_KEYS = ("seed", "model", "data", "loss", "optimizer", "train.batch_size")
-
-
-def _check_resumable(saved: dict, current: dict, ckpt_dir: str) -> None:
-    def pick(cfg, dotted):
-        for part in dotted.split("."):
-            cfg = cfg.get(part) if isinstance(cfg, dict) else None
-        return cfg
-
-    diffs = [k for k in _RESUME_KEYS if pick(saved, k) != pick(current, k)]
-    if diffs:
-        raise ValueError(
-            f"{ckpt_dir}: the checkpoint was written with a different config ({', '.join(diffs)} differ); "
-            "use a new --workdir or restore the original config"
-        )
-
-
-def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=config.train.max_checkpoints, create=True)
-    return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"), options=options)
-
-
-def save_checkpoint(mngr: ocp.CheckpointManager, state: TrainState, config, data_position: dict) -> None:
-    step = int(jax.device_get(state.step))
-    mngr.save(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(state),
-            config=ocp.args.JsonSave(json.loads(config.to_json())),
-            data=ocp.args.JsonSave(data_position),
-        ),
-    )
-
-
-def restore_checked(mngr: ocp.CheckpointManager, state, check: Callable[[Any, str], None], what: str = "train state"):
-    """The newest checkpoint restored into ``state``'s structure and shardings, or ``state``
-    unchanged when there is none. ``check(saved_config, where)`` raises when the checkpoint
-    belongs to another experiment; an unreadable checkpoint is an error too. Never
-    re-initialise over a checkpoint."""
-    step = mngr.latest_step()
-    if step is None:
-        return state
-    where = os.path.join(str(mngr.directory), str(step))
-    try:
-        meta = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-    except Exception as e:  # noqa: BLE001 - re-raised with the path
-        raise RuntimeError(f"{where}: cannot read the checkpoint's config: {e}") from e
-    check(meta.config, where)
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-    try:
-        restored = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract)))
-    except Exception as e:  # noqa: BLE001 - re-raised with the path
-        raise RuntimeError(f"{where}: cannot restore the {what}: {e}") from e
-    return restored.state
-
-
-def restore_latest(mngr: ocp.CheckpointManager, state: TrainState, config) -> TrainState:
-    """``restore_checked`` for one run: the checkpoint's config must match ``config``."""
-    current = json.loads(config.to_json())
-    return restore_checked(mngr, state, lambda saved, where: _check_resumable(saved, current, where))
-
-
-def restore_data_position(mngr: ocp.CheckpointManager) -> dict:
-    """The input pipeline's position saved with the newest checkpoint ({} when none)."""
-    step = mngr.latest_step()
-    if step is None:
-        return {}
-    return mngr.restore(step, args=ocp.args.Composite(data=ocp.args.JsonRestore())).data
 
 
 # ---------------------------------------------------------------- the run
@@ -399,13 +342,24 @@ class Experiment:
             self._eval_splits[name] = DeviceSplit(self.dataset.split(name), self.mesh)
         return self._eval_splits[name]
 
-    def evaluate(self, state: TrainState, split: str) -> dict:
-        """Metrics over the whole split; ``result["attention"]`` holds the first images' CBAM maps."""
+    def evaluate(self, state: TrainState, split: str, progress: bool = False) -> dict:
+        """Metrics over the whole split; ``result["attention"]`` holds the first images' CBAM maps.
+
+        ``progress``: print how far it got every few seconds (long splits, slow machines).
+        """
         confusion, attention = None, None
-        for batch in self.eval_split(split).eval_batches(self.config.train.eval_batch_size):
+        device_split = self.eval_split(split)
+        batch_size = self.config.train.eval_batch_size
+        started = last_print = time.perf_counter()
+        for i, batch in enumerate(device_split.eval_batches(batch_size)):
             counts, maps = self.eval_step(state, batch)
             confusion = counts if confusion is None else confusion + counts
             attention = maps if attention is None else attention
+            now = time.perf_counter()
+            if progress and now - last_print >= PROGRESS_EVERY_S:
+                done = min((i + 1) * batch_size, device_split.size)
+                print(f"evaluating {split}: {done}/{device_split.size} images, {now - started:.0f} s", flush=True)
+                last_print = now
         result = evaluation.confusion_metrics(np.asarray(jax.device_get(confusion)), self.dataset.class_names)
         result["attention"] = jax.device_get(attention)
         return result
@@ -426,6 +380,9 @@ class Experiment:
         return {k: np.repeat(v, 3, axis=-1) if v.shape[-1] == 1 else v for k, v in shown.items()}
 
 
+PROGRESS_EVERY_S = 5.0  # a long evaluation prints how far it got this often
+
+
 def _progress_line(step, total, steps_per_epoch, images_per_s, eta_s, scalars) -> str:
     eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0)))
     return (
@@ -434,63 +391,139 @@ def _progress_line(step, total, steps_per_epoch, images_per_s, eta_s, scalars) -
     )
 
 
+class BestEval:
+    """The best evaluation so far, carried in the checkpoint's data position across resumes."""
+
+    def __init__(self, position: dict):
+        saved = position.get("best_eval") or {}
+        self.accuracy = saved.get("accuracy")
+        self.epoch = saved.get("epoch")
+
+    def update(self, epoch: float, split: str, result: dict) -> str:
+        """Records ``result`` and returns the console line for it."""
+        if self.accuracy is None or result["accuracy"] > self.accuracy:
+            self.accuracy, self.epoch = result["accuracy"], epoch
+        return (
+            f"epoch {epoch:g} {split} accuracy {result['accuracy']:.4f} "
+            f"mean per class {result['mean_class_accuracy']:.4f} best {self.accuracy:.4f} (epoch {self.epoch:g})"
+        )
+
+    def position(self) -> dict:
+        return {} if self.accuracy is None else {"best_eval": {"accuracy": self.accuracy, "epoch": self.epoch}}
+
+
+def check_finite(first_bad_step, mngr, names: list[str] | None = None) -> None:
+    """Raises ``NonFiniteError`` when the accumulated ``nonfinite_step`` metric saw a NaN or Inf.
+
+    ``first_bad_step``: 0 (none) or the 1-based step, one per point for a vectorised group
+    (``names`` then says which). Called before anything is evaluated or saved, so that no
+    checkpoint ever holds a non-finite state.
+    """
+    cpu_kernels.check_frames()  # a host counter: warns once if the compiled CPU kernel met a frame it refused
+    steps = np.atleast_1d(np.asarray(jax.device_get(first_bad_step)))
+    bad = [i for i, s in enumerate(steps) if s > 0]
+    if not bad:
+        return
+    step = int(min(steps[i] for i in bad))
+    which = f" in {', '.join(names[i] for i in bad)}" if names else ""
+    mngr.wait_until_finished()
+    last = mngr.latest_step()
+    good = f"the last good checkpoint is {checkpoints.step_path(mngr, last)}" if last is not None else "no checkpoint"
+    raise NonFiniteError(
+        f"non-finite loss or gradient at step {step}{which}; training stopped, {good} "
+        "(nothing non-finite was saved); lower optimizer.learning_rate or check the data"
+    )
+
+
+def interrupted(stop: StopRequest, mngr, step: int, total: int) -> Interrupted:
+    """The error that ends a run stopped by a signal, after its checkpoint at ``step`` is written."""
+    mngr.wait_until_finished()
+    return Interrupted(
+        f"stopped by {stop.requested} at step {step}/{total}; checkpoint {checkpoints.step_path(mngr, step)} saved; "
+        "run the same command again to resume",
+        stop.exit_code,
+    )
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, dataset: Dataset | None = None) -> dict:
     """Trains (resuming from ``workdir``'s newest checkpoint), evaluates, writes results.
 
-    Returns the dict written to ``workdir/results.json``.
+    Returns the dict written to ``workdir/results.json``. SIGTERM/SIGINT save a checkpoint at
+    the current step and raise ``Interrupted``; a NaN or Inf raises ``NonFiniteError``.
     """
     os.makedirs(workdir, exist_ok=True)
-    is_chief = jax.process_index() == 0
+    checkpoints.check_workdir(workdir, config)  # before the data is loaded: a wrong run fails fast
     exp = Experiment(config, dataset)
-    mngr = checkpoint_manager(workdir, config)
-    state = restore_latest(mngr, exp.init_state(), config)  # raises before anything is overwritten
-    data_position = restore_data_position(mngr)
+    mngr = checkpoints.run_manager(workdir, config)
+    try:
+        return _train(exp, mngr, config, workdir)
+    finally:
+        mngr.close()  # also on an error: Orbax's writer threads must not outlive the interpreter
+
+
+def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: str) -> dict:
+    is_chief = jax.process_index() == 0
+    state, position = checkpoints.restore_run(mngr, exp.init_state(), config)  # raises before anything is written
     if is_chief:
-        _write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+        checkpoints.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     start_step = int(jax.device_get(state.step))
     writer = TensorBoardWriter(workdir, enabled=is_chief)
     if start_step == 0:
-        writer.write_hparams(_flat_hparams(config))
+        writer.write_hparams(flat_hparams(config))
     else:
         print(f"resuming from checkpoint at step {start_step}", flush=True)
 
     total, per_epoch, bs = exp.total_steps, exp.order.steps_per_epoch, config.train.batch_size
     eval_every = max(1, config.train.eval_every_epochs) * per_epoch
+    config_json = json.loads(config.to_json())
+    best = BestEval(position)
     train_time = 0.0
     accumulated = None
     last_log_time, last_log_step = time.perf_counter(), start_step
-    for step, batch in exp.train_batches(start_step, data_position.get("grain_iterator")):
-        state, metrics = exp.train_step(state, batch)
-        accumulated = metrics if accumulated is None else accumulated.merge(metrics)
-        done = step + 1
-        if done % config.train.log_every_steps == 0 or done == total:
-            scalars = {f"train/{k}": float(v) for k, v in accumulated.compute().items()}  # host sync
-            now = time.perf_counter()
-            elapsed = now - last_log_time
-            train_time += elapsed
-            images_per_s = (done - last_log_step) * bs / max(elapsed, 1e-9)
-            scalars["train/images_per_s"] = images_per_s
-            writer.write_scalars(done, scalars)
-            if is_chief:
-                print(_progress_line(done, total, per_epoch, images_per_s, (total - done) * bs / images_per_s, scalars))
-            accumulated, last_log_time, last_log_step = None, now, done
-        if done % eval_every == 0 and done != total:
-            paused = time.perf_counter()
-            _write_eval(writer, exp, state, done)
-            last_log_time += time.perf_counter() - paused  # evaluation time is not training time
-        if done % config.train.checkpoint_every_steps == 0 or done == total:
-            save_checkpoint(mngr, state, config, exp.data_position(done))
+    with StopRequest() as stop:
+        for step, batch in exp.train_batches(start_step, position.get("grain_iterator")):
+            state, metrics = exp.train_step(state, batch)
+            accumulated = metrics if accumulated is None else accumulated.merge(metrics)
+            done = step + 1
+            log_now = done % config.train.log_every_steps == 0 or done == total
+            stopping = stop.requested is not None  # read once: a signal may arrive at any line
+            eval_now = done % eval_every == 0 and done != total and not stopping
+            save_now = done % config.train.checkpoint_every_steps == 0 or done == total or stopping
+            if log_now or eval_now or save_now:
+                check_finite(accumulated.nonfinite_step.step, mngr)
+            if log_now:
+                computed = accumulated.compute()  # host sync
+                scalars = {f"train/{k}": float(v) for k, v in computed.items() if k != "nonfinite_step"}
+                now = time.perf_counter()
+                elapsed = now - last_log_time
+                train_time += elapsed
+                images_per_s = (done - last_log_step) * bs / max(elapsed, 1e-9)
+                scalars["train/images_per_s"] = images_per_s
+                writer.write_scalars(done, scalars)
+                if is_chief:
+                    eta_s = (total - done) * bs / images_per_s
+                    print(_progress_line(done, total, per_epoch, images_per_s, eta_s, scalars), flush=True)
+                accumulated, last_log_time, last_log_step = None, now, done
+            if eval_now:
+                paused = time.perf_counter()
+                result = _write_eval(writer, exp, state, done)
+                if is_chief:
+                    print(best.update(done / per_epoch, exp.default_eval_split, result), flush=True)
+                last_log_time += time.perf_counter() - paused  # evaluation time is not training time
+            if save_now:
+                checkpoints.save(mngr, state, config_json, {**exp.data_position(done), **best.position()})
+            if stopping:
+                raise interrupted(stop, mngr, done, total)
     mngr.wait_until_finished()
 
-    result = _final_results(exp, state, config, workdir, writer, train_time, start_step)
+    result = final_results(exp, state, config, workdir, writer, train_time, start_step, best)
     writer.close()
-    mngr.close()
     return result
 
 
 def _write_eval(writer: TensorBoardWriter, exp: Experiment, state: TrainState, step: int) -> dict:
     split = exp.default_eval_split
-    result = exp.evaluate(state, split)
+    result = exp.evaluate(state, split, progress=True)
     attention = result.pop("attention")
     writer.write_scalars(
         step,
@@ -508,7 +541,8 @@ def _write_eval(writer: TensorBoardWriter, exp: Experiment, state: TrainState, s
     return result
 
 
-def _final_results(exp, state, config, workdir, writer, train_time, start_step) -> dict:
+def final_results(exp, state, config, workdir, writer, train_time, start_step, best: BestEval, extra=None) -> dict:
+    """The last evaluation; writes ``results.json``, the confusion matrix and the curves."""
     step = int(jax.device_get(state.step))
     split = exp.default_eval_split
     result = _write_eval(writer, exp, state, step)
@@ -533,64 +567,52 @@ def _final_results(exp, state, config, workdir, writer, train_time, start_step) 
             "train_time_s": train_time,
             "resumed_from_step": start_step,
             "devices": [str(d) for d in jax.devices()],
+            "skipped_items": len(getattr(exp.dataset, "skipped", ())),
+            **(extra or {}),
         }
     )
+    line = best.update(step / exp.order.steps_per_epoch, split, result)
+    result["best_accuracy"], result["best_epoch"] = best.accuracy, best.epoch
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, "confusion_matrix.png.tmp"), "wb") as f:
-            f.write(png)
-        os.replace(os.path.join(workdir, "confusion_matrix.png.tmp"), os.path.join(workdir, "confusion_matrix.png"))
+        checkpoints.write_atomic(os.path.join(workdir, "confusion_matrix.png"), png)
         # A resumed run adds its training time to what the earlier results recorded.
-        previous = _read_json(os.path.join(workdir, "results.json"))
+        previous = checkpoints.read_json(os.path.join(workdir, "results.json"))
         if start_step > 0 and previous and previous.get("final_step", 0) <= start_step:
             result["train_time_s"] += previous.get("train_time_s", 0.0)
-        _write_json_atomic(os.path.join(workdir, "results.json"), result)
+        checkpoints.write_json_atomic(os.path.join(workdir, "results.json"), result)
         writer.flush()
         curves = evaluation.training_curves_png(read_scalars(workdir), os.path.basename(os.path.abspath(workdir)))
-        with open(os.path.join(workdir, "training_curves.png.tmp"), "wb") as f:
-            f.write(curves)
-        os.replace(os.path.join(workdir, "training_curves.png.tmp"), os.path.join(workdir, "training_curves.png"))
-    print(
-        f"{split} accuracy {result['accuracy']:.4f} (mean per class {result['mean_class_accuracy']:.4f}) "
-        f"at step {step}; results in {os.path.join(workdir, 'results.json')}",
-        flush=True,
-    )
+        checkpoints.write_atomic(os.path.join(workdir, "training_curves.png"), curves)
+        print(line, flush=True)
+        print(f"final {split} accuracy {result['accuracy']:.4f} at step {step}; results in "
+              f"{os.path.join(workdir, 'results.json')}", flush=True)  # fmt: skip
     return result
 
 
-def _read_json(path: str) -> dict | None:
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-def _flat_hparams(config: ml_collections.ConfigDict) -> dict:
-    flat = {}
-
-    def walk(prefix, node):
-        for key, value in node.items():
-            name = f"{prefix}{key}"
-            if isinstance(value, dict):
-                walk(name + ".", value)
-            else:
-                flat[name] = value
-
-    walk("", json.loads(config.to_json()))
-    return flat
+def flat_hparams(config: ml_collections.ConfigDict) -> dict:
+    return checkpoints.flatten(json.loads(config.to_json()))
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, split: str | None = None) -> dict:
     """``--mode eval``: the newest checkpoint in ``workdir`` on ``split`` (default ``eval_split``)."""
-    exp = Experiment(config)
-    split = split or exp.default_eval_split
-    mngr = checkpoint_manager(workdir, config)
-    if mngr.latest_step() is None:
-        raise FileNotFoundError(f"{os.path.join(workdir, 'checkpoints')}: no checkpoint to evaluate")
-    state = restore_latest(mngr, exp.init_state(), config)
-    result = exp.evaluate(state, split)
+    if not os.path.isdir(os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
+        raise RunNotFoundError(f"{workdir}: not a run directory (no {checkpoints.CHECKPOINT_DIR}/ to evaluate)")
+    checkpoints.check_workdir(workdir, config)
+    mngr = checkpoints.run_manager(workdir, config)
+    try:
+        if mngr.latest_step() is None:
+            raise RunNotFoundError(f"{os.path.join(workdir, checkpoints.CHECKPOINT_DIR)}: no checkpoint to evaluate")
+        exp = Experiment(config)
+        split = split or exp.default_eval_split
+        exp.dataset.split(split)  # a missing split is an error before the model is built
+        state, _ = checkpoints.restore_run(mngr, exp.init_state(), config)
+        step = int(jax.device_get(state.step))
+        print(f"evaluating {split} ({len(exp.dataset.split(split))} images) at step {step}", flush=True)
+        result = exp.evaluate(state, split, progress=True)
+    finally:
+        mngr.close()
     result.pop("attention")
-    result.update({"split": split, "step": int(jax.device_get(state.step))})
+    result.update({"split": split, "step": step})
     if jax.process_index() == 0:
-        _write_json_atomic(os.path.join(workdir, f"eval_{split}.json"), result)
-    mngr.close()
+        checkpoints.write_json_atomic(os.path.join(workdir, f"eval_{split}.json"), result)
     return result

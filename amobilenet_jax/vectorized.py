@@ -38,9 +38,11 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from amobilenet_jax import train
+from amobilenet_jax import checkpoints, train
 from amobilenet_jax.data import load_dataset
 from amobilenet_jax.data.pipeline import TrainOrder
+from amobilenet_jax.errors import CheckpointError
+from amobilenet_jax.preemption import StopRequest
 from amobilenet_jax.summary_writer import TensorBoardWriter
 
 # What the vmapped program may differ in: the seed and the array-valued hparams.
@@ -120,27 +122,18 @@ def _restore_group(mngr: ocp.CheckpointManager, stacked: train.TrainState, confi
 
     def check(saved, where: str) -> None:
         if not isinstance(saved, list) or len(saved) != len(configs):
-            raise ValueError(
+            raise CheckpointError(
                 f"{where}: the checkpoint holds a group of {len(saved) if isinstance(saved, list) else '?'} points, "
                 f"this group has {len(configs)}; use a new group_dir or restore the original configs"
             )
         for i, (old, new) in enumerate(zip(saved, configs, strict=True)):
             try:
-                train._check_resumable(old, json.loads(new.to_json()), where)
-            except ValueError as e:
-                raise ValueError(f"point {i}: {e}") from None
+                checkpoints.check_resumable(old, json.loads(new.to_json()), where)
+            except CheckpointError as e:
+                raise CheckpointError(f"point {i}: {e}") from None
 
-    return train.restore_checked(mngr, stacked, check, what="stacked train state")
-
-
-def _check_point_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
-    """Refuses, before any training, a point workdir whose checkpoints belong to another config."""
-    mngr = train.checkpoint_manager(workdir, config)
-    step = mngr.latest_step()
-    if step is not None:
-        meta = mngr.restore(step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))
-        train._check_resumable(meta.config, json.loads(config.to_json()), os.path.join(str(mngr.directory), str(step)))
-    mngr.close()
+    state, _ = checkpoints.restore(mngr, stacked, check, what="stacked train state")
+    return state
 
 
 def _group_progress_line(step: int, total: int, steps_per_epoch: int, images_per_s: float, losses) -> str:
@@ -162,7 +155,7 @@ def train_and_evaluate_group(
     _check_group(configs, workdirs)
     for workdir, config in zip(workdirs, configs, strict=True):
         os.makedirs(workdir, exist_ok=True)
-        _check_point_workdir(workdir, config)
+        checkpoints.check_workdir(workdir, config)
     os.makedirs(group_dir, exist_ok=True)
     is_chief = jax.process_index() == 0
     num_points = len(configs)
@@ -181,75 +174,86 @@ def train_and_evaluate_group(
     states = [create_point_state(c, exp) for c in configs]
     stacked = stack_states(states)
     del states
-    mngr = train.checkpoint_manager(group_dir, configs[0])
-    stacked = _restore_group(mngr, stacked, configs)  # raises before anything is overwritten
-    # Placed like Experiment.init_state's: left uncommitted, the state met the mesh-sharded
-    # batches in every step and the vmapped step ran 1.7-2.8x slower on CPU
-    # (experiments/vmap_speedup.py).
-    stacked = jax.device_put(stacked, exp.replicated)
-    start_step = int(jax.device_get(stacked.step[0]))
+    mngr = checkpoints.run_manager(group_dir, configs[0])
+    try:  # closed on an error too: Orbax's writer threads must not outlive the interpreter
+        stacked = _restore_group(mngr, stacked, configs)  # raises before anything is overwritten
+        # Placed like Experiment.init_state's: left uncommitted, the state met the mesh-sharded
+        # batches in every step and the vmapped step ran 1.7-2.8x slower on CPU
+        # (experiments/vmap_speedup.py).
+        stacked = jax.device_put(stacked, exp.replicated)
+        start_step = int(jax.device_get(stacked.step[0]))
 
-    writers = [TensorBoardWriter(w, enabled=is_chief) for w in workdirs]
-    if is_chief:
-        for workdir, config in zip(workdirs, configs, strict=True):
-            train._write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
-    if start_step == 0:
-        for writer, config in zip(writers, configs, strict=True):
-            writer.write_hparams(train._flat_hparams(config))
-    else:
-        print(f"resuming group from checkpoint at step {start_step}", flush=True)
+        writers = [TensorBoardWriter(w, enabled=is_chief) for w in workdirs]
+        if is_chief:
+            for workdir, config in zip(workdirs, configs, strict=True):
+                checkpoints.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+        if start_step == 0:
+            for writer, config in zip(writers, configs, strict=True):
+                writer.write_hparams(train.flat_hparams(config))
+        else:
+            print(f"resuming group from checkpoint at step {start_step}", flush=True)
 
-    step_fn = jax.jit(jax.vmap(train.make_train_step(configs[0])), donate_argnums=0, out_shardings=exp.replicated)
-    configs_json = [json.loads(c.to_json()) for c in configs]
-    train_time = 0.0
-    accumulated = None
-    last_log_time, last_log_step = time.perf_counter(), start_step
-    for step in range(start_step, total):
-        idx = np.stack([order.indices(step) for order in orders])  # [P, B]
-        batch = _gather_points(exp.train_split.arrays, jnp.asarray(idx))
-        stacked, metrics = step_fn(stacked, batch)
-        # clu's Average/LastValue merge elementwise, so [P]-shaped metrics accumulate as is.
-        accumulated = metrics if accumulated is None else accumulated.merge(metrics)
-        done = step + 1
-        if done % configs[0].train.log_every_steps == 0 or done == total:
-            # clu refuses to compute a collection with a leading axis (it takes it for a
-            # replica axis), so each point's metrics are picked out and computed alone.
-            computed = [
-                jax.device_get(jax.tree.map(lambda x, i=i: x[i], accumulated).compute()) for i in range(num_points)
-            ]
-            now = time.perf_counter()
-            elapsed = now - last_log_time
-            train_time += elapsed
-            images_per_s = (done - last_log_step) * bs * num_points / max(elapsed, 1e-9)
-            for i, writer in enumerate(writers):
-                scalars = {f"train/{k}": float(v) for k, v in computed[i].items()}
-                scalars["train/images_per_s"] = images_per_s
-                writer.write_scalars(done, scalars)
-            if is_chief:
-                print(
-                    _group_progress_line(done, total, per_epoch, images_per_s, [c["loss"] for c in computed]),
-                    flush=True,
-                )
-            accumulated, last_log_time, last_log_step = None, now, done
-        if done % configs[0].train.checkpoint_every_steps == 0 or done == total:
-            _save_group(mngr, stacked, configs_json, done)
-    mngr.wait_until_finished()
-    mngr.close()
+        step_fn = jax.jit(jax.vmap(train.make_train_step(configs[0])), donate_argnums=0, out_shardings=exp.replicated)
+        configs_json = [json.loads(c.to_json()) for c in configs]
+        train_time = 0.0
+        accumulated = None
+        last_log_time, last_log_step = time.perf_counter(), start_step
+        names = [os.path.basename(os.path.abspath(w)) for w in workdirs]
+        with StopRequest() as stop:
+            for step in range(start_step, total):
+                idx = np.stack([order.indices(step) for order in orders])  # [P, B]
+                batch = _gather_points(exp.train_split.arrays, jnp.asarray(idx))
+                stacked, metrics = step_fn(stacked, batch)
+                # clu's Average/LastValue merge elementwise, so [P]-shaped metrics accumulate as is.
+                accumulated = metrics if accumulated is None else accumulated.merge(metrics)
+                done = step + 1
+                stopping = stop.requested is not None
+                log_now = done % configs[0].train.log_every_steps == 0 or done == total
+                save_now = done % configs[0].train.checkpoint_every_steps == 0 or done == total or stopping
+                if log_now or save_now:
+                    train.check_finite(accumulated.nonfinite_step.step, mngr, names)
+                if log_now:
+                    # clu refuses to compute a collection with a leading axis (it takes it for a
+                    # replica axis), so each point's metrics are picked out and computed alone.
+                    computed = [
+                        jax.device_get(jax.tree.map(lambda x, i=i: x[i], accumulated).compute())
+                        for i in range(num_points)
+                    ]
+                    now = time.perf_counter()
+                    elapsed = now - last_log_time
+                    train_time += elapsed
+                    images_per_s = (done - last_log_step) * bs * num_points / max(elapsed, 1e-9)
+                    for i, writer in enumerate(writers):
+                        scalars = {f"train/{k}": float(v) for k, v in computed[i].items() if k != "nonfinite_step"}
+                        scalars["train/images_per_s"] = images_per_s
+                        writer.write_scalars(done, scalars)
+                    if is_chief:
+                        print(
+                            _group_progress_line(done, total, per_epoch, images_per_s, [c["loss"] for c in computed]),
+                            flush=True,
+                        )
+                    accumulated, last_log_time, last_log_step = None, now, done
+                if save_now:
+                    checkpoints.save(mngr, stacked, configs_json, {"step": done})
+                if stopping:
+                    raise train.interrupted(stop, mngr, done, total)
+        mngr.wait_until_finished()
+    finally:
+        mngr.close()
 
     results = []
     for i, (config, workdir, writer) in enumerate(zip(configs, workdirs, writers, strict=True)):
         state = jax.device_put(unstack_state(stacked, i), exp.replicated)
-        point_mngr = train.checkpoint_manager(workdir, config)
+        point_mngr = checkpoints.run_manager(workdir, config)
         final_step = int(jax.device_get(state.step))
         if point_mngr.latest_step() != final_step:  # a finished group rerun has saved it already
             position = {"step": final_step, "epoch": final_step / per_epoch}
-            train.save_checkpoint(point_mngr, state, config, position)
+            checkpoints.save(point_mngr, state, configs_json[i], position)
         point_mngr.wait_until_finished()
         point_mngr.close()
-        result = train._final_results(exp, state, config, workdir, writer, train_time, start_step)
-        result["vectorized_group_size"] = num_points
-        if is_chief:  # _final_results wrote results.json without the group size
-            train._write_json_atomic(os.path.join(workdir, "results.json"), result)
+        extra = {"vectorized_group_size": num_points}
+        best = train.BestEval({})
+        result = train.final_results(exp, state, config, workdir, writer, train_time, start_step, best, extra)
         writer.close()
         results.append(result)
     return results
@@ -258,14 +262,3 @@ def train_and_evaluate_group(
 def create_point_state(config: ml_collections.ConfigDict, exp: train.Experiment) -> train.TrainState:
     """One point's fresh state, from its own seed and hparams (``exp`` gives model and shapes)."""
     return train.create_train_state(config, exp.model, config.data.image_size, exp.num_classes)
-
-
-def _save_group(mngr: ocp.CheckpointManager, stacked: train.TrainState, configs_json: list, step: int) -> None:
-    mngr.save(
-        step,
-        args=ocp.args.Composite(
-            state=ocp.args.StandardSave(stacked),
-            config=ocp.args.JsonSave(configs_json),
-            data=ocp.args.JsonSave({"step": step}),
-        ),
-    )

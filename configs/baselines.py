@@ -16,7 +16,9 @@ MODELS = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "amobilenet"]
 
 
 def get_config(variant=None):
-    return study_config(variant, "configs/baselines.py")
+    c = study_config(variant, "configs/baselines.py")
+    c.paper_table = True  # the table carries the paper's Tables 3/4 beside the measured numbers
+    return c
 
 
 def get_sweep(variant=None):

@@ -2,7 +2,8 @@
 
     python -m amobilenet_jax.main --config configs/quickstart.py --workdir runs/quickstart
 
-`:tiny` is the test-size variant (a handful of steps, narrow model).
+`:tiny` is the test-size variant (a handful of steps, narrow model); `:diverge` is `:tiny`
+with a learning rate that blows up within a few steps, to show the non-finite guard.
 """
 
 from amobilenet_jax.config import base_config
@@ -27,7 +28,7 @@ def get_config(variant=None):
     c.train.num_epochs = 10
     c.train.log_every_steps = 50
     c.train.checkpoint_every_steps = 250
-    if variant == "tiny":
+    if variant in ("tiny", "diverge"):
         c.model.width = 0.25
         c.data.image_size = 32
         c.data.num_train = 128
@@ -37,6 +38,10 @@ def get_config(variant=None):
         c.train.log_every_steps = 4
         c.train.checkpoint_every_steps = 4
         c.train.eval_batch_size = 32
-    elif variant is not None:
-        raise ValueError(f"unknown variant {variant!r} of configs/quickstart.py (known: tiny)")
+    if variant == "diverge":
+        c.optimizer.learning_rate = 1e30  # finite after step 1, overflowing after that
+        c.train.checkpoint_every_steps = 1
+        c.train.log_every_steps = 8
+    elif variant not in (None, "tiny"):
+        raise ValueError(f"unknown variant {variant!r} of configs/quickstart.py (known: tiny, diverge)")
     return c

@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from amobilenet_jax import train, vectorized
+from amobilenet_jax import checkpoints, train, vectorized
+from amobilenet_jax.errors import CheckpointError
 from tests.conftest import load_config
 
 # Training length of the equivalence tests. On the tiny model (32 px, batch 16) the
@@ -35,8 +36,8 @@ def _config(seed=0, center_weight=None, num_steps=None):
 
 def _restore(config, workdir):
     exp = train.Experiment(config)
-    mngr = train.checkpoint_manager(workdir, config)
-    state = train.restore_latest(mngr, exp.init_state(), config)
+    mngr = checkpoints.run_manager(workdir, config)
+    state, _ = checkpoints.restore_run(mngr, exp.init_state(), config)
     mngr.close()
     return jax.device_get(state)
 
@@ -97,5 +98,5 @@ def test_interrupted_group_resumes_to_the_same_parameters(tmp_path):
     assert [r["params_fingerprint"] for r in resumed] == [r["params_fingerprint"] for r in straight]
     # A group checkpoint is not resumed by other points.
     other = [_config(seed=s) for s in (1, 0)]
-    with pytest.raises(ValueError, match="different config"):
+    with pytest.raises(CheckpointError, match="another experiment"):
         vectorized.train_and_evaluate_group(other, [str(tmp_path / "o0"), str(tmp_path / "o1")], group_dir)
