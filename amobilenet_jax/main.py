@@ -15,6 +15,7 @@ import json
 import os
 import re
 import sys
+import warnings
 
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -101,6 +102,7 @@ def run(argv):
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     if not FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)  # keep library INFO chatter out of the progress lines
+    warnings.formatwarning = _one_line_warning
     config = FLAGS.config
     if config is None:
         raise app.UsageError("--config is required, unless --workdir names a run that has a config.json")
@@ -154,6 +156,11 @@ def _one_line(error: BaseException) -> str:
     if not lines:
         return type(error).__name__
     return lines[0] if len(lines) == 1 else f"{lines[0]} {lines[-1]}"
+
+
+def _one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """A warning as the user reads it: ``warning: <text>``, without this codebase's file and line."""
+    return f"warning: {' '.join(str(message).split())}\n"
 
 
 def _flag_value(argv: list[str], name: str) -> str | None:
