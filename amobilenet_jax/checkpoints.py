@@ -38,14 +38,15 @@ CORRUPT_DIR = "checkpoints.corrupt"
 # seed, input size...) defines the experiment and must match the checkpoint's config.
 FREE_FIELDS = (
     "eval_split",  # which split --mode eval and the per-epoch evaluation report
+    "eval_flip",  # test-time flip: how a trained model is evaluated, not how it trains
     "paper_table",  # whether a study's table carries the paper's numbers
     "data.dir",  # the same data set moved to another disk
     "data.cache_dir",  # where its prepared copy is cached
     "data.grain_workers",  # host processes of the grain pipeline: same batches, other speed
     "data.on_error",  # how bad input is met: the skip count is recorded in results.json
     "model.depthwise_impl",  # the same convolution by another kernel (e.g. moved from CPU to GPU)
-    "train.num_epochs",  # train on for longer (the learning rate is a function of the step)
-    "train.num_steps",
+    "train.num_epochs",  # train on for longer: the Keras-decay rate is a function of the step alone
+    "train.num_steps",  # (not under the cosine schedule, whose rate depends on the run's length)
     "train.log_every_steps",
     "train.checkpoint_every_steps",
     "train.max_checkpoints",
@@ -103,9 +104,12 @@ def config_differences(saved: dict, current: dict) -> list[str]:
     """The experiment-defining fields in which ``current`` differs from ``saved``, as
     ``field (saved -> current)``. A field the saved config predates counts as its default."""
     old, new, defaults = flatten(saved), flatten(current), _defaults()
+    free = set(FREE_FIELDS)
+    if new.get("optimizer.schedule", "keras") != "keras":
+        free -= {"train.num_epochs", "train.num_steps"}
     diffs = []
     for key in sorted(new):
-        if key in FREE_FIELDS:
+        if key in free:
             continue
         before = old.get(key, defaults.get(key))
         if before != new[key]:

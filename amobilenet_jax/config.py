@@ -16,6 +16,7 @@ def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
     c.seed = 0
     c.eval_split = "auto"  # split evaluated each epoch and by --mode eval; auto: valid if present, else test
+    c.eval_flip = False  # evaluation sums the logits of each image and its mirror (test-time flip)
     c.paper_table = False  # a study's table carries the paper's Table 3/4 numbers beside the measured ones
 
     c.model = ml_collections.ConfigDict()
@@ -28,6 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.cbam_kernel = 7
     c.model.linear_depthwise = config_dict.placeholder(bool)
     c.model.depthwise_impl = "auto"  # xla | shift | shift_ffi | shift_autodiff | auto
+    c.model.stem_stride = config_dict.placeholder(int)  # MobileNetV1/A-MobileNet: 2 (paper) | 1 for 48x48 inputs
     c.model.dtype = "float32"  # compute dtype: float32 | bfloat16; params stay float32
 
     c.data = ml_collections.ConfigDict()
@@ -54,10 +56,13 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict()
     c.loss.center_weight = 0.01  # lambda in Eq. 10; 0 switches center loss off
     c.loss.center_update_rate = 0.5  # alpha of the center update (Eq. 9)
+    c.loss.label_smoothing = 0.0  # mix the softmax target with uniform: (1 - s) * target + s / K
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 1e-4
+    c.optimizer.schedule = "keras"  # keras: lr / (1 + decay * step) | cosine: warmup, then cosine to 0
     c.optimizer.decay = 1e-5  # Keras-style: lr_t = lr / (1 + decay * step)
+    c.optimizer.warmup_steps = 0  # cosine only: linear warmup from lr / warmup_steps
     c.optimizer.b1 = 0.9
     c.optimizer.b2 = 0.999
     c.optimizer.eps = 1e-7  # Keras' Adam default (the paper trained with Keras)
@@ -92,6 +97,7 @@ def _choices() -> dict[str, tuple]:
         "data.balance": BALANCE_MODES,
         "data.pipeline": ("device", "grain"),
         "data.on_error": ("raise", "skip"),
+        "optimizer.schedule": ("keras", "cosine"),
         "eval_split": ("auto", "train", "valid", "test"),
     }
 
@@ -118,6 +124,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config: {field}={get(field)!r} must be positive")
     if not (config.train.num_epochs > 0 or config.train.num_steps > 0):
         raise ConfigError("config: train.num_epochs or train.num_steps must be positive")
+    if not 0.0 <= config.loss.label_smoothing < 1.0:
+        raise ConfigError(f"config: loss.label_smoothing={config.loss.label_smoothing!r} must be in [0, 1)")
+    if config.optimizer.warmup_steps < 0:
+        raise ConfigError(f"config: optimizer.warmup_steps={config.optimizer.warmup_steps!r} must be >= 0")
+    if config.model.stem_stride is not None and config.model.stem_stride not in (1, 2):
+        raise ConfigError(f"config: model.stem_stride={config.model.stem_stride!r} is not one of 1, 2")
+    from amobilenet_jax.models import model_kwargs
+
+    model_kwargs(config.model, 1)  # fields the chosen architecture does not have
     if not config.model.width > 0:
         raise ConfigError(f"config: model.width={config.model.width!r} must be positive")
 

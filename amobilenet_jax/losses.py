@@ -12,16 +12,23 @@ import jax.numpy as jnp
 import optax
 
 
-def softmax_cross_entropy(logits_BxK: jax.Array, targets: jax.Array) -> jax.Array:
+def softmax_cross_entropy(logits_BxK: jax.Array, targets: jax.Array, label_smoothing: float = 0.0) -> jax.Array:
     """Mean softmax cross-entropy (Eq. 6).
 
     ``targets`` is either integer labels ``[B]`` or a label distribution ``[B, K]``
     (FERPlus vote distributions), in which case this is the cross-entropy to it.
+    ``label_smoothing`` s mixes the target with the uniform distribution:
+    ``(1 - s) * target + s / K`` (0, the paper's recipe, leaves it as it is).
     """
     logits_BxK = logits_BxK.astype(jnp.float32)
-    if targets.ndim == logits_BxK.ndim:
-        return optax.softmax_cross_entropy(logits_BxK, targets.astype(jnp.float32)).mean()
-    return optax.softmax_cross_entropy_with_integer_labels(logits_BxK, targets).mean()
+    if targets.ndim != logits_BxK.ndim and label_smoothing == 0.0:
+        return optax.softmax_cross_entropy_with_integer_labels(logits_BxK, targets).mean()
+    if targets.ndim != logits_BxK.ndim:
+        targets = jax.nn.one_hot(targets, logits_BxK.shape[-1])
+    targets = targets.astype(jnp.float32)
+    if label_smoothing:
+        targets = optax.smooth_labels(targets, label_smoothing)
+    return optax.softmax_cross_entropy(logits_BxK, targets).mean()
 
 
 def hard_labels(targets: jax.Array) -> jax.Array:

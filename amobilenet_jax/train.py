@@ -27,7 +27,7 @@ from amobilenet_jax.config import num_train_steps
 from amobilenet_jax.data import Dataset, load_dataset
 from amobilenet_jax.data.augment import augment, normalize, resize
 from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
-from amobilenet_jax.errors import Interrupted, NonFiniteError, RunNotFoundError
+from amobilenet_jax.errors import ConfigError, Interrupted, NonFiniteError, RunNotFoundError
 from amobilenet_jax.models import build_model, cpu_kernels, model_kwargs
 from amobilenet_jax.preemption import StopRequest
 from amobilenet_jax.summary_writer import TensorBoardWriter, read_scalars
@@ -96,23 +96,52 @@ def hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, jax.Arra
     return {name: jnp.asarray(value, jnp.float32) for name, value in values.items()}
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict) -> optax.Schedule:
-    """Keras-style time decay of the paper's recipe: lr_t = lr / (1 + decay * t)."""
-    lr, decay = config.optimizer.learning_rate, config.optimizer.decay
-    return lambda step: lr / (1.0 + decay * step)
+SCHEDULES = ("keras", "cosine")
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-    """Adam(W) with the Keras time decay, *without* the base learning rate.
+def learning_rate_factor(config: ml_collections.ConfigDict, total_steps: int | None = None) -> Callable:
+    """``lr_t / lr`` as a function of the step.
 
-    The base rate lives in ``TrainState.hparams`` and multiplies the updates in the
-    train step; ``-1 / (1 + decay * t)`` here completes lr_t = lr / (1 + decay * t).
+    ``keras`` (the paper's recipe): ``1 / (1 + decay * t)``. ``cosine``: a linear warmup over
+    ``optimizer.warmup_steps``, then half a cosine from 1 down to 0 at ``total_steps``.
     """
     o = config.optimizer
+    if o.schedule == "keras":
+        decay = float(o.decay)
+        return lambda step: 1.0 / (1.0 + decay * step)
+    if o.schedule != "cosine":
+        raise ConfigError(f"config: optimizer.schedule={o.schedule!r} is not one of {SCHEDULES}")
+    if not total_steps:
+        raise ValueError("the cosine schedule needs the run's total number of steps")
+    warmup = int(o.warmup_steps)
+
+    def factor(step):
+        step = jnp.asarray(step, jnp.float32)
+        ramp = jnp.minimum(1.0, (step + 1.0) / warmup) if warmup > 0 else 1.0
+        progress = jnp.clip((step - warmup) / max(total_steps - warmup, 1), 0.0, 1.0)
+        return ramp * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+
+    return factor
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int | None = None) -> optax.Schedule:
+    """The learning rate at each step: ``optimizer.learning_rate`` times ``learning_rate_factor``."""
+    lr, factor = config.optimizer.learning_rate, learning_rate_factor(config, total_steps)
+    return lambda step: lr * factor(step)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int | None = None) -> optax.GradientTransformation:
+    """Adam(W) with the schedule's factor, *without* the base learning rate.
+
+    The base rate lives in ``TrainState.hparams`` and multiplies the updates in the
+    train step; ``-learning_rate_factor`` here completes lr_t (e.g. lr / (1 + decay * t)).
+    """
+    o = config.optimizer
+    factor = learning_rate_factor(config, total_steps)
     parts = [optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=o.eps)]
     if o.weight_decay > 0:
         parts.append(optax.add_decayed_weights(o.weight_decay))
-    parts.append(optax.scale_by_schedule(lambda step: -1.0 / (1.0 + o.decay * step)))
+    parts.append(optax.scale_by_schedule(lambda step: -factor(step)))
     return optax.chain(*parts)
 
 
@@ -126,14 +155,19 @@ def init_variables(model, image_size: int, key: jax.Array) -> dict:
     return init.compile(compiler_options=options)(key)
 
 
-def create_train_state(config: ml_collections.ConfigDict, model, image_size: int, num_classes: int) -> TrainState:
-    """Fresh parameters, optimizer state and zero centers, from ``config.seed``."""
+def create_train_state(
+    config: ml_collections.ConfigDict, model, image_size: int, num_classes: int, total_steps: int | None = None
+) -> TrainState:
+    """Fresh parameters, optimizer state and zero centers, from ``config.seed``.
+
+    ``total_steps``: the run's length, which the cosine schedule needs.
+    """
     root = jax.random.PRNGKey(config.seed)
     init_key, state_key = jax.random.split(root)
     variables = init_variables(model, image_size, init_key)
     dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     _, aux = jax.eval_shape(lambda v: model.apply(v, dummy, train=False), variables)
-    tx = make_optimizer(config)
+    tx = make_optimizer(config, total_steps)
     params = variables["params"]
     return TrainState(
         step=jnp.zeros((), jnp.int32),
@@ -155,9 +189,10 @@ def _prepare(images, config: ml_collections.ConfigDict, rng=None):
     return normalize(x, config.data.normalize_mean, config.data.normalize_std)
 
 
-def make_train_step(config: ml_collections.ConfigDict) -> Callable:
+def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None = None) -> Callable:
     """Returns the pure ``train_step(state, batch) -> (state, TrainMetrics)``."""
-    decay = float(config.optimizer.decay)
+    lr_factor = learning_rate_factor(config, total_steps)
+    smoothing = float(config.loss.label_smoothing)
 
     def train_step(state: TrainState, batch: dict[str, jax.Array]):
         center_weight = state.hparams["center_weight"]
@@ -175,7 +210,7 @@ def make_train_step(config: ml_collections.ConfigDict) -> Callable:
             (logits, aux), updates = state.apply_fn(
                 variables, images, train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"]
             )
-            softmax_loss = losses.softmax_cross_entropy(logits, targets)
+            softmax_loss = losses.softmax_cross_entropy(logits, targets, smoothing)
             center_loss = losses.center_loss(aux["embedding"], labels, state.centers)
             loss = softmax_loss + center_weight * center_loss
             return loss, (logits, aux["embedding"], updates, softmax_loss, center_loss)
@@ -201,7 +236,7 @@ def make_train_step(config: ml_collections.ConfigDict) -> Callable:
             softmax_loss=softmax_loss,
             center_loss=center_loss,
             accuracy=jnp.mean(jnp.argmax(logits, -1) == labels),
-            learning_rate=learning_rate / (1.0 + decay * state.step),
+            learning_rate=learning_rate * lr_factor(state.step),
             nonfinite_step=jnp.where(finite, 0, state.step + 1),
         )
         return new_state, metrics
@@ -212,7 +247,8 @@ def make_train_step(config: ml_collections.ConfigDict) -> Callable:
 def make_eval_step(config: ml_collections.ConfigDict, num_classes: int, num_attention: int = 4) -> Callable:
     """Returns ``eval_step(state, batch) -> (confusion [K, K], attention)``.
 
-    Confusion rows are true classes. ``attention`` holds the CBAM spatial maps of the
+    Confusion rows are true classes; with ``eval_flip`` the logits of each image and of
+    its mirror image are summed before the argmax. ``attention`` holds the CBAM spatial maps of the
     batch's first ``num_attention`` images (empty without CBAM): the maps come out of
     the same forward pass, so showing them costs no second compile.
     """
@@ -221,6 +257,9 @@ def make_eval_step(config: ml_collections.ConfigDict, num_classes: int, num_atte
         images = _prepare(batch["image"], config)
         variables = {"params": state.params, "batch_stats": state.batch_stats}
         logits, aux = state.apply_fn(variables, images, train=False, return_attention=True)
+        if config.eval_flip:  # test-time flip: the image and its mirror vote together
+            mirrored, _ = state.apply_fn(variables, images[:, :, ::-1, :], train=False)
+            logits = logits + mirrored
         true = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.int32)
         pred = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes, dtype=jnp.int32)
         confusion = (true * batch["mask"][:, None].astype(jnp.int32)).T @ pred
@@ -291,7 +330,9 @@ class Experiment:
         self.train_split = DeviceSplit(train, self.mesh) if config.data.pipeline == "device" else None
         self.order = TrainOrder(config.seed, train.labels, config.train.batch_size, config.data.balance)
         self.total_steps = num_train_steps(config, self.order.steps_per_epoch)
-        self.train_step = jax.jit(make_train_step(config), donate_argnums=0, out_shardings=self.replicated)
+        self.train_step = jax.jit(
+            make_train_step(config, self.total_steps), donate_argnums=0, out_shardings=self.replicated
+        )
         self.eval_step = jax.jit(make_eval_step(config, self.num_classes), out_shardings=self.replicated)
         self._eval_splits: dict[str, DeviceSplit] = {}
         # "auto": Valid where the data set has one (select on it), else Test (RAF-DB, synthetic).
@@ -334,7 +375,9 @@ class Experiment:
         return position
 
     def init_state(self) -> TrainState:
-        state = create_train_state(self.config, self.model, self.config.data.image_size, self.num_classes)
+        state = create_train_state(
+            self.config, self.model, self.config.data.image_size, self.num_classes, self.total_steps
+        )
         return jax.device_put(state, self.replicated)
 
     def eval_split(self, name: str) -> DeviceSplit:

@@ -193,7 +193,9 @@ def train_and_evaluate_group(
         else:
             print(f"resuming group from checkpoint at step {start_step}", flush=True)
 
-        step_fn = jax.jit(jax.vmap(train.make_train_step(configs[0])), donate_argnums=0, out_shardings=exp.replicated)
+        step_fn = jax.jit(
+            jax.vmap(train.make_train_step(configs[0], total)), donate_argnums=0, out_shardings=exp.replicated
+        )
         configs_json = [json.loads(c.to_json()) for c in configs]
         train_time = 0.0
         accumulated = None
@@ -261,4 +263,4 @@ def train_and_evaluate_group(
 
 def create_point_state(config: ml_collections.ConfigDict, exp: train.Experiment) -> train.TrainState:
     """One point's fresh state, from its own seed and hparams (``exp`` gives model and shapes)."""
-    return train.create_train_state(config, exp.model, config.data.image_size, exp.num_classes)
+    return train.create_train_state(config, exp.model, config.data.image_size, exp.num_classes, exp.total_steps)

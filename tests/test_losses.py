@@ -66,3 +66,21 @@ def test_softmax_cross_entropy_distribution_targets():
         float(losses.softmax_cross_entropy(logits, np.array([0], np.int32))), rel=1e-6
     )
     np.testing.assert_array_equal(losses.hard_labels(jnp.asarray(dist)), [0])
+
+
+def test_label_smoothing_mixes_the_target_with_uniform():
+    logits = jnp.array([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+    labels = jnp.array([0, 2])
+    s, k = 0.1, 3
+    log_p = np.asarray(jax.nn.log_softmax(logits))
+    target = np.full((2, k), s / k)
+    target[np.arange(2), np.asarray(labels)] += 1 - s
+    expected = -np.mean(np.sum(target * log_p, axis=1))
+    assert float(losses.softmax_cross_entropy(logits, labels, s)) == pytest.approx(expected, rel=1e-6)
+    # A distribution target is smoothed the same way; zero smoothing is the plain loss.
+    dist = jnp.array([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]])
+    smoothed = (1 - s) * np.asarray(dist) + s / k
+    got = float(losses.softmax_cross_entropy(logits, dist, s))
+    assert got == pytest.approx(-np.mean(np.sum(smoothed * log_p, axis=1)), rel=1e-6)
+    plain = float(losses.softmax_cross_entropy(logits, labels))
+    assert float(losses.softmax_cross_entropy(logits, labels, 0.0)) == plain != pytest.approx(expected)

@@ -258,3 +258,25 @@ def test_bfloat16_compute_keeps_float32_params():
     logits, aux = jax.jit(lambda v: model.apply(v, x))(variables)
     assert logits.dtype == jnp.float32 and aux["embedding"].dtype == jnp.float32
     assert np.all(np.isfinite(logits))
+
+
+def test_stem_stride_one_keeps_twice_the_resolution_with_the_same_parameters():
+    """model.stem_stride=1 (for 48x48 inputs) halves no resolution at the stem; the paper's 2 is the default."""
+    from amobilenet_jax.config import validate
+    from amobilenet_jax.errors import ConfigError
+
+    c = base_config()
+    c.model.width = 0.25
+    x = jnp.zeros((1, 48, 48, 3))
+    shapes = {}
+    for stride in (None, 1):
+        c.model.stem_stride = stride
+        model = build_model(c.model, 8)
+        variables = jax.eval_shape(lambda m=model: m.init({"params": jax.random.PRNGKey(0)}, x))
+        _, aux = jax.eval_shape(lambda v, m=model: m.apply(v, x, return_attention=True), variables)
+        shapes[stride] = (jax.tree.map(lambda a: a.shape, variables["params"]), aux["attention"]["block13"].shape)
+    assert shapes[None][0] == shapes[1][0]  # the same parameters
+    assert shapes[None][1] == (1, 2, 2) and shapes[1][1] == (1, 3, 3)  # 48/32 -> 2 (padded), 48/16 -> 3
+    c.model.name = "mobilenet_v2"
+    with pytest.raises(ConfigError, match="model.stem_stride applies to mobilenet_v1 and amobilenet only"):
+        validate(c)

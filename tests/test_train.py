@@ -29,6 +29,59 @@ def test_learning_rate_is_keras_time_decay(tiny_config):
     assert float(schedule(100_000)) == pytest.approx(1e-4 / 2)
 
 
+def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_config):
+    cfg = tiny_config.copy_and_resolve_references()
+    cfg.optimizer.schedule, cfg.optimizer.warmup_steps = "cosine", 10
+    factor = train.learning_rate_factor(cfg, total_steps=110)
+    assert [float(factor(s)) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert float(factor(60)) == pytest.approx(0.5, abs=1e-6)  # half way through the cosine
+    assert float(factor(110)) == pytest.approx(0.0, abs=1e-7)
+    # The optimizer applies it: Adam's normalised step on a constant gradient is ~lr_t.
+    tx = train.make_optimizer(cfg, total_steps=110)
+    params = {"w": jnp.zeros(2)}
+    opt_state = tx.init(params)
+    sizes = []
+    for _ in range(61):
+        updates, opt_state = tx.update({"w": jnp.ones(2)}, opt_state, params)
+        sizes.append(-float(updates["w"][0]))
+    assert sizes[0] == pytest.approx(0.1, rel=1e-3) and sizes[60] == pytest.approx(0.5, rel=1e-3)
+    with pytest.raises(ValueError, match="total number of steps"):
+        train.learning_rate_factor(cfg)
+
+
+def test_cosine_runs_may_not_change_their_length_on_resume(tiny_config):
+    from amobilenet_jax import checkpoints
+
+    saved = json.loads(tiny_config.to_json())
+    longer = tiny_config.copy_and_resolve_references()
+    longer.train.num_epochs = 5
+    assert checkpoints.config_differences(saved, json.loads(longer.to_json())) == []  # Keras decay: free
+    saved["optimizer"]["schedule"] = "cosine"
+    longer.optimizer.schedule = "cosine"
+    assert checkpoints.config_differences(saved, json.loads(longer.to_json())) == ["train.num_epochs (2 -> 5)"]
+
+
+def test_eval_flip_makes_predictions_mirror_invariant(experiment, tiny_config):
+    """A stand-in model that tells left from right: class 0 when a pixel left of the centre is
+    brighter than its mirror pixel, else 1 (single pixels: the mirror swaps them exactly)."""
+
+    def left_or_right(variables, images, train, return_attention=False):
+        row, col = images.shape[1] // 2, images.shape[2] // 4
+        left, right = images[:, row, col, 0], images[:, row, -1 - col, 0]
+        logits = jnp.full((images.shape[0], experiment.num_classes), -1e9).at[:, 0].set(left).at[:, 1].set(right)
+        return logits, {}
+
+    state = experiment.init_state().replace(apply_fn=left_or_right)
+    batch = next(iter(experiment.eval_split("test").eval_batches(32)))
+    mirrored = {**batch, "image": batch["image"][:, :, ::-1, :]}
+    flip_cfg = tiny_config.copy_and_resolve_references()
+    flip_cfg.eval_flip = True
+    for cfg, invariant in ((tiny_config, False), (flip_cfg, True)):
+        eval_step = train.make_eval_step(cfg, experiment.num_classes)
+        same = np.array_equal(eval_step(state, batch)[0], eval_step(state, mirrored)[0])
+        assert same == invariant
+
+
 def test_one_train_step_matches_the_paper_equations(experiment, tiny_config):
     cfg = tiny_config
     state = experiment.init_state()

@@ -9,6 +9,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from amobilenet_jax.errors import ConfigError
 from amobilenet_jax.models.mobilenet_v1 import PAPER_CBAM_BLOCKS, MobileNetV1
 from amobilenet_jax.models.mobilenet_v2 import MobileNetV2
 from amobilenet_jax.models.mobilenet_v3 import MobileNetV3Small
@@ -34,7 +35,10 @@ MODEL_FIELDS = (
     "cbam_kernel",
     "linear_depthwise",
     "depthwise_impl",
+    "stem_stride",
 )
+# Fields only some architectures have: set on another one, they are a config error.
+ONLY_FOR = {"stem_stride": ("mobilenet_v1", "amobilenet")}
 
 
 def model_kwargs(model_config, num_classes: int) -> dict[str, Any]:
@@ -48,6 +52,8 @@ def model_kwargs(model_config, num_classes: int) -> dict[str, Any]:
         if value is None:
             value = defaults.get(field)
         if value is not None:
+            if field in ONLY_FOR and model_config.name not in ONLY_FOR[field]:
+                raise ConfigError(f"config: model.{field} applies to {' and '.join(ONLY_FOR[field])} only")
             kwargs[field] = tuple(value) if field == "cbam_blocks" else value
     if model_config.get("dtype", "float32") not in DTYPES:
         raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}")

@@ -52,6 +52,7 @@ class MobileNetV1(nn.Module):
     cbam_kernel: int = 7
     linear_depthwise: bool = False
     depthwise_impl: str = "auto"
+    stem_stride: int = 2  # the paper's; 1 keeps twice the resolution for small (48x48) inputs
     dtype: Dtype = jnp.float32
 
     def _channels(self, c: int) -> int:
@@ -63,7 +64,7 @@ class MobileNetV1(nn.Module):
         if self.cbam and unknown:
             raise ValueError(f"model.cbam_blocks must be within 1..{len(BLOCKS)}, got {sorted(unknown)}")
         x = x.astype(self.dtype)
-        x = ConvBN(self._channels(32), 3, 2, "relu6", dtype=self.dtype, name="stem")(x, train)
+        x = ConvBN(self._channels(32), 3, self.stem_stride, "relu6", dtype=self.dtype, name="stem")(x, train)
         attention = {}
         dw_act = "linear" if self.linear_depthwise else "relu6"
         for i, (out, stride) in enumerate(BLOCKS, start=1):
