@@ -54,8 +54,9 @@ class TensorBoardWriter:
             self._writer.close()
 
 
-def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
-    """tag -> [(step, value)] from the event files in ``logdir`` (no TensorFlow needed)."""
+def read_scalars(logdir: str, wall_time: bool = False) -> dict[str, list[tuple]]:
+    """tag -> [(step, value)] from the event files in ``logdir`` (no TensorFlow needed);
+    ``wall_time``: [(step, value, seconds since the epoch when it was written)]."""
     import glob
     import os
     import struct
@@ -74,5 +75,6 @@ def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
             pos += 16 + length
             for value in event.summary.value:
                 if value.HasField("simple_value"):
-                    scalars.setdefault(value.tag, []).append((int(event.step), float(value.simple_value)))
+                    point = (int(event.step), float(value.simple_value))
+                    scalars.setdefault(value.tag, []).append((*point, event.wall_time) if wall_time else point)
     return {tag: sorted(points) for tag, points in scalars.items()}

@@ -182,6 +182,19 @@ def create_train_state(
     )
 
 
+def state_without_data(config: ml_collections.ConfigDict) -> TrainState:
+    """A fresh train state of ``config``'s model, built without reading the data set.
+
+    For restoring a checkpoint's structure (exporting weights): the optimizer's state has
+    the same structure whatever the run's length, so the schedule gets a stand-in one.
+    """
+    from amobilenet_jax.data import class_names
+
+    num_classes = len(class_names(config.data.name))
+    model = build_model(config.model, num_classes)
+    return create_train_state(config, model, config.data.image_size, num_classes, total_steps=1)
+
+
 def _prepare(images, config: ml_collections.ConfigDict, rng=None):
     """uint8 native-size batch -> normalised float batch at ``data.image_size``."""
     size = config.data.image_size
@@ -639,7 +652,13 @@ def flat_hparams(config: ml_collections.ConfigDict) -> dict:
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, split: str | None = None) -> dict:
     """``--mode eval``: the newest checkpoint in ``workdir`` on ``split`` (default ``eval_split``)."""
     if not os.path.isdir(os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
-        raise RunNotFoundError(f"{workdir}: not a run directory (no {checkpoints.CHECKPOINT_DIR}/ to evaluate)")
+        from amobilenet_jax import weights
+
+        if os.path.isfile(os.path.join(workdir, weights.WEIGHTS_FILE)):
+            return _evaluate_weights(config, workdir, os.path.join(workdir, weights.WEIGHTS_FILE), split)
+        raise RunNotFoundError(
+            f"{workdir}: not a run directory (no {checkpoints.CHECKPOINT_DIR}/ or {weights.WEIGHTS_FILE} to evaluate)"
+        )
     checkpoints.check_workdir(workdir, config)
     mngr = checkpoints.run_manager(workdir, config)
     try:
@@ -656,6 +675,23 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, split: 
         mngr.close()
     result.pop("attention")
     result.update({"split": split, "step": step})
+    if jax.process_index() == 0:
+        checkpoints.write_json_atomic(os.path.join(workdir, f"eval_{split}.json"), result)
+    return result
+
+
+def _evaluate_weights(config: ml_collections.ConfigDict, workdir: str, path: str, split: str | None) -> dict:
+    """``--mode eval`` of a shipped model: a weights file and its config.json, no checkpoint."""
+    from amobilenet_jax import weights
+
+    exp = Experiment(config)
+    split = split or exp.default_eval_split
+    exp.dataset.split(split)
+    state = weights.restore_into(exp.init_state(), path)
+    print(f"evaluating {split} ({len(exp.dataset.split(split))} images) with {path}", flush=True)
+    result = exp.evaluate(state, split, progress=True)
+    result.pop("attention")
+    result.update({"split": split, "step": None, "weights": path})
     if jax.process_index() == 0:
         checkpoints.write_json_atomic(os.path.join(workdir, f"eval_{split}.json"), result)
     return result

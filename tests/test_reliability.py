@@ -235,3 +235,22 @@ def test_bad_training_image_stops_the_run_or_is_skipped(tmp_path):
     assert skipped.returncode == 0, skipped.stderr[-3000:]
     assert "ferplus: skipped 1 bad item (data.on_error=skip):" in skipped.stdout
     assert results(workdir)["skipped_items"] == 1
+
+
+def test_every_shipped_config_and_variant_passes_validation():
+    """A config file in configs/ that sets a misspelt or out-of-range field fails here, not in a user's run."""
+    import glob
+
+    from amobilenet_jax.config import load_config_file, validate
+
+    checked = []
+    for path in sorted(glob.glob(os.path.join(REPO, "configs", "*.py"))):
+        for variant in (None, "tiny", "diverge", "synthetic", "runlocal"):
+            try:
+                config = load_config_file(path + (f":{variant}" if variant else ""))
+            except ValueError as e:
+                assert "unknown variant" in str(e)
+                continue
+            validate(config)
+            checked.append(os.path.basename(path) + (f":{variant}" if variant else ""))
+    assert {"ferplus_cpu.py", "quickstart.py:diverge", "ablation_cbam.py:synthetic"} <= set(checked)
