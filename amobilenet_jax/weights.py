@@ -1,6 +1,7 @@
 """One-file weights: a trained model's float32 parameters and batch statistics, beside its config.json.
 
     python -m amobilenet_jax.weights --workdir runs/x            # writes runs/x/weights.msgpack
+    python -m amobilenet_jax.weights --workdir runs/x --ship DIR # a shipped model: DIR/ alone evaluates
 
 The file is Flax's msgpack serialisation (``flax.serialization``: msgpack with numpy arrays
 as typed bytes; no pickle anywhere) of ``{"params": ..., "batch_stats": ...}``. Together with
@@ -94,6 +95,29 @@ def export_run(workdir: str, out: str | None = None) -> str:
     return out
 
 
+SHIPPED_FILES = ("results.json", "training_curves.png", "confusion_matrix.png")
+# Where the data and its cache were on the training machine: the user of a shipped model
+# passes their own (--config.data.dir=DIR); both are FREE_FIELDS.
+MACHINE_FIELDS = ("dir", "cache_dir")
+
+
+def ship(workdir: str, out_dir: str) -> str:
+    """A shipped model in ``out_dir``: the weights file, config.json without this machine's data
+    paths, and the run's results and figures. ``--mode eval --workdir out_dir`` evaluates it."""
+    import shutil
+
+    os.makedirs(out_dir, exist_ok=True)
+    export_run(workdir, os.path.join(out_dir, WEIGHTS_FILE))
+    config = checkpoints.read_json(os.path.join(workdir, "config.json"))
+    for field in MACHINE_FIELDS:
+        config["data"][field] = ""
+    checkpoints.write_json_atomic(os.path.join(out_dir, "config.json"), config)
+    for name in SHIPPED_FILES:
+        if os.path.exists(os.path.join(workdir, name)):
+            shutil.copyfile(os.path.join(workdir, name), os.path.join(out_dir, name))
+    return out_dir
+
+
 def main(argv: list[str] | None = None) -> None:
     import argparse
 
@@ -102,9 +126,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m amobilenet_jax.weights", description=__doc__.split("\n")[0])
     parser.add_argument("--workdir", required=True, help="a run directory with config.json and checkpoints/")
     parser.add_argument("--out", default=None, help=f"the weights file (default: WORKDIR/{WEIGHTS_FILE})")
+    parser.add_argument("--ship", default=None, help="write a shipped model (weights, config.json, results) here")
     args = parser.parse_args(argv)
     try:
-        export_run(args.workdir, args.out)
+        if args.ship:
+            ship(args.workdir, args.ship)
+        else:
+            export_run(args.workdir, args.out)
     except UserError as e:
         sys.exit(f"error: {e}")
 
