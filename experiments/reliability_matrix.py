@@ -48,18 +48,6 @@ def run(*args, env=None):
     return subprocess.run([*MAIN, *args], cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
 
 
-def run_until(args, prefix: str, sig: int):
-    proc = subprocess.Popen([*MAIN, *args], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if line.startswith(prefix):
-            proc.send_signal(sig)
-            break
-    out, err = proc.communicate(timeout=900)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, "".join(seen) + out, err)
-
-
 def fingerprint(workdir: str) -> str:
     with open(os.path.join(workdir, "results.json")) as f:
         return json.load(f)["params_fingerprint"]
@@ -67,7 +55,7 @@ def fingerprint(workdir: str) -> str:
 
 def main() -> None:
     from tests import fixtures
-    from tests.test_reliability import KILL_IN_WRITE
+    from tests.test_reliability import KILL_IN_WRITE, run_until
 
     global ROOT
     root = ROOT = tempfile.mkdtemp(prefix="reliability-")
