@@ -44,14 +44,14 @@ def with_seeds(points: list[dict[str, Any]], seeds: Sequence[int]) -> list[dict[
 
 
 def load_sweep(config_spec: str) -> list[dict[str, Any]] | None:
-    """The sweep a config file defines (``get_sweep(variant)``), or None if it has none."""
+    """The sweep a config file defines (``get_sweep(variant)``), or None if it has none
+    (no ``get_sweep``, or one that returns None for this variant: a single run)."""
     path, _, variant = config_spec.partition(":")
     spec = importlib.util.spec_from_file_location("_amobilenet_sweep_" + os.path.basename(path)[:-3], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if not hasattr(module, "get_sweep"):
-        return None
-    return [dict(point) for point in module.get_sweep(variant or None)]
+    points = module.get_sweep(variant or None) if hasattr(module, "get_sweep") else None
+    return None if points is None else [dict(point) for point in points]
 
 
 def _format_value(value: Any) -> str:

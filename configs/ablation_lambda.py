@@ -1,9 +1,11 @@
 """Ablation: the center-loss weight lambda (Eq. 10), and the center update rate alpha (Eq. 9).
 
     python -m amobilenet_jax.main --config configs/ablation_lambda.py --workdir runs/lambda --config.data.dir=/data/ferplus
+    python -m amobilenet_jax.main --config configs/ablation_lambda.py:cpu --workdir runs/lambda_cpu --config.data.dir=/data/ferplus
     python -m amobilenet_jax.main --config configs/ablation_lambda.py:synthetic --workdir runs/lambda_synthetic
 
-lambda = 0 is softmax alone. Every point has the same shapes, so with vectorised
+lambda = 0 is softmax alone. ``:cpu`` (real FERPlus at CPU scale) runs lambda 0, 0.01 (the
+paper's) and 0.03 at alpha 0.5 with two seeds. Every point has the same shapes, so with vectorised
 training all of them (seeds included) run as one compiled program.
 """
 
@@ -12,6 +14,7 @@ from amobilenet_jax.sweep import with_seeds
 
 LAMBDAS = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
 ALPHAS = (0.1, 0.9)  # beside the recipe's 0.5, at lambda = 0.01
+CPU_LAMBDAS = (0.0, 0.01, 0.03)
 
 
 def get_config(variant=None):
@@ -19,6 +22,9 @@ def get_config(variant=None):
 
 
 def get_sweep(variant=None):
+    if variant == "cpu":
+        points = [{"loss.center_weight": lam, "loss.center_update_rate": 0.5} for lam in CPU_LAMBDAS]
+        return with_seeds(points, (0, 1))
     points = [{"loss.center_weight": lam, "loss.center_update_rate": 0.5} for lam in LAMBDAS]
     points += [{"loss.center_weight": 0.01, "loss.center_update_rate": alpha} for alpha in ALPHAS]
     return with_seeds(points, (0, 1) if variant == "synthetic" else (0, 1, 2))

@@ -1,7 +1,10 @@
 """Ablation: ReLU6 after the depthwise conv (MobileNetV1) vs a linear output (A-MobileNet).
 
 python -m amobilenet_jax.main --config configs/ablation_linear_dw.py --workdir runs/linear_dw --config.data.dir=/data/ferplus
+python -m amobilenet_jax.main --config configs/ablation_linear_dw.py:cpu --workdir runs/linear_dw_cpu --config.data.dir=/data/ferplus
 python -m amobilenet_jax.main --config configs/ablation_linear_dw.py:synthetic --workdir runs/linear_dw_synthetic
+
+Three seeds on real data, two at CPU scale (``:cpu`` on real FERPlus, ``:synthetic``).
 """
 
 from amobilenet_jax.config import study_config
@@ -14,4 +17,4 @@ def get_config(variant=None):
 
 def get_sweep(variant=None):
     points = product({"model.linear_depthwise": [True, False]})
-    return with_seeds(points, (0, 1) if variant == "synthetic" else (0, 1, 2))
+    return with_seeds(points, (0, 1) if variant in ("synthetic", "cpu") else (0, 1, 2))

@@ -22,4 +22,4 @@ def get_config(variant=None):
 
 
 def get_sweep(variant=None):
-    return with_seeds(product({"model.name": MODELS}), (0, 1) if variant == "synthetic" else (0, 1, 2))
+    return with_seeds(product({"model.name": MODELS}), (0, 1) if variant in ("synthetic", "cpu") else (0, 1, 2))

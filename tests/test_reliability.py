@@ -245,7 +245,7 @@ def test_every_shipped_config_and_variant_passes_validation():
 
     checked = []
     for path in sorted(glob.glob(os.path.join(REPO, "configs", "*.py"))):
-        for variant in (None, "tiny", "diverge", "synthetic", "runlocal"):
+        for variant in (None, "tiny", "diverge", "synthetic", "cpu", "runlocal"):
             try:
                 config = load_config_file(path + (f":{variant}" if variant else ""))
             except ValueError as e:
@@ -253,4 +253,10 @@ def test_every_shipped_config_and_variant_passes_validation():
                 continue
             validate(config)
             checked.append(os.path.basename(path) + (f":{variant}" if variant else ""))
-    assert {"ferplus_cpu.py", "quickstart.py:diverge", "ablation_cbam.py:synthetic"} <= set(checked)
+    assert {
+        "ferplus_cpu.py",
+        "quickstart.py:diverge",
+        "ablation_cbam.py:synthetic",
+        "ablation_lambda.py:cpu",
+        "baselines.py:cpu",
+    } <= set(checked)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from amobilenet_jax import sweep
-from amobilenet_jax.config import load_config_file
+from amobilenet_jax.config import load_config_file, validate
 from tests.conftest import REPO
 
 STUDY = """
@@ -58,14 +58,17 @@ def test_expansion_and_names():
 
 @pytest.mark.parametrize("name", ["ablation_cbam", "ablation_linear_dw", "ablation_lambda", "baselines"])
 def test_shipped_studies_expand(name):
-    for variant, seeds in ((None, 3), ("synthetic", 2)):
+    for variant, seeds in ((None, 3), ("synthetic", 2), ("cpu", 2)):
         spec = os.path.join(REPO, "configs", f"{name}.py") + (f":{variant}" if variant else "")
         config = load_config_file(spec)
         points = sweep.load_sweep(spec)
         assert len({sweep.point_name(sweep.group_key(p)) for p in points}) * seeds == len(points)
         for p in points:
-            sweep.apply_overrides(config, p)  # every override names a real field
-        assert config.data.name == ("synthetic" if variant else "ferplus")
+            validate(sweep.apply_overrides(config, p))  # every override names a real field
+        assert config.data.name == ("synthetic" if variant == "synthetic" else "ferplus")
+        if variant == "cpu":  # real FERPlus, sized for minutes a point on a 2-core CPU
+            assert (config.data.image_size, config.train.num_epochs, config.data.label_mode) == (48, 4, "distribution")
+            assert config.model.stem_stride is None  # the architecture's own: 2 for A-MobileNet
 
 
 def test_study_runs_skips_and_tabulates(study):

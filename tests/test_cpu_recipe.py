@@ -1,0 +1,108 @@
+"""The README's real-data CPU commands, run as a user runs them, on a generated FERPlus.
+
+`configs/ferplus_cpu.py` and the `:cpu` studies read FERPlus in its official layout; here
+the layout is a fixture (tests/fixtures.py) and the model is shrunk by overrides
+(width 0.25, a few steps), so what is checked is the command line, the recipe's fields
+reaching the run and the study's table, not the accuracy.
+"""
+
+import json
+import os
+
+import pytest
+
+from tests import fixtures
+from tests.test_main import run_main
+
+SHRINK = ["--config.model.width=0.25", "--config.train.batch_size=8", "--config.train.eval_batch_size=16"]
+
+
+@pytest.fixture(scope="module")
+def ferplus(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("ferplus"))
+    fixtures.write_ferplus_folders(root, {"train": 40, "valid": 16})
+    return root, str(tmp_path_factory.mktemp("ferplus_cache"))
+
+
+def test_cpu_recipe_command_trains_on_ferplus_with_its_levers(ferplus, tmp_path):
+    data, cache = ferplus
+    workdir = str(tmp_path / "run")
+    proc = run_main(
+        "--config=configs/ferplus_cpu.py",
+        f"--workdir={workdir}",
+        f"--config.data.dir={data}",
+        f"--config.data.cache_dir={cache}",
+        "--config.train.num_steps=4",
+        *SHRINK,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "valid accuracy" in proc.stdout + proc.stderr
+    with open(os.path.join(workdir, "config.json")) as f:
+        config = json.load(f)
+    # The recipe's changes from the paper reached the run.
+    assert config["model"]["stem_stride"] == 1 and config["data"]["label_mode"] == "distribution"
+    assert (config["data"]["image_size"], config["optimizer"]["schedule"], config["eval_flip"]) == (48, "cosine", True)
+    with open(os.path.join(workdir, "results.json")) as f:
+        results = json.load(f)
+    assert results["split"] == "valid" and results["final_step"] == 4
+    assert len(results["per_class_accuracy"]) == 8
+
+
+@pytest.mark.parametrize(
+    "spec,points,index,row",
+    [
+        ("configs/ablation_cbam.py:cpu", 4, 2, "cbam=True,cbam_blocks=4-6-11-13"),  # off / the paper's, 2 seeds
+        ("configs/ferplus_cpu.py:levers", 5, 1, "label_mode=majority"),  # the recipe, then one lever per point
+    ],
+)
+def test_cpu_study_point_and_table_from_the_command_line(ferplus, tmp_path, spec, points, index, row):
+    data, cache = ferplus
+    workdir = str(tmp_path / "study")
+    common = [
+        f"--config={spec}",
+        f"--workdir={workdir}",
+        f"--config.data.dir={data}",
+        f"--config.data.cache_dir={cache}",
+    ]
+    listed = run_main(*common, "--mode=list")
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    assert len([line for line in listed.stdout.splitlines() if "--sweep_index" in line]) == points
+    proc = run_main(*common, f"--sweep_index={index}", "--config.train.num_steps=2", *SHRINK)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = run_main(*common, "--mode=table")
+    assert table.returncode == 0, table.stderr[-3000:]
+    with open(os.path.join(workdir, "ablation.md")) as f:
+        md = f.read()
+    assert f"| {row} |" in md and "valid accuracy" in md
+
+
+def test_recipe_lever_study_puts_back_one_lever_per_point():
+    from amobilenet_jax import sweep
+    from amobilenet_jax.config import load_config_file, paper_recipe, validate
+    from tests.conftest import REPO
+
+    recipe = load_config_file(os.path.join(REPO, "configs", "ferplus_cpu.py"))
+    assert sweep.load_sweep(os.path.join(REPO, "configs", "ferplus_cpu.py")) is None  # one run, not a study
+    spec = os.path.join(REPO, "configs", "ferplus_cpu.py:levers")
+    base = load_config_file(spec)
+    assert (base.train.num_epochs, base.model.stem_stride) == (4, None)
+    paper = paper_recipe("ferplus")
+    points = sweep.load_sweep(spec)
+    assert [p["seed"] for p in points] == [0] * len(points)
+    changed = []
+    for point in points:
+        config = sweep.apply_overrides(base, point)
+        validate(config)
+        (field,) = [k for k in point if k != "seed"]
+        section, name = field.split(".")
+        value = config[section][name]
+        # The first point is the recipe itself; every other one puts a lever back to the paper's choice.
+        assert value == (recipe if not changed else paper)[section][name], field
+        changed.append(field)
+    assert changed == [
+        "data.label_mode",
+        "data.label_mode",
+        "loss.label_smoothing",
+        "data.balance",
+        "optimizer.schedule",
+    ]
