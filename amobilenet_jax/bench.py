@@ -49,6 +49,13 @@ flags.DEFINE_string("model", "amobilenet", "Model name (train/infer).")
 flags.DEFINE_enum("dtype", "float32", ["float32", "bfloat16"], "Compute dtype (train/infer).")
 flags.DEFINE_enum("depthwise", "auto", list(DEPTHWISE_IMPLS), "Depthwise implementation (train/infer).")
 flags.DEFINE_float("width", 1.0, "Width multiplier (train/infer).")
+flags.DEFINE_integer("stem_stride", 0, "MobileNetV1/A-MobileNet stem stride (train/infer); 0: the model's own (2).")
+flags.DEFINE_bool(
+    "augment",
+    False,
+    "--mode train: feed uint8 grayscale 48x48 images, so the step includes the on-device "
+    "augmentation, resize and normalisation of a real FERPlus run (the peer has none).",
+)
 flags.DEFINE_enum("pipeline", "device", ["device", "grain"], "Input pipeline.")
 flags.DEFINE_string("dataset", "synthetic", "Data set name (synthetic, ferplus, rafdb, fer2013).")
 flags.DEFINE_string("data_dir", "", "Data set directory (real data sets).")
@@ -165,6 +172,8 @@ def bench_model() -> dict:
     c.model.width = FLAGS.width
     c.model.dtype = FLAGS.dtype
     c.model.depthwise_impl = FLAGS.depthwise
+    if FLAGS.stem_stride:
+        c.model.stem_stride = FLAGS.stem_stride
     c.data.image_size = FLAGS.image_size
     c.train.batch_size = FLAGS.batch
     num_classes = 8
@@ -174,8 +183,11 @@ def bench_model() -> dict:
     images = jax.random.normal(key, (FLAGS.batch, FLAGS.image_size, FLAGS.image_size, 3), jnp.float32)
     labels = jax.random.randint(key, (FLAGS.batch,), 0, num_classes)
     if FLAGS.mode == "train":
-        # Float images skip the step's own augmentation, as the peer has none.
+        # Float images skip the step's own augmentation, as the peer has none; --augment
+        # feeds what a FERPlus run feeds (uint8, 48x48, one channel) instead.
         fn = jax.jit(train.make_train_step(c), donate_argnums=0)
+        if FLAGS.augment:
+            images = jax.random.randint(key, (FLAGS.batch, 48, 48, 1), 0, 256).astype(jnp.uint8)
         batch = {"image": images, "label": labels}
         t = time.perf_counter()
         lowered = fn.lower(state, batch)
@@ -208,6 +220,8 @@ def bench_model() -> dict:
         "batch": FLAGS.batch,
         "image_size": FLAGS.image_size,
         "dtype": FLAGS.dtype,
+        "stem_stride": FLAGS.stem_stride or None,
+        "augment": FLAGS.augment and FLAGS.mode == "train",
         "depthwise": resolve_depthwise_impl(FLAGS.depthwise),
         "params": train.count_params(state.params),
         "flops_per_image": flops / FLAGS.batch,

@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--image_size", type=int, default=48)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--stem_stride", type=int, default=0, help="0: the model's own (2)")
     args = parser.parse_args()
     cpu_runtime.configure()
 
@@ -43,6 +44,8 @@ def main() -> None:
     c = base_config()
     c.model.name = args.model
     c.data.image_size = args.image_size
+    if args.stem_stride:
+        c.model.stem_stride = args.stem_stride
     c.train.batch_size = args.batch
     model = build_model(c.model, 8)
     state = train.create_train_state(c, model, args.image_size, 8)

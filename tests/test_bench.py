@@ -50,3 +50,23 @@ def test_peak_benchmark_reports_the_machine_limits():
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["mode"] == "peak" and result["dtype"] == "float32"
     assert result["matmul_1024_gflops"] > 0 and result["matmul_2048_gflops"] > 0 and result["stream_gb_per_s"] > 0
+
+
+def _bench(*args):
+    proc = subprocess.run(
+        [sys.executable, "-m", "amobilenet_jax.bench", *args], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_recipe_benchmark_flags_stem_stride_and_augment():
+    """experiments/recipe_speed.sh: the CPU recipe's stem stride, and the step with its augmentation."""
+    small = ["--width=0.25", "--image_size=32", "--batch=4", "--steps=2", "--repeats=2"]
+    step = _bench("--mode=train", "--stem_stride=1", "--augment", *small)
+    assert step["stem_stride"] == 1 and step["augment"] is True and step["images_per_s"] > 0
+    stem1 = _bench("--mode=infer", "--stem_stride=1", *small)
+    stem2 = _bench("--mode=infer", *small)
+    assert stem2["stem_stride"] is None and stem2["augment"] is False
+    # The stem at stride 1 keeps twice the resolution in every later layer: about 4x the FLOPs.
+    assert 3 < stem1["flops_per_image"] / stem2["flops_per_image"] < 4.5
