@@ -673,10 +673,15 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, split: 
         result = exp.evaluate(state, split, progress=True)
     finally:
         mngr.close()
+    return _record_eval(workdir, result, split=split, step=step)
+
+
+def _record_eval(workdir: str, result: dict, **fields) -> dict:
+    """``result`` without the attention maps, plus ``fields``, written to ``eval_<split>.json``."""
     result.pop("attention")
-    result.update({"split": split, "step": step})
+    result.update(fields)
     if jax.process_index() == 0:
-        checkpoints.write_json_atomic(os.path.join(workdir, f"eval_{split}.json"), result)
+        checkpoints.write_json_atomic(os.path.join(workdir, f"eval_{result['split']}.json"), result)
     return result
 
 
@@ -690,8 +695,4 @@ def _evaluate_weights(config: ml_collections.ConfigDict, workdir: str, path: str
     state = weights.restore_into(exp.init_state(), path)
     print(f"evaluating {split} ({len(exp.dataset.split(split))} images) with {path}", flush=True)
     result = exp.evaluate(state, split, progress=True)
-    result.pop("attention")
-    result.update({"split": split, "step": None, "weights": path})
-    if jax.process_index() == 0:
-        checkpoints.write_json_atomic(os.path.join(workdir, f"eval_{split}.json"), result)
-    return result
+    return _record_eval(workdir, result, split=split, step=None, weights=path)
