@@ -69,6 +69,11 @@ def test_kernel_grad_matches_xla(shape, k, stride):
     want = layers._kernel_grad(x, dy, k, stride)
     assert got.shape == (k, k, 1, shape[3]) and got.dtype == jnp.float32
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+    # the same from an input that already carries its padding, as layers.py passes it
+    xp = layers._pad_same(x, k)
+    got_padded = jax.jit(cpu_kernels.kernel_grad, static_argnums=(2, 3, 4))(xp, dy, k, stride, True)
+    np.testing.assert_allclose(got_padded, want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(layers._kernel_grad(xp, dy, k, stride, padded=True), want, rtol=1e-5, atol=1e-5)
     # and the grouped convolution's own kernel gradient
     _, vjp = jax.vjp(lambda kern: layers.depthwise_conv_xla(x, kern, stride), jnp.zeros((k, k, 1, shape[3])))
     np.testing.assert_allclose(got, vjp(dy)[0], rtol=1e-4, atol=1e-4)
@@ -88,10 +93,16 @@ def test_kernel_grad_under_vmap():
 @pytest.mark.parametrize("k,stride", [(3, 1), (3, 2), (5, 1), (5, 2)])
 def test_self_check_tells_a_right_kernel_from_a_wrong_one(k, stride):
     assert cpu_kernels._self_check(cpu_kernels.kernel_grad, k, stride)
-    assert not cpu_kernels._self_check(lambda x, dy, k, stride: jnp.zeros((k, k, 1, x.shape[3])), k, stride)
+    assert not cpu_kernels._self_check(lambda x, dy, k, stride, **_: jnp.zeros((k, k, 1, x.shape[3])), k, stride)
     # right on most taps, wrong on one corner: the check sees every tap
     right = cpu_kernels.kernel_grad
-    assert not cpu_kernels._self_check(lambda *a: right(*a).at[0, 0].add(1e-2), k, stride)
+    assert not cpu_kernels._self_check(lambda *a, **kw: right(*a, **kw).at[0, 0].add(1e-2), k, stride)
+    # right on an unpadded input, wrong on one that carries its padding: the check runs both
+    assert not cpu_kernels._self_check(
+        lambda x, dy, k, stride, padded=False: jnp.ones((k, k, 1, x.shape[3])) if padded else right(x, dy, k, stride),
+        k,
+        stride,
+    )
 
 
 def test_rejects_other_dtypes():
@@ -198,6 +209,8 @@ BAD_CALLS = {
     "dy of the wrong size for the stride": lambda: _call(OUT, X, DY, np.array([3, 2], np.int32)),
     "float params": lambda: _call(OUT, X, DY, PARAMS.astype(np.float32)),
     "a negative stride": lambda: _call(OUT, X, DY, np.array([3, -1], np.int32)),
+    "a padding as wide as the kernel": lambda: _call(OUT, X, DY, np.array([3, 1, 3], np.int32)),
+    "four params": lambda: _call(OUT, X, DY, np.array([3, 1, 1, 0], np.int32)),
     "a rank-3 input": lambda: _call(OUT, X[0], DY, PARAMS),
 }
 
@@ -237,7 +250,7 @@ def test_a_result_it_cannot_fill_with_nan_is_an_xla_error(frame_counters):
 def test_a_pair_whose_frames_are_refused_falls_back_with_the_reason(monkeypatch, frame_counters):
     """A self-check whose call frame is refused (here: an op that drops ``params``) names the reason."""
 
-    def drops_params(x, dy, k, stride):
+    def drops_params(x, dy, k, stride, padded=False):
         return _call(jax.ShapeDtypeStruct((k * k, x.shape[3]), jnp.float32), x, dy).reshape(k, k, 1, -1)
 
     monkeypatch.setattr(cpu_kernels, "_CHECKED", {})

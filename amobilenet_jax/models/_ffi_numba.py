@@ -84,7 +84,7 @@ REASONS = {
     4: "execution stage other than EXECUTE",
     5: "arguments, results or attributes not (x, dy, params) -> out without attributes",
     6: "buffer dtype, rank or dims not those kernel_grad() passes",
-    7: "kernel size or stride out of range",
+    7: "kernel size, stride or padding out of range",
 }
 _FRAME_TOO_SMALL, _EXTENSION, _API, _STAGE, _SIGNATURE, _BUFFERS, _PARAMS = range(1, 8)
 
@@ -189,15 +189,15 @@ if SUPPORTED:
         return _i32(address, 1)[0]
 
     @numba.njit(cache=True, nogil=True, fastmath=True, boundscheck=False)
-    def _kernel_grad_loop(x, dy, k, stride, out):
+    def _kernel_grad_loop(x, dy, k, stride, pad, out):
         """out[i*k + j, c] = sum over images and output pixels of x_pad[.., i, j, c] * dy.
 
-        x: (N, H, W, C), dy: (N, OH, OW, C), symmetric padding k // 2 (as
-        layers._pad_same). Sums run in float32 within an image, float64 across.
+        x: (N, H, W, C), dy: (N, OH, OW, C); x_pad is x with ``pad`` zeros on each side
+        (k // 2 as layers._pad_same, or 0 for an x that already carries its padding).
+        Sums run in float32 within an image, float64 across.
         """
         height, width, channels = x.shape[1], x.shape[2], x.shape[3]
         out_h, out_w = dy.shape[1], dy.shape[2]
-        pad = k // 2
         acc = np.zeros((k * k, channels), np.float32)
         total = np.zeros((k * k, channels), np.float64)
         for n in range(x.shape[0]):
@@ -274,6 +274,14 @@ if SUPPORTED:
         return _i64(_word(buffer + _BUF_DIMS), rank)
 
     @numba.njit(cache=True, nogil=True)
+    def _params(params):
+        """(k, stride, padding) from [k, stride] (padding k // 2) or [k, stride, padding]."""
+        n_params = _dims(params, 1)[0]
+        values = _i32(_word(params + _BUF_DATA), n_params)
+        pad = values[2] if n_params == 3 else values[0] // 2
+        return values[0], values[1], pad
+
+    @numba.njit(cache=True, nogil=True)
     def _refusal(frame):
         """0 when the frame is exactly kernel_grad()'s call, else the reason (a key of REASONS)."""
         if _word(frame) < _FRAME_MIN_SIZE:
@@ -305,13 +313,13 @@ if SUPPORTED:
             and _buffer_is(out, _DTYPE_F32, 2)
         ):
             return _BUFFERS
-        if _dims(params, 1)[0] != 2 or _word(params + _BUF_DATA) == 0 or _word(out + _BUF_DATA) == 0:
+        n_params = _dims(params, 1)[0]
+        if n_params not in (2, 3) or _word(params + _BUF_DATA) == 0 or _word(out + _BUF_DATA) == 0:
             return _BUFFERS
-        k, stride = _i32(_word(params + _BUF_DATA), 2)
-        if k < 1 or stride < 1:
+        k, stride, pad = _params(params)
+        if k < 1 or stride < 1 or pad < 0 or pad >= k:
             return _PARAMS
         x_dims, dy_dims, out_dims = _dims(x, 4), _dims(dy, 4), _dims(out, 2)
-        pad = k // 2
         if dy_dims[0] != x_dims[0] or dy_dims[3] != x_dims[3]:
             return _BUFFERS
         if (
@@ -368,7 +376,7 @@ if SUPPORTED:
         if reason == 0:
             args = _i64(_word(frame + _FRAME_ARGS), 3)
             x_dims, dy_dims = _dims(args[0], 4), _dims(args[1], 4)
-            k, stride = _i32(_word(args[2] + _BUF_DATA), 2)
+            k, stride, pad = _params(args[2])
             out_data = _word(_word(_word(frame + _FRAME_RETS)) + _BUF_DATA)
             x = numba.carray(
                 _as_ptr(_word(args[0] + _BUF_DATA)), (x_dims[0], x_dims[1], x_dims[2], x_dims[3]), np.float32
@@ -377,7 +385,7 @@ if SUPPORTED:
                 _as_ptr(_word(args[1] + _BUF_DATA)), (dy_dims[0], dy_dims[1], dy_dims[2], dy_dims[3]), np.float32
             )
             out = numba.carray(_as_ptr(out_data), (k * k, x_dims[3]), np.float32)
-            _kernel_grad_loop(x, dy, k, stride, out)
+            _kernel_grad_loop(x, dy, k, stride, pad, out)
             return 0
         _count_bad_frame(reason)
         if not _api_layout_known(frame):

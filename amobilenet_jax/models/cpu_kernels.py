@@ -163,11 +163,16 @@ def _self_check(fn, k: int, stride: int) -> bool:
     dy = rng.standard_normal((2, out_h, out_w, 8), np.float32)
     before = bad_frame_count()
     # available_for() may first run while a model is being traced: compute eagerly.
+    p = k // 2
     with jax.ensure_compile_time_eval(), jax.default_device(jax.devices("cpu")[0]):
         got = np.asarray(fn(jnp.asarray(x), jnp.asarray(dy), k, stride))
+        # The same kernel on an input that already carries its padding (layers' form).
+        xp = np.pad(x, ((0, 0), (p, p), (p, p), (0, 0)))
+        got_padded = np.asarray(fn(jnp.asarray(xp), jnp.asarray(dy), k, stride, padded=True))
     if bad_frame_count() != before:
         return False
-    return bool(np.allclose(got, _reference(x, dy, k, stride), rtol=1e-4, atol=1e-4))
+    want = _reference(x, dy, k, stride)
+    return bool(np.allclose(got, want, rtol=1e-4, atol=1e-4) and np.allclose(got_padded, want, rtol=1e-4, atol=1e-4))
 
 
 def bad_frame_count() -> int:
@@ -207,10 +212,11 @@ def check_frames() -> int:
     return count
 
 
-def kernel_grad(x, dy, k: int, stride: int):
+def kernel_grad(x, dy, k: int, stride: int, padded: bool = False):
     """dL/dkernel (k, k, 1, C), float32, of a k x k depthwise conv (padding k // 2).
 
-    x: the conv's float32 NHWC input; dy: the float32 gradient of its output.
+    x: the conv's float32 NHWC input, or with ``padded`` that input already padded by
+    k // 2 on each side (``layers._pad_same``); dy: the float32 gradient of its output.
     Requires ``available()``. The op has no partitioning rule: on a batch sharded
     over several devices XLA gathers ``x`` and ``dy`` to each of them first.
     """
@@ -218,4 +224,5 @@ def kernel_grad(x, dy, k: int, stride: int):
         raise ValueError(f"kernel_grad takes float32 NHWC arrays, got {x.dtype}{x.shape} and {dy.dtype}{dy.shape}")
     channels = x.shape[3]
     call = jax.ffi.ffi_call(TARGET, jax.ShapeDtypeStruct((k * k, channels), jnp.float32), vmap_method="sequential")
-    return call(x, dy, np.array([k, stride], np.int32)).reshape(k, k, 1, channels)
+    params = np.array([k, stride, 0] if padded else [k, stride], np.int32)
+    return call(x, dy, params).reshape(k, k, 1, channels)

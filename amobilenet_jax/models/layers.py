@@ -116,8 +116,10 @@ def depthwise_conv_shift_autodiff(x, kernel, stride: int):
 _DK_CHUNK_BYTES = 1 << 19
 
 
-def _kernel_grad(x, dy, k: int, stride: int):
-    """dL/dkernel[i, j, 0, c] = sum over batch and space of tap (i, j)'s input times dy."""
+def _kernel_grad(x, dy, k: int, stride: int, padded: bool = False):
+    """dL/dkernel[i, j, 0, c] = sum over batch and space of tap (i, j)'s input times dy.
+
+    ``padded``: x already carries its k // 2 padding (``_pad_same``)."""
     n = x.shape[0]
     per_image = x[0].size * x.dtype.itemsize
     chunk = max(1, min(n, _DK_CHUNK_BYTES // max(per_image, 1)))
@@ -126,7 +128,7 @@ def _kernel_grad(x, dy, k: int, stride: int):
     out_h, out_w = dy.shape[1], dy.shape[2]
 
     def taps(xc, dyc):
-        views = _taps(_pad_same(xc, k), k, stride, out_h, out_w)
+        views = _taps(xc if padded else _pad_same(xc, k), k, stride, out_h, out_w)
         return jnp.stack([jnp.sum(view * dyc, axis=(0, 1, 2), dtype=jnp.float32) for _, view in views])
 
     if chunk == n:
@@ -140,22 +142,30 @@ def _kernel_grad(x, dy, k: int, stride: int):
     return total.reshape(k, k, 1, x.shape[-1])
 
 
-def _kernel_grad_compiled(x, dy, k: int, stride: int):
+def _kernel_grad_compiled(x, dy, k: int, stride: int, padded: bool = False):
     """``_kernel_grad`` by the compiled CPU loop where XLA runs on CPU, by XLA elsewhere."""
     # available_for checks this (k, stride) against a known answer the first time a model uses it.
     if x.dtype != jnp.float32 or dy.dtype != jnp.float32 or not cpu_kernels.available_for(k, stride):
-        return _kernel_grad(x, dy, k, stride)
+        return _kernel_grad(x, dy, k, stride, padded)
     return jax.lax.platform_dependent(
         x,
         dy,
-        cpu=lambda x, dy: cpu_kernels.kernel_grad(x, dy, k, stride),
-        default=lambda x, dy: _kernel_grad(x, dy, k, stride),
+        cpu=lambda x, dy: cpu_kernels.kernel_grad(x, dy, k, stride, padded),
+        default=lambda x, dy: _kernel_grad(x, dy, k, stride, padded),
     )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
-def _depthwise_shift(x, kernel, stride: int, compiled_grad: bool):
-    return depthwise_conv_shift_autodiff(x, kernel, stride)
+def _depthwise_shift(xp, kernel, stride: int, compiled_grad: bool):
+    """The conv of an input ``xp`` already padded by ``_pad_same``.
+
+    Taking the padded input keeps it as the one residual of the backward pass: with the
+    padding inside, XLA wrote the (fused) producer's output twice, padded for the
+    forward pass and unpadded for the kernel gradient.
+    """
+    k = kernel.shape[0]
+    out_h, out_w = _out_size(xp.shape[1] - 2 * (k // 2), k, stride), _out_size(xp.shape[2] - 2 * (k // 2), k, stride)
+    return _shift_sum(xp, kernel, stride, out_h, out_w)
 
 
 def depthwise_conv_shift(x, kernel, stride: int):
@@ -165,7 +175,7 @@ def depthwise_conv_shift(x, kernel, stride: int):
     multiply-add over the (stride-dilated) output gradient with the flipped kernel, and
     the kernel gradient is k*k reductions, run over cache-sized chunks of the batch.
     """
-    return _depthwise_shift(x, kernel, stride, False)
+    return _depthwise_shift(_pad_same(x, kernel.shape[0]), kernel, stride, False)
 
 
 def depthwise_conv_shift_ffi(x, kernel, stride: int):
@@ -174,17 +184,18 @@ def depthwise_conv_shift_ffi(x, kernel, stride: int):
     See models/cpu_kernels.py. Float32 on a CPU backend only; otherwise the same as
     ``depthwise_conv_shift``.
     """
-    return _depthwise_shift(x, kernel, stride, True)
+    return _depthwise_shift(_pad_same(x, kernel.shape[0]), kernel, stride, True)
 
 
-def _shift_fwd(x, kernel, stride, compiled_grad):
-    return depthwise_conv_shift_autodiff(x, kernel, stride), (x, kernel)
+def _shift_fwd(xp, kernel, stride, compiled_grad):
+    return _depthwise_shift(xp, kernel, stride, compiled_grad), (xp, kernel)
 
 
 def _shift_bwd(stride, compiled_grad, residuals, dy):
-    x, kernel = residuals
+    xp, kernel = residuals
     k = kernel.shape[0]
-    h, w = x.shape[1], x.shape[2]
+    p = k // 2
+    h, w = xp.shape[1] - 2 * p, xp.shape[2] - 2 * p
     out_h, out_w = dy.shape[1], dy.shape[2]
     lo = k - 1 - k // 2
     # Zero-dilate dy by the stride and pad it so that a stride-1 correlation with the
@@ -197,8 +208,10 @@ def _shift_bwd(stride, compiled_grad, residuals, dy):
     )
     dyp = jax.lax.pad(dy, jnp.zeros((), dy.dtype), config)
     dx = _shift_sum(dyp, kernel[::-1, ::-1], 1, h, w)
-    dk = (_kernel_grad_compiled if compiled_grad else _kernel_grad)(x, dy, k, stride).astype(kernel.dtype)
-    return dx.astype(x.dtype), dk
+    dk = (_kernel_grad_compiled if compiled_grad else _kernel_grad)(xp, dy, k, stride, True).astype(kernel.dtype)
+    # The gradient of the padded input: its border only feeds the padding, whose
+    # gradient XLA drops (the slice that transposes _pad_same cancels this pad).
+    return _pad_same(dx, k).astype(xp.dtype), dk
 
 
 _depthwise_shift.defvjp(_shift_fwd, _shift_bwd)
