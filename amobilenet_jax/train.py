@@ -196,10 +196,17 @@ def state_without_data(config: ml_collections.ConfigDict) -> TrainState:
 
 
 def _prepare(images, config: ml_collections.ConfigDict, rng=None):
-    """uint8 native-size batch -> normalised float batch at ``data.image_size``."""
+    """uint8 native-size batch -> normalised float batch at ``data.image_size``.
+
+    Evaluation and prediction (``amobilenet_jax.inference``) call it without ``rng``, so a
+    face at prediction time goes through exactly the resize and normalisation of training.
+    """
     size = config.data.image_size
     x = resize(images, size) if rng is None else augment(rng, images, size, config.data.augment)
     return normalize(x, config.data.normalize_mean, config.data.normalize_std)
+
+
+prepare_images = _prepare
 
 
 def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None = None) -> Callable:

@@ -55,8 +55,17 @@ def load(path: str) -> dict:
 
 def restore_into(state, path: str):
     """``state`` with the file's parameters and batch statistics, checked leaf by leaf."""
-    tree = load(path)
     expected = {"params": state.params, "batch_stats": state.batch_stats}
+    restored = fit(expected, path)
+    restored = jax.tree.map(lambda want, got: jax.device_put(np.asarray(got, want.dtype), want.sharding),
+                            expected, restored)  # fmt: skip
+    return state.replace(params=restored["params"], batch_stats=restored["batch_stats"])
+
+
+def fit(expected, path: str) -> dict:
+    """The file's ``{"params", "batch_stats"}`` in the structure of ``expected`` (arrays or
+    shape structs), checked leaf by leaf: a file of another model is a one-line error."""
+    tree = load(path)
     try:
         restored = serialization.from_state_dict(expected, tree)
     except (KeyError, ValueError) as e:
@@ -65,13 +74,11 @@ def restore_into(state, path: str):
         if np.shape(got) != np.shape(want):
             name = jax.tree_util.keystr(where)
             raise CheckpointError(f"{path}: {name} has shape {np.shape(got)}, the config's model {np.shape(want)}")
-    restored = jax.tree.map(lambda want, got: jax.device_put(np.asarray(got, want.dtype), want.sharding),
-                            expected, restored)  # fmt: skip
-    return state.replace(params=restored["params"], batch_stats=restored["batch_stats"])
+    return restored
 
 
-def export_run(workdir: str, out: str | None = None) -> str:
-    """Writes the newest checkpoint of run ``workdir`` as a weights file; returns its path."""
+def restore_run_state(workdir: str):
+    """``(config, state)`` of the newest checkpoint of run ``workdir``."""
     from amobilenet_jax import train
     from amobilenet_jax.config import from_json
 
@@ -81,14 +88,20 @@ def export_run(workdir: str, out: str | None = None) -> str:
         raise RunNotFoundError(f"{workdir}: not a run directory (no config.json)")
     config = from_json(saved, config_path)
     if not os.path.isdir(os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
-        raise RunNotFoundError(f"{workdir}: no {checkpoints.CHECKPOINT_DIR}/ to export")
+        raise RunNotFoundError(f"{workdir}: no {checkpoints.CHECKPOINT_DIR}/ and no {WEIGHTS_FILE}")
     mngr = checkpoints.run_manager(workdir, config)
     try:
         if mngr.latest_step() is None:
-            raise RunNotFoundError(f"{os.path.join(workdir, checkpoints.CHECKPOINT_DIR)}: no checkpoint to export")
+            raise RunNotFoundError(f"{os.path.join(workdir, checkpoints.CHECKPOINT_DIR)}: no checkpoint")
         state, _ = checkpoints.restore_run(mngr, train.state_without_data(config), config)
     finally:
         mngr.close()
+    return config, state
+
+
+def export_run(workdir: str, out: str | None = None) -> str:
+    """Writes the newest checkpoint of run ``workdir`` as a weights file; returns its path."""
+    _, state = restore_run_state(workdir)
     out = out or os.path.join(workdir, WEIGHTS_FILE)
     size = save(out, state.params, state.batch_stats)
     print(f"wrote {out} ({size / 1e6:.1f} MB, step {int(jax.device_get(state.step))})")

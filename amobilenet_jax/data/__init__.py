@@ -107,6 +107,17 @@ def class_names(name: str) -> tuple[str, ...]:
     return import_module(f"amobilenet_jax.data.{name}").CLASS_NAMES
 
 
+# (height, width, channels) of each data set's stored images: what training saw before
+# data.image_size resizing, and what a face crop is turned into at prediction time.
+NATIVE_SHAPES = {"ferplus": (48, 48, 1), "fer2013": (48, 48, 1), "synthetic": (48, 48, 1), "rafdb": (100, 100, 3)}
+
+
+def native_shape(name: str) -> tuple[int, int, int]:
+    """``(height, width, channels)`` of a data set's stored images, without reading any data."""
+    _check_name(name)
+    return NATIVE_SHAPES[name]
+
+
 def load_dataset(data_config) -> Dataset:
     """Loads the data set named by ``data_config.name`` into host memory.
 

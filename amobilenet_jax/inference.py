@@ -1,0 +1,172 @@
+"""A trained model from one weights file and its config.json, ready to classify faces.
+
+    model = inference.load_model()                          # the shipped FERPlus model
+    model = inference.load_model(workdir="runs/x")          # a run: weights.msgpack or its newest checkpoint
+    model = inference.load_model(weights="dir/weights.msgpack")  # config.json beside the file
+    probabilities = model.probabilities(faces)               # uint8 [N, H, W, C] at model.native_shape
+
+``predict``, ``visualize`` and ``export`` all load through here. A face goes through
+``train.prepare_images`` (the resize and normalisation of training and evaluation, one
+function) and, when the run evaluated with test-time flip, its mirror image votes too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from amobilenet_jax import weights as weights_lib
+from amobilenet_jax.errors import ConfigError, RunNotFoundError
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The FERPlus model the CPU recipe shipped (experiments/ferplus_cpu.md): the default of
+# every command that takes --workdir/--weights. It lives in the repository (an editable
+# install finds it); AMOBILENET_JAX_MODEL names another directory or weights file.
+SHIPPED_MODEL = os.path.join(_REPO, "experiments", "ferplus_cpu", "amobilenet_48px_stem1_dist_17ep")
+MODEL_ENV = "AMOBILENET_JAX_MODEL"
+# Batches are padded up to one of these sizes, so a stream of varying face counts
+# compiles a handful of programs, not one per count.
+BUCKETS = (1, 16, 64)
+
+
+def default_model() -> str:
+    return os.environ.get(MODEL_ENV) or SHIPPED_MODEL
+
+
+def resolve(workdir: str | None = None, weights: str | None = None) -> tuple[str | None, str, str]:
+    """``(weights file or None for a checkpoint, config.json, run directory)`` of what the user named."""
+    if workdir and weights:
+        raise ConfigError("give --workdir or --weights, not both")
+    if not workdir and not weights:
+        target = default_model()
+        workdir, weights = (None, target) if os.path.isfile(target) else (target, None)
+        if not os.path.exists(target):
+            raise RunNotFoundError(
+                f"{target}: the default model is not there (it ships in the repository under "
+                "experiments/ferplus_cpu/; install with `pip install -e .` from a clone, or pass --workdir/--weights)"
+            )
+    if weights:
+        if not os.path.isfile(weights):
+            raise RunNotFoundError(f"{weights}: no such weights file")
+        run_dir = os.path.dirname(os.path.abspath(weights))
+        config_path = os.path.join(run_dir, "config.json")
+        if not os.path.isfile(config_path):
+            raise RunNotFoundError(f"{weights}: no config.json beside it (a weights file needs its run's config.json)")
+        return weights, config_path, run_dir
+    if not os.path.isdir(workdir):
+        raise RunNotFoundError(f"{workdir}: no such run directory")
+    config_path = os.path.join(workdir, "config.json")
+    if not os.path.isfile(config_path):
+        raise RunNotFoundError(f"{workdir}: not a run directory (no config.json)")
+    path = os.path.join(workdir, weights_lib.WEIGHTS_FILE)
+    return (path if os.path.isfile(path) else None), config_path, workdir
+
+
+@dataclasses.dataclass
+class Model:
+    """A model in inference mode: its config, Flax module and variables (params, batch_stats)."""
+
+    config: Any
+    module: Any
+    variables: dict
+    class_names: tuple[str, ...]
+    source: str
+
+    @property
+    def native_shape(self) -> tuple[int, int, int]:
+        """``(height, width, channels)`` a face crop is turned into: the stored size of the training data."""
+        from amobilenet_jax.data import native_shape
+
+        return native_shape(self.config.data.name)
+
+    @property
+    def grayscale(self) -> bool:
+        return self.native_shape[2] == 1
+
+    @functools.cached_property
+    def _forward(self):
+        from amobilenet_jax.train import prepare_images
+
+        config, module = self.config, self.module
+        flip = bool(config.eval_flip)
+
+        def forward(variables, images_uint8, return_attention: bool):
+            x = prepare_images(images_uint8, config)
+            logits, aux = module.apply(variables, x, train=False, return_attention=return_attention)
+            if flip:  # as evaluation: the face and its mirror image vote together
+                logits = logits + module.apply(variables, x[:, :, ::-1, :], train=False)[0]
+            return logits, aux.get("attention", {})
+
+        return jax.jit(forward, static_argnums=2)
+
+    def logits(self, faces: np.ndarray, return_attention: bool = False):
+        """Logits ``[N, K]`` (and CBAM spatial maps per block, ``[N, h, w]``, when asked) of
+        uint8 faces ``[N, H, W, C]`` at ``native_shape``; any N, in batches of up to 64."""
+        faces = np.asarray(faces)
+        if faces.ndim != 4 or tuple(faces.shape[1:]) != self.native_shape:
+            raise ValueError(f"faces must be uint8 [N, {', '.join(map(str, self.native_shape))}], got {faces.shape}")
+        out, maps = [], []
+        for start in range(0, len(faces), BUCKETS[-1]):
+            chunk = faces[start : start + BUCKETS[-1]]
+            size = next(b for b in BUCKETS if b >= len(chunk))
+            padded = np.zeros((size, *chunk.shape[1:]), np.uint8)
+            padded[: len(chunk)] = chunk
+            logits, attention = self._forward(self.variables, jnp.asarray(padded), return_attention)
+            out.append(np.asarray(logits)[: len(chunk)])
+            maps.append({k: np.asarray(v)[: len(chunk)] for k, v in attention.items()})
+        logits = np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+        if not return_attention:
+            return logits
+        attention = {k: np.concatenate([m[k] for m in maps]) for k in (maps[0] if maps else {})}
+        return logits, attention
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        return probabilities_from_logits(self.logits(faces), self.config)
+
+    def warm_up(self, batch_sizes=(1, 16)) -> None:
+        """Compiles the batch sizes a run will use, so the first frames are not slow."""
+        for size in batch_sizes:
+            self.logits(np.zeros((size, *self.native_shape), np.uint8))
+
+
+def probabilities_from_logits(logits: np.ndarray, config) -> np.ndarray:
+    """Softmax of the logits; with test-time flip, of the mean of the two views' logits."""
+    logits = np.asarray(logits, np.float64) / (2.0 if config.eval_flip else 1.0)
+    logits = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(logits)
+    return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def load_model(workdir: str | None = None, weights: str | None = None) -> Model:
+    """The model of a run directory, a weights file (with config.json beside it) or, given
+    neither, the shipped FERPlus model. Errors are one line naming the file."""
+    from amobilenet_jax import data
+    from amobilenet_jax.config import from_json
+    from amobilenet_jax.models import build_model
+
+    path, config_path, run_dir = resolve(workdir, weights)
+    if path is None:  # a run directory with checkpoints only
+        config, state = weights_lib.restore_run_state(run_dir)
+        tree = {"params": state.params, "batch_stats": state.batch_stats}
+        source = os.path.join(run_dir, "checkpoints")
+    else:
+        from amobilenet_jax.checkpoints import read_json
+
+        config = from_json(read_json(config_path), config_path)
+        source = path
+    class_names = data.class_names(config.data.name)
+    module = build_model(config.model, len(class_names))
+    if path is not None:
+        size = config.data.image_size
+        shapes = jax.eval_shape(  # the variables' structure, without running an init
+            lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), train=False)
+        )
+        tree = weights_lib.fit({"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}, path)
+    variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
+    return Model(config=config, module=module, variables=variables, class_names=class_names, source=source)

@@ -1,0 +1,51 @@
+"""Real faces for tests, made from the photos that ship inside scikit-image (no downloads)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# The astronaut photo's one face, as OpenCV's cascade finds it: (x, y, w, h).
+ASTRONAUT_FACE = (176, 65, 96, 96)
+
+
+def astronaut() -> np.ndarray:
+    from skimage import data
+
+    return data.astronaut()  # RGB 512x512, one smiling face
+
+
+def head_and_shoulders() -> np.ndarray:
+    return astronaut()[20:300, 100:360]
+
+
+def group_photo() -> np.ndarray:
+    """Three faces on one 900x420 canvas: the astronaut at three sizes, one mirrored."""
+    import cv2
+
+    canvas = np.full((420, 900, 3), 200, np.uint8)
+    head = head_and_shoulders()
+    x = 10
+    for scale, mirror in ((1.4, False), (1.0, True), (0.8, False)):
+        patch = cv2.resize(head, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        patch = patch[:, ::-1] if mirror else patch
+        h, w = min(patch.shape[0], 420), min(patch.shape[1], 900 - x)
+        canvas[:h, x : x + w] = patch[:h, :w]
+        x += w + 10
+    return canvas
+
+
+def write_video(path: str, frames: int, fps: float = 25.0, size=(640, 480), face_from: int = 0) -> None:
+    """An mp4v video: a plain background, and from frame ``face_from`` on the astronaut drifting across it."""
+    import cv2
+
+    head = head_and_shoulders()
+    width, height = size
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(frames):
+        canvas = np.full((height, width, 3), 90, np.uint8)
+        if i >= face_from:
+            x = int((width - head.shape[1]) * i / max(frames - 1, 1))
+            y = (height - head.shape[0]) // 2
+            canvas[y : y + head.shape[0], x : x + head.shape[1]] = head
+        writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    writer.release()

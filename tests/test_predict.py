@@ -1,0 +1,245 @@
+"""predict: every face in photos, folders and videos, on real faces from scikit-image's photos."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests import media
+from tests.conftest import REPO
+
+pytest.importorskip("cv2")
+pytest.importorskip("skimage")
+
+from amobilenet_jax import faces, inference, predict  # noqa: E402
+
+SHIPPED = os.path.isfile(os.path.join(inference.SHIPPED_MODEL, "weights.msgpack"))
+needs_shipped = pytest.mark.skipif(not SHIPPED, reason="the shipped FERPlus model is not in this checkout")
+
+
+def run_predict(python, *args, cwd=REPO):
+    done = subprocess.run(
+        [python, "-m", "amobilenet_jax.predict", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
+    lines = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    return done, lines
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    Image.fromarray(media.astronaut()).save(root / "photo.jpg")
+    folder = root / "folder"
+    (folder / "nested").mkdir(parents=True)
+    Image.fromarray(media.group_photo()).save(folder / "nested" / "group.png")
+    from skimage import data
+
+    Image.fromarray(data.coffee()).save(folder / "coffee.png")  # no face
+    (folder / "notes.txt").write_text("not an image")
+    return root
+
+
+@needs_shipped
+def test_photo_and_folder_with_the_default_model(python, photos, tmp_path):
+    """No model argument: the shipped model. Every face one line; no face and unreadable files one line each."""
+    out, table = tmp_path / "annotated", tmp_path / "faces.csv"
+    done, lines = run_predict(
+        python, str(photos / "photo.jpg"), str(photos / "folder"), "--csv", str(table), "--out", str(out)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    by_file = {}
+    for line in lines:
+        by_file.setdefault(os.path.relpath(line["file"], photos), []).append(line)
+    assert set(by_file) == {"photo.jpg", "folder/coffee.png", "folder/notes.txt", "folder/nested/group.png"}
+
+    (astronaut,) = by_file["photo.jpg"]  # exactly one face
+    classes = inference.load_model().class_names
+    assert astronaut["frame"] is None and astronaut["time_s"] is None and astronaut["face"] == 0
+    x, y, w, h = astronaut["box"]
+    fx, fy, fw, fh = media.ASTRONAUT_FACE
+    assert abs(x - fx) < 12 and abs(y - fy) < 12 and abs(w - fw) < 16  # original pixels
+    assert set(astronaut["probabilities"]) == set(classes)
+    assert sum(astronaut["probabilities"].values()) == pytest.approx(1.0, abs=1e-3)
+    assert astronaut["label"] == max(astronaut["probabilities"], key=astronaut["probabilities"].get)
+    assert astronaut["score"] == astronaut["probabilities"][astronaut["label"]]
+
+    group = by_file["folder/nested/group.png"]
+    assert [r["face"] for r in group] == [0, 1, 2]  # three faces, largest first
+    widths = [r["box"][2] for r in group]
+    assert widths == sorted(widths, reverse=True) and widths[-1] > 0
+    assert by_file["folder/coffee.png"] == [
+        {
+            "file": str(photos / "folder" / "coffee.png"),
+            "frame": None,
+            "time_s": None,
+            "face": None,
+            "message": "no face found",
+        }
+    ]
+    (bad,) = by_file["folder/notes.txt"]
+    assert "not a readable image" in bad["error"]
+
+    assert "img" in done.stderr  # the progress bar
+    assert "5 images/frames" not in done.stderr and "3 images/frames, 4 faces, 1 unreadable" in done.stderr
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(lines) and {r["label"] for r in rows if r["face"]} <= set(classes)
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".predict-")]  # the temporary table was renamed
+    annotated = np.asarray(Image.open(out / "photo.jpg"))
+    assert annotated.shape == media.astronaut().shape
+    assert np.abs(annotated.astype(int) - media.astronaut()).max() > 100  # a box was drawn
+    assert (out / "folder" / "nested" / "group.png").exists()
+
+
+@needs_shipped
+def test_video_every_nth_frame_annotated_copy_and_mood_player(python, tmp_path):
+    import cv2
+
+    video = tmp_path / "clip.mp4"
+    media.write_video(str(video), frames=30, face_from=10)
+    playlists = tmp_path / "music"
+    classes = inference.load_model().class_names
+    for name in classes:
+        (playlists / name).mkdir(parents=True)
+        for track in ("a.mp3", "b.mp3"):
+            (playlists / name / track).write_bytes(b"")
+    done, lines = run_predict(
+        python, str(video), "--every", "3", "--out", str(tmp_path / "out"), "--playlist_dir", str(playlists)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    frames = [r for r in lines if "frame" in r]
+    assert [r["frame"] for r in frames] == list(range(0, 30, 3))
+    assert all(r["time_s"] == pytest.approx(r["frame"] / 25.0) for r in frames)
+    assert all(r["face"] is None for r in frames if r["frame"] < 10)  # no face yet: one line per frame
+    faced = [r for r in frames if r["frame"] >= 12]
+    assert faced and all(r["face"] == 0 for r in faced)
+    moods = [r for r in lines if "mood" in r]
+    assert moods, done.stdout[-2000:]
+    labels = [r["label"] for r in faced]
+    assert moods[0]["mood"] in labels and moods[0]["time_s"] >= 0.48  # the first frame with a face: frame 12
+    assert os.path.dirname(moods[0]["track"]) == str(playlists / moods[0]["mood"])
+    assert "frame" in done.stderr  # progress bar over the video's frames
+    capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
+    assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
+    capture.release()
+
+
+def test_bad_model_and_camera_are_one_line_errors(python, tmp_path):
+    done, _ = run_predict(python, "--weights", str(tmp_path / "missing.msgpack"), "x.jpg")
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip().splitlines()[-1] == f"predict: error: {tmp_path / 'missing.msgpack'}: no such weights file"
+    )
+    done, _ = run_predict(python)
+    assert done.returncode == 2 and "name at least one image" in done.stderr
+
+
+@needs_shipped
+def test_a_camera_that_cannot_open_is_one_line_and_a_failure(python):
+    done, lines = run_predict(python, "--camera", "7")
+    assert done.returncode == 1
+    assert lines == [{"file": "camera:7", "error": "cannot open the camera 7"}]
+
+
+class _CountingModel:
+    """Stands in for inference.Model: counts calls, returns fixed probabilities."""
+
+    class_names = ("a", "b")
+    native_shape = (48, 48, 1)
+
+    def __init__(self):
+        self.calls = []
+
+    def probabilities(self, crops):
+        self.calls.append(crops.shape)
+        return np.tile([[0.25, 0.75]], (len(crops), 1)).astype(np.float32)
+
+
+def test_all_faces_of_a_batch_of_frames_go_through_the_model_in_one_call():
+    model, records = _CountingModel(), []
+    predictor = predict.Predictor(model, faces.FaceDetector(), 0.0, records.append)
+    frames = [
+        predict.Frame("group.png", None, None, media.group_photo(), "group.png"),
+        predict.Frame("photo.jpg", None, None, media.astronaut(), "photo.jpg"),
+        predict.Frame("blank.png", None, None, np.zeros((200, 200, 3), np.uint8), "blank.png"),
+    ]
+    per_frame = predictor.run_batch(frames)
+    assert model.calls == [(4, 48, 48, 1)]
+    assert [len(r) for r in per_frame] == [3, 1, 0]
+    assert [r.get("face") for r in records] == [0, 1, 2, 0, None]
+    assert records[0]["label"] == "b" and records[0]["score"] == 0.75
+
+
+def test_the_crop_is_the_stored_image_format():
+    image = media.astronaut()
+    face = faces.crop(image, media.ASTRONAUT_FACE, (48, 48, 1))
+    assert face.shape == (48, 48, 1) and face.dtype == np.uint8
+    rgb = faces.crop(image, media.ASTRONAUT_FACE, (100, 100, 3))
+    assert rgb.shape == (100, 100, 3)
+    # margin 0 is the box itself: the crop is the box's gray pixels, resized
+    x, y, w, h = media.ASTRONAUT_FACE
+    want = faces.to_gray(image)[y : y + h, x : x + w].astype(float).mean()
+    assert abs(face.astype(float).mean() - want) < 2.0
+    assert faces.expand_box((10, 20, 40, 40), 0.25) == (0, 10, 60, 60)
+    # a box past the frame's edge repeats the border instead of failing
+    edge = faces.crop(np.full((50, 50, 3), 7, np.uint8), (30, 30, 40, 40), (48, 48, 1))
+    assert edge.shape == (48, 48, 1) and (edge == 7).all()
+
+
+def test_prediction_preprocesses_with_the_training_function(monkeypatch, tiny_config, tmp_path):
+    """Model.logits resizes and normalises through train.prepare_images, the function evaluation uses."""
+    from amobilenet_jax import checkpoints, train, weights
+
+    config = tiny_config.copy_and_resolve_references()
+    state = train.state_without_data(config)
+    weights.save(str(tmp_path / "weights.msgpack"), state.params, state.batch_stats)
+    checkpoints.write_json_atomic(str(tmp_path / "config.json"), json.loads(config.to_json()))
+    seen = []
+    real = train.prepare_images
+
+    def recording(images, config, rng=None):
+        seen.append(images.shape)
+        return real(images, config, rng)
+
+    monkeypatch.setattr(train, "prepare_images", recording)
+    model = inference.load_model(weights=str(tmp_path / "weights.msgpack"))
+    faces_in = np.full((2, *model.native_shape), 128, np.uint8)
+    logits = model.logits(faces_in)
+    assert seen == [(16, *model.native_shape)]  # one padded batch of 16, traced once
+    assert logits.shape == (2, len(model.class_names))
+    probabilities = model.probabilities(faces_in)
+    assert probabilities.sum(-1) == pytest.approx(np.ones(2), abs=1e-5)
+
+
+def test_mood_player_smooths_and_cycles_tracks(tmp_path):
+    for name, tracks in (("happy", ["1.mp3", "2.mp3"]), ("sad", ["x.ogg"])):
+        (tmp_path / name).mkdir()
+        for t in tracks:
+            (tmp_path / name / t).write_bytes(b"")
+    emitted = []
+    player = predict.MoodPlayer(str(tmp_path), ("happy", "sad", "angry"), window_s=2.0, emit=emitted.append)
+    happy, sad, angry = np.eye(3)
+    assert player.update(0.0, [happy]) == "happy"
+    assert player.update(0.5, [sad]) is None  # a moment of sadness does not outweigh the window
+    assert player.update(1.0, []) is None  # no face: nothing changes
+    for t in (1.5, 2.0, 2.5, 3.0):
+        player.update(t, [sad])
+    assert player.mood == "sad"
+    for t in (3.5, 4.0, 4.5, 5.0, 5.5):
+        player.update(t, [happy, happy])
+    player.update(10.0, [angry])  # the window forgets everything older than 2 s
+    assert [(r["mood"], os.path.basename(r["track"]) if r["track"] else None) for r in emitted] == [
+        ("happy", "1.mp3"),
+        ("sad", "x.ogg"),
+        ("happy", "2.mp3"),
+        ("angry", None),
+    ]
+    assert emitted[-1]["message"] == "no tracks in angry/"
+    with pytest.raises(ValueError, match="no such playlist folder"):
+        predict.MoodPlayer(str(tmp_path / "missing"), ("happy",))
