@@ -31,6 +31,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.depthwise_impl = "auto"  # xla | shift | shift_ffi | shift_autodiff | auto
     c.model.stem_stride = config_dict.placeholder(int)  # MobileNetV1/A-MobileNet: 2 (paper) | 1 for 48x48 inputs
     c.model.dtype = "float32"  # compute dtype: float32 | bfloat16; params stay float32
+    # ImageNet backbone for a fresh run (mobilenet_v1/amobilenet, width 1.0): the file that
+    # `python -m amobilenet_jax.imagenet` writes (or Keras' .h5); "" initialises at random.
+    c.model.init_from = ""
 
     c.data = ml_collections.ConfigDict()
     c.data.name = "synthetic"
@@ -130,6 +133,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config: optimizer.warmup_steps={config.optimizer.warmup_steps!r} must be >= 0")
     if config.model.stem_stride is not None and config.model.stem_stride not in (1, 2):
         raise ConfigError(f"config: model.stem_stride={config.model.stem_stride!r} is not one of 1, 2")
+    from amobilenet_jax.imagenet import ARCHITECTURES
+
+    if config.model.init_from and config.model.name not in ARCHITECTURES:
+        raise ConfigError(
+            f"config: model.init_from applies to {' and '.join(ARCHITECTURES)} only (the ImageNet MobileNet v1 "
+            f"backbone), not model.name={config.model.name!r}"
+        )
     from amobilenet_jax.models import model_kwargs
 
     model_kwargs(config.model, 1)  # fields the chosen architecture does not have

@@ -182,6 +182,28 @@ def create_train_state(
     )
 
 
+def init_from_file(state: TrainState, path: str) -> tuple[TrainState, str]:
+    """``state`` with the backbone of ``model.init_from`` (``amobilenet_jax.imagenet``) in its
+    params and batch statistics, CBAM and classifier as initialised; and the line that says so.
+
+    For a fresh run only: a resumed run's checkpoint is never overwritten.
+    """
+    from amobilenet_jax import imagenet
+
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    loaded, tensors, count = imagenet.init_backbone(variables, path)
+    placed = jax.tree.map(
+        lambda old, new: old if new is old else jax.device_put(np.asarray(new, old.dtype), old.sharding),
+        variables,
+        loaded,
+    )
+    backbone = set(imagenet.backbone_modules())
+    fresh = {"CBAM" if "_cbam" in name else name for name in state.params if name not in backbone}
+    fresh_line = " and ".join(sorted(fresh, key=lambda n: (n != "CBAM", n))) or "nothing"
+    line = f"initialised {tensors} backbone tensors ({count / 1e6:.1f}M parameters) from {path}; {fresh_line} fresh"
+    return state.replace(params=placed["params"], batch_stats=placed["batch_stats"]), line
+
+
 def state_without_data(config: ml_collections.ConfigDict) -> TrainState:
     """A fresh train state of ``config``'s model, built without reading the data set.
 
@@ -526,7 +548,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, dataset:
 
 def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: str) -> dict:
     is_chief = jax.process_index() == 0
+    resuming = bool(mngr.all_steps())
     state, position = checkpoints.restore_run(mngr, exp.init_state(), config)  # raises before anything is written
+    if config.model.init_from and not resuming:  # a checkpoint always wins over model.init_from
+        state, line = init_from_file(state, config.model.init_from)
+        if is_chief:
+            print(line, flush=True)
     if is_chief:
         checkpoints.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     start_step = int(jax.device_get(state.step))

@@ -172,10 +172,16 @@ def train_and_evaluate_group(
     total = exp.total_steps
 
     states = [create_point_state(c, exp) for c in configs]
-    stacked = stack_states(states)
-    del states
     mngr = checkpoints.run_manager(group_dir, configs[0])
     try:  # closed on an error too: Orbax's writer threads must not outlive the interpreter
+        if not mngr.all_steps():  # a fresh group: model.init_from as a single run applies it
+            for i, c in enumerate(configs):
+                if c.model.init_from:
+                    states[i], line = train.init_from_file(states[i], c.model.init_from)
+                    if jax.process_index() == 0:
+                        print(f"point {i}: {line}", flush=True)
+        stacked = stack_states(states)
+        del states
         stacked = _restore_group(mngr, stacked, configs)  # raises before anything is overwritten
         # Placed like Experiment.init_state's: left uncommitted, the state met the mesh-sharded
         # batches in every step and the vmapped step ran 1.7-2.8x slower on CPU
