@@ -103,7 +103,13 @@ def run(args) -> int:
             out = os.path.join(args.out, f"{stem}_face{i}.png")
             _figure([row], _blocks(row), out)
             rows.append(row)
-            record = {"file": path, "face": i, "box": list(face.box), "label": row["label"], "score": round(row["score"], 4)}
+            record = {
+                "file": path,
+                "face": i,
+                "box": list(face.box),
+                "label": row["label"],
+                "score": round(row["score"], 4),
+            }
             print(json.dumps({**record, "image": out}), flush=True)
     if rows:
         grid = os.path.join(args.out, "attention_grid.png")
