@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -124,7 +125,7 @@ def test_video_every_nth_frame_annotated_copy_and_mood_player(python, tmp_path):
     labels = [r["label"] for r in faced]
     assert moods[0]["mood"] in labels and moods[0]["time_s"] >= 0.48  # the first frame with a face: frame 12
     assert os.path.dirname(moods[0]["track"]) == str(playlists / moods[0]["mood"])
-    assert "frame" in done.stderr  # progress bar over the video's frames
+    assert "frame/s]" in done.stderr  # progress bar over the video's frames
     capture = cv2.VideoCapture(str(tmp_path / "out" / "clip.mp4"))
     assert capture.isOpened() and int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) == 10
     capture.release()
@@ -243,3 +244,65 @@ def test_mood_player_smooths_and_cycles_tracks(tmp_path):
     assert emitted[-1]["message"] == "no tracks in angry/"
     with pytest.raises(ValueError, match="no such playlist folder"):
         predict.MoodPlayer(str(tmp_path / "missing"), ("happy",))
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tiny_config, tmp_path_factory):
+    """A run directory holding a small random A-MobileNet as weights.msgpack + config.json."""
+    from amobilenet_jax import checkpoints, train, weights
+
+    run = tmp_path_factory.mktemp("tiny_run")
+    config = tiny_config.copy_and_resolve_references()
+    state = train.state_without_data(config)
+    weights.save(str(run / "weights.msgpack"), state.params, state.batch_stats)
+    checkpoints.write_json_atomic(str(run / "config.json"), json.loads(config.to_json()))
+    return run
+
+
+def test_workdir_weights_and_the_model_variable_pick_the_model(python, photos, tiny_model):
+    photo = str(photos / "photo.jpg")
+    runs = {
+        "--workdir": run_predict(python, "--workdir", str(tiny_model), photo),
+        "--weights": run_predict(python, "--weights", str(tiny_model / "weights.msgpack"), photo),
+    }
+    env = {**os.environ, inference.MODEL_ENV: str(tiny_model)}
+    done = subprocess.run(
+        [python, "-m", "amobilenet_jax.predict", photo], cwd=REPO, capture_output=True, text=True, env=env, timeout=300
+    )
+    runs[inference.MODEL_ENV] = (done, [json.loads(line) for line in done.stdout.splitlines()])
+    for how, (done, lines) in runs.items():
+        assert done.returncode == 0, (how, done.stderr[-2000:])
+        assert f"model {tiny_model / 'weights.msgpack'}" in done.stderr, how
+        assert len(lines) == 1 and lines[0]["face"] == 0, how
+    # the same model three ways: the same probabilities
+    assert len({json.dumps(lines[0]["probabilities"]) for _, lines in runs.values()}) == 1
+
+
+def test_play_opens_each_chosen_track_with_the_system_player(python, tmp_path, tiny_model):
+    """--play hands the track to xdg-open (here a stand-in on PATH that records its argument)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    opened = tmp_path / "opened.txt"
+    player = bin_dir / "xdg-open"
+    player.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    player.chmod(0o755)
+    music = tmp_path / "music"
+    for name in inference.load_model(workdir=str(tiny_model)).class_names:
+        (music / name).mkdir(parents=True)
+        (music / name / "song.mp3").write_bytes(b"")
+    video = tmp_path / "clip.mp4"
+    media.write_video(str(video), frames=12)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    done = subprocess.run(
+        [python, "-m", "amobilenet_jax.predict", "--workdir", str(tiny_model), str(video),
+         "--playlist_dir", str(music), "--play", "--mood_window_s", "0.2", "--no_progress"],
+        cwd=REPO, capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    moods = [json.loads(line) for line in done.stdout.splitlines() if '"mood"' in line]
+    assert moods and "frame/s]" not in done.stderr  # --no_progress: no bar
+    for _ in range(50):  # the player is started, not waited for
+        if opened.exists() and len(opened.read_text().splitlines()) == len(moods):
+            break
+        time.sleep(0.1)
+    assert opened.read_text().splitlines() == [m["track"] for m in moods]
