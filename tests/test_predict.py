@@ -306,3 +306,23 @@ def test_play_opens_each_chosen_track_with_the_system_player(python, tmp_path, t
             break
         time.sleep(0.1)
     assert opened.read_text().splitlines() == [m["track"] for m in moods]
+
+
+def test_predict_on_onnx_runtime_gives_the_jax_answer(python, photos, tiny_model, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from amobilenet_jax import export
+
+    onnx_file = tmp_path / "model.onnx"
+    export.export(str(tiny_model), None, str(onnx_file))
+    photo = str(photos / "folder" / "nested" / "group.png")
+    on_onnx, onnx_lines = run_predict(python, "--onnx", str(onnx_file), photo, "--csv", str(tmp_path / "f.csv"))
+    on_jax, jax_lines = run_predict(python, "--workdir", str(tiny_model), photo)
+    assert on_onnx.returncode == 0 and on_jax.returncode == 0, on_onnx.stderr[-2000:]
+    assert f"model {onnx_file}" in on_onnx.stderr
+    assert [r["box"] for r in onnx_lines] == [r["box"] for r in jax_lines] and len(onnx_lines) == 3
+    for o, j in zip(onnx_lines, jax_lines):
+        assert o["label"] == j["label"]
+        for name, p in j["probabilities"].items():
+            assert o["probabilities"][name] == pytest.approx(p, abs=2e-4)
+    done, _ = run_predict(python, "--onnx", str(onnx_file), "--workdir", str(tiny_model), photo)
+    assert done.returncode == 2 and "not both" in done.stderr

@@ -1,0 +1,485 @@
+"""ONNX export: a trained MobileNetV1 / A-MobileNet as one self-contained ``.onnx`` file.
+
+    python -m amobilenet_jax.export --out model.onnx                      # the shipped FERPlus model
+    python -m amobilenet_jax.export --workdir runs/x --out model.onnx     # a run
+    python -m amobilenet_jax.export --weights dir/weights.msgpack --out model.onnx
+    python -m amobilenet_jax.predict --onnx model.onnx photo.jpg          # the same pipeline on ONNX Runtime
+
+The graph is written from the parameters with the ``onnx`` package (not traced from JAX):
+
+- input ``image``: float32 ``[N, S, S, 3]`` NHWC with a dynamic batch, already prepared by
+  ``train.prepare_images`` (resize to ``data.image_size``, normalisation, grayscale
+  broadcast to 3 channels); one Transpose to NCHW, then ONNX's native layout throughout;
+- every conv carries its BatchNorm folded in (weights scaled, a bias added): inference mode;
+- depthwise convs are ``Conv`` with ``group = channels``, the form ONNX Runtime's CPU
+  kernels run best (experiments/onnx_latency.py measures it against the shifted
+  multiply-adds the JAX model uses on CPU); ReLU6 is ``Clip(0, 6)``;
+- CBAM as in models/cbam.py; output ``logits`` float32 ``[N, K]`` of one view (no flip).
+
+The run's config (as its ``config.json``) and the class names travel in the model's
+``metadata_props``, so ``OnnxModel(path)`` needs nothing but the file: it prepares faces
+with the same ``train.prepare_images`` and, when the run evaluated with test-time flip,
+adds the mirror image's logits, exactly as ``inference.Model.logits`` does.
+
+Why not jax2onnx (the maintained JAX -> ONNX converter)? Its release 0.17.1 needs Python >= 3.11
+(this project supports 3.10), pins orbax-checkpoint below 0.11.37 (this project installs 0.12)
+and pulls in huggingface-hub, equinox and netron. Tried in a separate directory, it converts
+the shipped model correctly (logits within 2e-6), but it traces the CPU-tuned JAX forward pass:
+800 nodes with ``depthwise_impl="xla"`` (grouped convs, 1x1 convs as reshaped Gemms, BatchNorm
+as arithmetic on constants, Shape/Concat/Reshape for the dynamic batch), 2152 with the default
+shifted depthwise form; ONNX Runtime ran them in 2.5 and 4.3 ms at batch 1, against 1.5 ms
+for the 109-node graph written here (2 threads, same session).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import functools
+import json
+import os
+import sys
+import tempfile
+from typing import Any
+
+import numpy as np
+
+from amobilenet_jax.errors import CheckpointError, ConfigError, RunNotFoundError, UserError
+
+OPSET = 17  # ReduceMean/ReduceMax take their axes as an attribute up to 17
+IR_VERSION = 8  # the IR of opset 17 (a newer onnx package would stamp its own, which older runtimes refuse)
+SUPPORTED = ("amobilenet", "mobilenet_v1")
+INPUT, OUTPUT = "image", "logits"
+META_CONFIG = "amobilenet_jax.config"  # the run's config.json
+META_CLASSES = "amobilenet_jax.class_names"  # JSON list
+META_SOURCE = "amobilenet_jax.source"  # the weights the file was exported from
+DEPTHWISE_FORMS = ("group_conv", "shift")
+# The command refuses to write a file whose logits differ from JAX's by more than this
+# (float32 folding and summation order account for a few 1e-6 on the shipped model).
+SELF_CHECK_TOLERANCE = 1e-3
+BUCKETS = (1, 4, 16, 64)  # as inference.BUCKETS: few compiled shapes of the preparation
+
+
+def _onnx():
+    try:
+        import onnx
+    except ImportError as e:
+        raise ImportError(f"ONNX export needs the onnx package: pip install 'onnx>=1.16,<2' ({e})") from None
+    return onnx
+
+
+def _onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError as e:
+        raise ImportError(
+            f"running an ONNX model needs onnxruntime: pip install 'onnxruntime>=1.18,<2' ({e})"
+        ) from None
+    return onnxruntime
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
+
+
+class _Graph:
+    """Nodes and initializers of a graph being written; each node's output is named after it."""
+
+    def __init__(self, onnx):
+        self.onnx = onnx
+        self.nodes: list = []
+        self.initializers: list = []
+
+    def const(self, name: str, array) -> str:
+        self.initializers.append(self.onnx.numpy_helper.from_array(np.ascontiguousarray(array, np.float32), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], name: str, **attrs) -> str:
+        self.nodes.append(self.onnx.helper.make_node(op_type, inputs, [name], name=name, **attrs))
+        return name
+
+
+def _fold(kernel_hwio, bn_params, bn_stats, epsilon: float) -> tuple[np.ndarray, np.ndarray]:
+    """A conv kernel (HWIO; depthwise ``(k, k, 1, C)``) with its inference-mode BatchNorm
+    folded in: ONNX weights ``[O, I, k, k]`` and bias ``[O]``, computed in float64."""
+    kernel = np.asarray(kernel_hwio, np.float64)
+    scale, bias = (np.asarray(bn_params[k], np.float64) for k in ("scale", "bias"))
+    mean, var = (np.asarray(bn_stats[k], np.float64) for k in ("mean", "var"))
+    mul = scale / np.sqrt(var + epsilon)
+    weight = kernel.transpose(3, 2, 0, 1) * mul[:, None, None, None]
+    return weight, bias - mean * mul
+
+
+class _Writer:
+    """Writes MobileNetV1 / A-MobileNet layer by layer from a variables tree."""
+
+    def __init__(self, graph: _Graph, variables: dict, epsilon: float, depthwise: str, size: int):
+        self.g = graph
+        self.size = size  # the current feature map's side
+        self.params = variables["params"]
+        self.stats = variables.get("batch_stats", {})
+        self.epsilon = epsilon
+        self.depthwise = depthwise
+        self.clip = None
+
+    def _relu6(self, x: str, name: str) -> str:
+        if self.clip is None:
+            self.clip = (self.g.const("relu6/min", np.zeros(())), self.g.const("relu6/max", np.full((), 6.0)))
+        return self.g.op("Clip", [x, *self.clip], f"{name}/relu6")
+
+    def conv_bn(self, x: str, name: str, stride: int, activation: str, depthwise: bool) -> str:
+        """ConvBN (models/layers.py) with its BatchNorm folded into the conv."""
+        p, s = self.params[name], self.stats[name]
+        weight, bias = _fold(p["dw" if depthwise else "conv"]["kernel"], p["bn"], s["bn"], self.epsilon)
+        k = weight.shape[-1]
+        if depthwise and self.depthwise == "shift":
+            y = self._depthwise_shift(x, name, weight, bias, stride)
+        else:
+            inputs = [x, self.g.const(f"{name}/weight", weight), self.g.const(f"{name}/bias", bias)]
+            y = self.g.op("Conv", inputs, f"{name}/conv", kernel_shape=[k, k], strides=[stride, stride],
+                          pads=[k // 2] * 4, group=weight.shape[0] if depthwise else 1)  # fmt: skip
+        self.size = (self.size + 2 * (k // 2) - k) // stride + 1  # as layers._out_size
+        if activation == "relu6":
+            return self._relu6(y, name)
+        if activation != "linear":
+            raise ConfigError(f"export: activation {activation!r} has no ONNX form here")
+        return y
+
+    def _depthwise_shift(self, x: str, name: str, weight, bias, stride: int) -> str:
+        """The depthwise conv as k*k strided slices times per-channel weights (the form the
+        JAX model runs on CPU), for comparing ONNX Runtime's speed on it with the grouped Conv."""
+        g, k = self.g, weight.shape[-1]
+        p = k // 2
+        padded = g.op("Pad", [x, self._int(f"{name}/pads", [0, 0, p, p, 0, 0, p, p])], f"{name}/pad")
+        out_size = (self.size + 2 * p - k) // stride + 1  # as layers._out_size
+        axes, steps = self._int(f"{name}/axes", [2, 3]), self._int(f"{name}/steps", [stride, stride])
+        out = None
+        for i in range(k):
+            for j in range(k):
+                tap = f"{name}/tap{i}{j}"
+                start = self._int(f"{tap}/start", [i, j])
+                end = self._int(f"{tap}/end", [i + stride * (out_size - 1) + 1, j + stride * (out_size - 1) + 1])
+                view = g.op("Slice", [padded, start, end, axes, steps], f"{tap}/view")
+                term = g.op("Mul", [view, g.const(f"{tap}/w", weight[:, 0, i, j].reshape(-1, 1, 1))], f"{tap}/mul")
+                out = term if out is None else g.op("Add", [out, term], f"{tap}/add")
+        return g.op("Add", [out, g.const(f"{name}/bias", bias.reshape(-1, 1, 1))], f"{name}/conv")
+
+    def _int(self, name: str, values) -> str:
+        self.g.initializers.append(self.g.onnx.numpy_helper.from_array(np.asarray(values, np.int64), name))
+        return name
+
+    def cbam(self, x: str, name: str) -> str:
+        """CBAM (models/cbam.py): channel attention, then spatial attention, NCHW."""
+        g, p = self.g, self.params[name]
+        ch = p["channel"]
+        w0, b0 = np.asarray(ch["mlp_0"]["kernel"]), np.asarray(ch["mlp_0"]["bias"])
+        w1, b1 = np.asarray(ch["mlp_1"]["kernel"]), np.asarray(ch["mlp_1"]["bias"])
+        squeeze = [g.const(f"{name}/mlp_0/weight", w0.T[:, :, None, None]), g.const(f"{name}/mlp_0/bias", b0)]
+        hidden = []
+        for pool, op in (("avg", "ReduceMean"), ("max", "ReduceMax")):
+            pooled = g.op(op, [x], f"{name}/channel/{pool}", axes=[2, 3], keepdims=1)  # [N, C, 1, 1]
+            h = g.op("Conv", [pooled, *squeeze], f"{name}/channel/{pool}/mlp_0", kernel_shape=[1, 1])
+            hidden.append(g.op("Relu", [h], f"{name}/channel/{pool}/relu"))
+        # The shared MLP's second layer is linear: mlp_1(a) + mlp_1(b) = W1 (a + b) + 2 b1.
+        summed = g.op("Add", hidden, f"{name}/channel/hidden_sum")
+        expand = [g.const(f"{name}/mlp_1/weight", w1.T[:, :, None, None]), g.const(f"{name}/mlp_1/bias", 2.0 * b1)]
+        att = g.op("Conv", [summed, *expand], f"{name}/channel/mlp_1", kernel_shape=[1, 1])
+        att = g.op("Sigmoid", [att], f"{name}/channel/sigmoid")
+        x = g.op("Mul", [x, att], f"{name}/channel/out")
+        pooled = [g.op(op, [x], f"{name}/spatial/{pool}", axes=[1], keepdims=1)
+                  for pool, op in (("avg", "ReduceMean"), ("max", "ReduceMax"))]  # fmt: skip
+        pooled = g.op("Concat", pooled, f"{name}/spatial/concat", axis=1)  # [N, 2, H, W]
+        sp = p["spatial"]["conv"]
+        kernel = np.asarray(sp["kernel"]).transpose(3, 2, 0, 1)  # (k, k, 2, 1) -> (1, 2, k, k)
+        k = kernel.shape[-1]
+        conv = [g.const(f"{name}/spatial/weight", kernel), g.const(f"{name}/spatial/bias", np.asarray(sp["bias"]))]
+        att = g.op("Conv", [pooled, *conv], f"{name}/spatial/conv", kernel_shape=[k, k], pads=[k // 2] * 4)
+        att = g.op("Sigmoid", [att], f"{name}/spatial/sigmoid")
+        return g.op("Mul", [x, att], f"{name}/out")
+
+    def classifier(self, x: str) -> str:
+        g, p = self.g, self.params["classifier"]
+        pooled = g.op("GlobalAveragePool", [x], "pool")
+        flat = g.op("Flatten", [pooled], "embedding", axis=1)
+        weight, bias = g.const("classifier/weight", p["kernel"]), g.const("classifier/bias", p["bias"])
+        return g.op("Gemm", [flat, weight, bias], OUTPUT)
+
+
+def config_json(config) -> str:
+    """The config as its run's ``config.json`` holds it (``config.from_json`` reads it back)."""
+    return json.dumps(json.loads(config.to_json()), indent=2, sort_keys=True)
+
+
+def to_onnx(model, depthwise: str = "group_conv"):
+    """The ``onnx.ModelProto`` of an ``inference.Model`` (MobileNetV1 or A-MobileNet), checked by
+    ``onnx.checker``. ``depthwise="shift"`` writes the depthwise convs as shifted multiply-adds
+    (only for measuring that form; the grouped Conv is faster on ONNX Runtime)."""
+    from amobilenet_jax.models.layers import ConvBN
+    from amobilenet_jax.models.mobilenet_v1 import BLOCKS, MobileNetV1
+
+    onnx = _onnx()
+    name = model.config.model.name
+    if name not in SUPPORTED or not isinstance(model.module, MobileNetV1):
+        raise ConfigError(f"{model.source}: model.name={name!r} has no ONNX export (supported: {', '.join(SUPPORTED)})")
+    if depthwise not in DEPTHWISE_FORMS:
+        raise ValueError(f"depthwise must be one of {DEPTHWISE_FORMS}, got {depthwise!r}")
+    module = model.module
+    variables = _host_tree(model.variables)
+    size = int(model.config.data.image_size)
+    num_classes = int(np.shape(variables["params"]["classifier"]["bias"])[0])
+
+    g = _Graph(onnx)
+    w = _Writer(g, variables, float(ConvBN.bn_epsilon), depthwise, size)  # MobileNetV1 keeps ConvBN's epsilon
+    x = g.op("Transpose", [INPUT], "nchw", perm=[0, 3, 1, 2])
+    x = w.conv_bn(x, "stem", int(module.stem_stride), "relu6", depthwise=False)
+    dw_activation = "linear" if module.linear_depthwise else "relu6"
+    for i, (_, stride) in enumerate(BLOCKS, start=1):
+        x = w.conv_bn(x, f"block{i}_dw", stride, dw_activation, depthwise=True)
+        x = w.conv_bn(x, f"block{i}_pw", 1, "relu6", depthwise=False)
+        if module.cbam and i in module.cbam_blocks:
+            x = w.cbam(x, f"block{i}_cbam")
+    w.classifier(x)
+
+    helper, tp = onnx.helper, onnx.TensorProto
+    graph = helper.make_graph(
+        g.nodes,
+        f"{name}_{size}px",
+        [helper.make_tensor_value_info(INPUT, tp.FLOAT, ["batch", size, size, 3])],
+        [helper.make_tensor_value_info(OUTPUT, tp.FLOAT, ["batch", num_classes])],
+        initializer=g.initializers,
+    )
+    from amobilenet_jax import __version__
+
+    proto = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="amobilenet_jax.export",
+        producer_version=__version__,
+        doc_string=(
+            f"{name} ({len(model.class_names)} classes), BatchNorm folded. Input: float32 [N, {size}, {size}, 3] "
+            "NHWC as train.prepare_images makes it; output: logits of one view. Config and class names in metadata."
+        ),
+    )
+    helper.set_model_props(
+        proto,
+        {
+            META_CONFIG: config_json(model.config),
+            META_CLASSES: json.dumps(list(model.class_names)),
+            META_SOURCE: str(model.source),
+        },
+    )
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _host_tree(tree):
+    if isinstance(tree, dict) or hasattr(tree, "items"):
+        return {k: _host_tree(v) for k, v in tree.items()}
+    return np.asarray(tree, np.float32)
+
+
+class OnnxModel:
+    """An exported model on ONNX Runtime (CPU) with ``inference.Model``'s prediction interface:
+    ``config``, ``class_names``, ``native_shape``, ``grayscale``, ``source``, ``logits(faces)``
+    and ``probabilities(faces)``. ``model``: a path, or the serialised bytes."""
+
+    def __init__(self, model: str | bytes, threads: int | None = None):
+        ort = _onnxruntime()
+        from amobilenet_jax.config import from_json
+
+        where = os.fspath(model) if not isinstance(model, bytes) else "<ONNX bytes>"
+        if not isinstance(model, bytes) and not os.path.isfile(where):
+            raise RunNotFoundError(f"{where}: no such ONNX file")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        options.log_severity_level = 3  # errors only: the reason reaches the user through the exception
+        try:
+            self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own types for a bad file
+            raise CheckpointError(f"{where}: not an ONNX model ONNX Runtime can load ({_one_line(e)[:300]})") from None
+        meta = self.session.get_modelmeta().custom_metadata_map
+        if META_CONFIG not in meta or META_CLASSES not in meta:
+            raise CheckpointError(
+                f"{where}: an ONNX model without amobilenet_jax's config and class names "
+                "(write it with python -m amobilenet_jax.export)"
+            )
+        try:
+            tree, classes = json.loads(meta[META_CONFIG]), json.loads(meta[META_CLASSES])
+        except json.JSONDecodeError as e:
+            raise CheckpointError(f"{where}: damaged amobilenet_jax metadata ({e})") from None
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if [i.name for i in inputs] != [INPUT] or OUTPUT not in [o.name for o in outputs]:
+            raise CheckpointError(f"{where}: expected input {INPUT!r} and output {OUTPUT!r}")
+        self.config = from_json(tree, where)
+        self.class_names = tuple(classes)
+        self.source = meta.get(META_SOURCE, where) if isinstance(model, bytes) else where
+        self._image_size = int(inputs[0].shape[1])
+
+    @property
+    def native_shape(self) -> tuple[int, int, int]:
+        from amobilenet_jax.data import native_shape
+
+        return native_shape(self.config.data.name)
+
+    @property
+    def grayscale(self) -> bool:
+        return self.native_shape[2] == 1
+
+    @functools.cached_property
+    def _prepare(self):
+        """``train.prepare_images`` of uint8 faces, jitted (one program per batch bucket)."""
+        import jax
+
+        from amobilenet_jax.train import prepare_images
+
+        config = self.config
+        return jax.jit(lambda images: prepare_images(images, config))
+
+    def run(self, images: np.ndarray) -> np.ndarray:
+        """Logits of prepared float32 images ``[N, S, S, 3]``: the graph alone, one view."""
+        return self.session.run([OUTPUT], {INPUT: np.ascontiguousarray(images, np.float32)})[0]
+
+    def logits(self, faces: np.ndarray, return_attention: bool = False) -> np.ndarray:
+        """Logits ``[N, K]`` of uint8 faces ``[N, H, W, C]`` at ``native_shape``, as
+        ``inference.Model.logits`` computes them (with the mirror image's when ``eval_flip``)."""
+        if return_attention:
+            raise ValueError("the ONNX model has no attention maps; load the JAX model for them")
+        faces = np.asarray(faces)
+        if faces.ndim != 4 or tuple(faces.shape[1:]) != self.native_shape:
+            raise ValueError(f"faces must be uint8 [N, {', '.join(map(str, self.native_shape))}], got {faces.shape}")
+        out = []
+        for start in range(0, len(faces), BUCKETS[-1]):
+            chunk = faces[start : start + BUCKETS[-1]]
+            size = next(b for b in BUCKETS if b >= len(chunk))
+            padded = np.zeros((size, *chunk.shape[1:]), np.uint8)
+            padded[: len(chunk)] = chunk
+            x = np.asarray(self._prepare(padded), np.float32)[: len(chunk)]
+            if self.config.eval_flip:  # as evaluation: the face and its mirror image vote together
+                both = self.run(np.concatenate([x, x[:, :, ::-1, :]]))
+                out.append(both[: len(chunk)] + both[len(chunk) :])
+            else:
+                out.append(self.run(x))
+        return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        from amobilenet_jax.inference import probabilities_from_logits
+
+        return probabilities_from_logits(self.logits(faces), self.config)
+
+
+def sample_faces(native_shape: tuple[int, int, int], count: int = 8) -> np.ndarray:
+    """Real faces from scikit-image's bundled photos as uint8 ``[count, *native_shape]``: the
+    astronaut portrait's face (and its mirror image), then faces of its LFW subset."""
+    try:
+        from skimage import color, data, transform
+    except ImportError as e:
+        raise ImportError(
+            f"the sample faces come from scikit-image: pip install 'scikit-image>=0.22,<1' ({e})"
+        ) from None
+    height, width, channels = native_shape
+
+    def fit(image):  # float in [0, 1], HxW or HxWx3 -> uint8 native_shape
+        if channels == 1 and image.ndim == 3:
+            image = color.rgb2gray(image)
+        image = transform.resize(image, (height, width), anti_aliasing=True)
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], channels, axis=-1)
+        return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+
+    astronaut = data.astronaut()[25:185, 140:300] / 255.0  # the face with hair and chin, square
+    faces = [fit(astronaut), fit(astronaut[:, ::-1])]
+    lfw = data.lfw_subset()  # its first 100 images are faces
+    faces += [fit(lfw[i]) for i in range(max(0, count - 2))]
+    return np.stack(faces[:count])
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """``data`` to ``path`` through a temporary file in the same directory: never half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def export(workdir: str | None, weights: str | None, out: str, faces: int = 8) -> dict[str, Any]:
+    """Exports, checks on ONNX Runtime against JAX, then writes ``out``; returns a summary."""
+    from amobilenet_jax import inference
+
+    directory = os.path.dirname(os.path.abspath(out))
+    if os.path.isdir(out):
+        raise ConfigError(f"{out}: is a directory; --out names the .onnx file to write")
+    if not os.path.isdir(directory):
+        raise RunNotFoundError(f"{out}: no such directory {directory}")
+    model = inference.load_model(workdir=workdir, weights=weights)
+    data = to_onnx(model).SerializeToString()
+    runtime = OnnxModel(data)
+    sample = sample_faces(model.native_shape, faces)
+    reference = model
+    if model.config.model.get("dtype", "float32") != "float32":  # the graph computes in float32: compare with that
+        import jax.numpy as jnp
+
+        reference = dataclasses.replace(model, module=model.module.clone(dtype=jnp.float32))
+    diff = float(np.max(np.abs(reference.logits(sample) - runtime.logits(sample))))
+    if not diff <= SELF_CHECK_TOLERANCE:
+        raise UserError(
+            f"{model.source}: ONNX Runtime's logits differ from JAX's by {diff:.2e} (> {SELF_CHECK_TOLERANCE}) "
+            f"on the sample faces; {out} not written"
+        )
+    write_atomic(out, data)
+    size = model.config.data.image_size
+    return {
+        "out": out,
+        "source": model.source,
+        "megabytes": len(data) / 1e6,
+        "opset": OPSET,
+        "input": f"{INPUT} float32 [N, {size}, {size}, 3]",
+        "output": f"{OUTPUT} float32 [N, {len(model.class_names)}]",
+        "faces": len(sample),
+        "max_abs_logit_diff": diff,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    from amobilenet_jax import cpu_runtime
+
+    cpu_runtime.configure()
+    parser = argparse.ArgumentParser(
+        prog="python -m amobilenet_jax.export",
+        description="Writes a trained MobileNetV1 / A-MobileNet as an ONNX file (BatchNorm folded, dynamic batch).",
+    )
+    which = parser.add_argument_group("model (default: the shipped FERPlus model)")
+    which.add_argument("--workdir", help="a run directory (its weights.msgpack, else its newest checkpoint)")
+    which.add_argument("--weights", help="a weights file with its config.json beside it")
+    parser.add_argument("--out", required=True, help="the .onnx file to write")
+    args = parser.parse_args(argv)
+    from amobilenet_jax.main import enable_compilation_cache
+
+    enable_compilation_cache()
+    try:
+        s = export(args.workdir, args.weights, args.out)
+    except (UserError, ValueError, FileNotFoundError, ImportError) as e:
+        print(f"export: error: {_one_line(e)}", file=sys.stderr)
+        sys.exit(2)
+    print(
+        f"export: wrote {s['out']} ({s['megabytes']:.2f} MB, ONNX opset {s['opset']}) from {s['source']}: "
+        f"input {s['input']} (prepared, NHWC) -> output {s['output']}; "
+        f"max |logit difference| JAX vs ONNX Runtime on {s['faces']} sample faces: {s['max_abs_logit_diff']:.1e}"
+    )
+
+
+if __name__ == "__main__":
+    main()
