@@ -39,13 +39,13 @@ import dataclasses
 import functools
 import json
 import os
-import sys
 import tempfile
 from typing import Any
 
 import numpy as np
 
 from amobilenet_jax.errors import CheckpointError, ConfigError, RunNotFoundError, UserError
+from amobilenet_jax.inference import FaceFormat
 
 OPSET = 17  # ReduceMean/ReduceMax take their axes as an attribute up to 17
 IR_VERSION = 8  # the IR of opset 17 (a newer onnx package would stamp its own, which older runtimes refuse)
@@ -280,7 +280,7 @@ def _host_tree(tree):
     return np.asarray(tree, np.float32)
 
 
-class OnnxModel:
+class OnnxModel(FaceFormat):
     """An exported model on ONNX Runtime (CPU) with ``inference.Model``'s prediction interface:
     ``config``, ``class_names``, ``native_shape``, ``grayscale``, ``source``, ``logits(faces)``
     and ``probabilities(faces)``. ``model``: a path, or the serialised bytes."""
@@ -317,16 +317,6 @@ class OnnxModel:
         self.class_names = tuple(classes)
         self.source = meta.get(META_SOURCE, where) if isinstance(model, bytes) else where
         self._image_size = int(inputs[0].shape[1])
-
-    @property
-    def native_shape(self) -> tuple[int, int, int]:
-        from amobilenet_jax.data import native_shape
-
-        return native_shape(self.config.data.name)
-
-    @property
-    def grayscale(self) -> bool:
-        return self.native_shape[2] == 1
 
     @functools.cached_property
     def _prepare(self):
@@ -453,10 +443,7 @@ def export(workdir: str | None, weights: str | None, out: str, faces: int = 8) -
     }
 
 
-def main(argv: list[str] | None = None) -> None:
-    from amobilenet_jax import cpu_runtime
-
-    cpu_runtime.configure()
+def parse_args(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(
         prog="python -m amobilenet_jax.export",
         description="Writes a trained MobileNetV1 / A-MobileNet as an ONNX file (BatchNorm folded, dynamic batch).",
@@ -465,20 +452,23 @@ def main(argv: list[str] | None = None) -> None:
     which.add_argument("--workdir", help="a run directory (its weights.msgpack, else its newest checkpoint)")
     which.add_argument("--weights", help="a weights file with its config.json beside it")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
-    args = parser.parse_args(argv)
-    from amobilenet_jax.main import enable_compilation_cache
+    return parser.parse_args(argv)
 
-    enable_compilation_cache()
-    try:
-        s = export(args.workdir, args.weights, args.out)
-    except (UserError, ValueError, FileNotFoundError, ImportError) as e:
-        print(f"export: error: {_one_line(e)}", file=sys.stderr)
-        sys.exit(2)
+
+def run(args) -> int:
+    s = export(args.workdir, args.weights, args.out)
     print(
         f"export: wrote {s['out']} ({s['megabytes']:.2f} MB, ONNX opset {s['opset']}) from {s['source']}: "
         f"input {s['input']} (prepared, NHWC) -> output {s['output']}; "
         f"max |logit difference| JAX vs ONNX Runtime on {s['faces']} sample faces: {s['max_abs_logit_diff']:.1e}"
     )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    from amobilenet_jax.inference import command_main
+
+    command_main("export", parse_args, run, argv)
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import sys
 from typing import Any
 
 import jax
@@ -68,15 +69,10 @@ def resolve(workdir: str | None = None, weights: str | None = None) -> tuple[str
     return (path if os.path.isfile(path) else None), config_path, workdir
 
 
-@dataclasses.dataclass
-class Model:
-    """A model in inference mode: its config, Flax module and variables (params, batch_stats)."""
+class FaceFormat:
+    """What a face crop must look like for a model with a ``config``: the stored-image format."""
 
     config: Any
-    module: Any
-    variables: dict
-    class_names: tuple[str, ...]
-    source: str
 
     @property
     def native_shape(self) -> tuple[int, int, int]:
@@ -88,6 +84,17 @@ class Model:
     @property
     def grayscale(self) -> bool:
         return self.native_shape[2] == 1
+
+
+@dataclasses.dataclass
+class Model(FaceFormat):
+    """A model in inference mode: its config, Flax module and variables (params, batch_stats)."""
+
+    config: Any
+    module: Any
+    variables: dict
+    class_names: tuple[str, ...]
+    source: str
 
     @functools.cached_property
     def _forward(self):
@@ -170,3 +177,22 @@ def load_model(workdir: str | None = None, weights: str | None = None) -> Model:
         tree = weights_lib.fit({"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}, path)
     variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
     return Model(config=config, module=module, variables=variables, class_names=class_names, source=source)
+
+
+def command_main(name: str, parse_args, run, argv: list[str] | None = None) -> None:
+    """The entry of ``predict``, ``visualize`` and ``export``: CPU settings, the compilation
+    cache, and a user's error as one line ``NAME: error: ...`` with exit status 2."""
+    from amobilenet_jax import cpu_runtime
+
+    cpu_runtime.configure()
+    from amobilenet_jax.errors import UserError
+    from amobilenet_jax.main import enable_compilation_cache
+
+    enable_compilation_cache()
+    args = parse_args(argv)
+    try:
+        status = run(args)
+    except (UserError, ValueError, FileNotFoundError, ImportError) as e:
+        print(f"{name}: error: {' '.join(str(e).split())}", file=sys.stderr)
+        sys.exit(2)
+    sys.exit(status or 0)

@@ -141,20 +141,9 @@ def parse_args(argv=None):
 
 
 def main(argv=None) -> None:
-    from amobilenet_jax import cpu_runtime
+    from amobilenet_jax.inference import command_main
 
-    cpu_runtime.configure()
-    from amobilenet_jax.errors import UserError
-    from amobilenet_jax.main import enable_compilation_cache
-
-    enable_compilation_cache()
-    args = parse_args(argv)
-    try:
-        status = run(args)
-    except (UserError, ValueError, FileNotFoundError, ImportError) as e:
-        print(f"visualize: error: {' '.join(str(e).split())}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(status)
+    command_main("visualize", parse_args, run, argv)
 
 
 if __name__ == "__main__":
