@@ -16,9 +16,11 @@ Restoring never starts over a checkpoint it cannot use:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import tempfile
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -59,13 +61,23 @@ FREE_FIELDS = (
 
 
 def write_atomic(path: str, data: str | bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file and a rename: never half a file."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Writes ``data`` to ``path`` through a temporary file in the same directory and a rename:
+    never half a file, and no temporary file left behind when writing or renaming fails."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
 
 
 def write_json_atomic(path: str, obj: Any) -> None:

@@ -34,16 +34,15 @@ for the 109-node graph written here (2 threads, same session).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import functools
 import json
 import os
-import tempfile
 from typing import Any
 
 import numpy as np
 
+from amobilenet_jax.checkpoints import write_atomic
 from amobilenet_jax.errors import CheckpointError, ConfigError, RunNotFoundError, UserError
 from amobilenet_jax.inference import FaceFormat
 
@@ -58,7 +57,6 @@ DEPTHWISE_FORMS = ("group_conv", "shift")
 # The command refuses to write a file whose logits differ from JAX's by more than this
 # (float32 folding and summation order account for a few 1e-6 on the shipped model).
 SELF_CHECK_TOLERANCE = 1e-3
-BUCKETS = (1, 4, 16, 64)  # as inference.BUCKETS: few compiled shapes of the preparation
 
 
 def _onnx():
@@ -337,27 +335,15 @@ class OnnxModel(FaceFormat):
         ``inference.Model.logits`` computes them (with the mirror image's when ``eval_flip``)."""
         if return_attention:
             raise ValueError("the ONNX model has no attention maps; load the JAX model for them")
-        faces = np.asarray(faces)
-        if faces.ndim != 4 or tuple(faces.shape[1:]) != self.native_shape:
-            raise ValueError(f"faces must be uint8 [N, {', '.join(map(str, self.native_shape))}], got {faces.shape}")
         out = []
-        for start in range(0, len(faces), BUCKETS[-1]):
-            chunk = faces[start : start + BUCKETS[-1]]
-            size = next(b for b in BUCKETS if b >= len(chunk))
-            padded = np.zeros((size, *chunk.shape[1:]), np.uint8)
-            padded[: len(chunk)] = chunk
-            x = np.asarray(self._prepare(padded), np.float32)[: len(chunk)]
+        for padded, n in self.padded_batches(faces):
+            x = np.asarray(self._prepare(padded), np.float32)[:n]
             if self.config.eval_flip:  # as evaluation: the face and its mirror image vote together
                 both = self.run(np.concatenate([x, x[:, :, ::-1, :]]))
-                out.append(both[: len(chunk)] + both[len(chunk) :])
+                out.append(both[:n] + both[n:])
             else:
                 out.append(self.run(x))
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
-
-    def probabilities(self, faces: np.ndarray) -> np.ndarray:
-        from amobilenet_jax.inference import probabilities_from_logits
-
-        return probabilities_from_logits(self.logits(faces), self.config)
 
 
 def sample_faces(native_shape: tuple[int, int, int], count: int = 8) -> np.ndarray:
@@ -384,25 +370,6 @@ def sample_faces(native_shape: tuple[int, int, int], count: int = 8) -> np.ndarr
     lfw = data.lfw_subset()  # its first 100 images are faces
     faces += [fit(lfw[i]) for i in range(max(0, count - 2))]
     return np.stack(faces[:count])
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """``data`` to ``path`` through a temporary file in the same directory: never half a file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
 
 
 def export(workdir: str | None, weights: str | None, out: str, faces: int = 8) -> dict[str, Any]:

@@ -85,6 +85,23 @@ class FaceFormat:
     def grayscale(self) -> bool:
         return self.native_shape[2] == 1
 
+    def padded_batches(self, faces: np.ndarray):
+        """Yields ``(batch, n)``: uint8 faces in chunks of up to ``BUCKETS[-1]``, each zero-padded
+        to a bucket size (a stream of varying face counts compiles a handful of programs), and
+        how many of its rows are real. Faces must be ``[N, *native_shape]``."""
+        faces = np.asarray(faces)
+        if faces.ndim != 4 or tuple(faces.shape[1:]) != self.native_shape:
+            raise ValueError(f"faces must be uint8 [N, {', '.join(map(str, self.native_shape))}], got {faces.shape}")
+        for start in range(0, len(faces), BUCKETS[-1]):
+            chunk = faces[start : start + BUCKETS[-1]]
+            size = next(b for b in BUCKETS if b >= len(chunk))
+            padded = np.zeros((size, *chunk.shape[1:]), np.uint8)
+            padded[: len(chunk)] = chunk
+            yield padded, len(chunk)
+
+    def probabilities(self, faces: np.ndarray) -> np.ndarray:
+        return probabilities_from_logits(self.logits(faces), self.config)
+
 
 @dataclasses.dataclass
 class Model(FaceFormat):
@@ -115,26 +132,16 @@ class Model(FaceFormat):
     def logits(self, faces: np.ndarray, return_attention: bool = False):
         """Logits ``[N, K]`` (and CBAM spatial maps per block, ``[N, h, w]``, when asked) of
         uint8 faces ``[N, H, W, C]`` at ``native_shape``; any N, in batches of up to 64."""
-        faces = np.asarray(faces)
-        if faces.ndim != 4 or tuple(faces.shape[1:]) != self.native_shape:
-            raise ValueError(f"faces must be uint8 [N, {', '.join(map(str, self.native_shape))}], got {faces.shape}")
         out, maps = [], []
-        for start in range(0, len(faces), BUCKETS[-1]):
-            chunk = faces[start : start + BUCKETS[-1]]
-            size = next(b for b in BUCKETS if b >= len(chunk))
-            padded = np.zeros((size, *chunk.shape[1:]), np.uint8)
-            padded[: len(chunk)] = chunk
+        for padded, n in self.padded_batches(faces):
             logits, attention = self._forward(self.variables, jnp.asarray(padded), return_attention)
-            out.append(np.asarray(logits)[: len(chunk)])
-            maps.append({k: np.asarray(v)[: len(chunk)] for k, v in attention.items()})
+            out.append(np.asarray(logits)[:n])
+            maps.append({k: np.asarray(v)[:n] for k, v in attention.items()})
         logits = np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
         if not return_attention:
             return logits
         attention = {k: np.concatenate([m[k] for m in maps]) for k in (maps[0] if maps else {})}
         return logits, attention
-
-    def probabilities(self, faces: np.ndarray) -> np.ndarray:
-        return probabilities_from_logits(self.logits(faces), self.config)
 
     def warm_up(self, batch_sizes=(1, 16)) -> None:
         """Compiles the batch sizes a run will use, so the first frames are not slow."""

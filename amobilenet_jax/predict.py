@@ -45,6 +45,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from amobilenet_jax import checkpoints
+
 # Face detection time grows with the pixels searched: video frames are searched at a width
 # that keeps a 640x480 stream above real time on 2 cores (experiments/predict_speed_cpu.json),
 # photos at one that keeps the faces of a group photo.
@@ -186,10 +188,15 @@ class CsvSink:
 
     def close(self, keep: bool) -> None:
         self.file.close()
-        if keep:
-            os.replace(self.tmp, self.path)
-        elif os.path.exists(self.tmp):
-            os.remove(self.tmp)
+        _finish(self.tmp, self.path, keep)
+
+
+def _finish(tmp: str, path: str, keep: bool) -> None:
+    """A streamed output's end: renamed into place when complete, else removed."""
+    if keep:
+        os.replace(tmp, path)
+    elif os.path.exists(tmp):
+        os.remove(tmp)
 
 
 def annotate(rgb: np.ndarray, records: list[dict]) -> np.ndarray:
@@ -224,10 +231,7 @@ def write_atomic_image(path: str, bgr: np.ndarray) -> None:
     ok, data = cv2.imencode(ext, bgr)
     if not ok:
         raise ValueError(f"{path}: OpenCV cannot encode {ext}")
-    tmp = path + ".partial"
-    with open(tmp, "wb") as f:
-        f.write(data.tobytes())
-    os.replace(tmp, path)
+    checkpoints.write_atomic(path, data.tobytes())
 
 
 class VideoSink:
@@ -248,10 +252,7 @@ class VideoSink:
 
     def close(self, keep: bool) -> None:
         self.writer.release()
-        if keep:
-            os.replace(self.tmp, self.path)
-        elif os.path.exists(self.tmp):
-            os.remove(self.tmp)
+        _finish(self.tmp, self.path, keep)
 
 
 # ---------------------------------------------------------------------------- mood player

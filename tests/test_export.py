@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 import pytest
 
-from amobilenet_jax import export, inference
+from amobilenet_jax import checkpoints, export, inference
 from amobilenet_jax import weights as weights_lib
 from amobilenet_jax.config import base_config
 from amobilenet_jax.data import class_names
@@ -269,10 +269,10 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
-        export.write_atomic(str(target), b"new" * 1000)
+        checkpoints.write_atomic(str(target), b"new" * 1000)
     assert os.listdir(tmp_path) == ["model.onnx"] and target.read_bytes() == b"old"
     monkeypatch.undo()
-    export.write_atomic(str(target), b"new")
+    checkpoints.write_atomic(str(target), b"new")
     assert os.listdir(tmp_path) == ["model.onnx"] and target.read_bytes() == b"new"
     umask = os.umask(0)
     os.umask(umask)

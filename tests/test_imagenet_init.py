@@ -176,32 +176,25 @@ def test_converter_maps_every_backbone_tensor_and_skips_the_rest(keras, tmp_path
 # ---------------------------------------------------------------- the numpy proof
 
 
-def np_conv(x, kernel, stride):
-    """Dense 'SAME' conv with this project's symmetric padding k // 2. x: HWC, kernel: HWIO."""
-    k = kernel.shape[0]
+def np_taps(x, k, stride):
+    """Yields ``((i, j), window)``: the strided slice of ``x`` (HWC), padded by k // 2 on each side as
+    this project pads, that tap (i, j) of a 'SAME' k x k conv reads."""
     p = k // 2
-    xp = np.pad(x, ((p, p), (p, p), (0, 0)))
+    xp = np.pad(np.asarray(x, np.float64), ((p, p), (p, p), (0, 0)))
     h, w = (x.shape[0] + 2 * p - k) // stride + 1, (x.shape[1] + 2 * p - k) // stride + 1
-    out = np.zeros((h, w, kernel.shape[3]), np.float64)
     for i in range(k):
         for j in range(k):
-            patch = xp[i : i + stride * (h - 1) + 1 : stride, j : j + stride * (w - 1) + 1 : stride]
-            out += patch @ kernel[i, j].astype(np.float64)
-    return out
+            yield (i, j), xp[i : i + stride * (h - 1) + 1 : stride, j : j + stride * (w - 1) + 1 : stride]
+
+
+def np_conv(x, kernel, stride):
+    """Dense conv. x: HWC, kernel: HWIO."""
+    return sum(patch @ kernel[i, j].astype(np.float64) for (i, j), patch in np_taps(x, kernel.shape[0], stride))
 
 
 def np_depthwise(x, kernel_keras, stride):
-    """Depthwise conv with Keras' own kernel layout (3, 3, C, 1), symmetric padding."""
-    k = kernel_keras.shape[0]
-    p = k // 2
-    xp = np.pad(x, ((p, p), (p, p), (0, 0)))
-    h, w = (x.shape[0] + 2 * p - k) // stride + 1, (x.shape[1] + 2 * p - k) // stride + 1
-    out = np.zeros((h, w, x.shape[2]), np.float64)
-    for i in range(k):
-        for j in range(k):
-            patch = xp[i : i + stride * (h - 1) + 1 : stride, j : j + stride * (w - 1) + 1 : stride]
-            out += patch * kernel_keras[i, j, :, 0]
-    return out
+    """Depthwise conv with Keras' own kernel layout (3, 3, C, 1)."""
+    return sum(patch * kernel_keras[i, j, :, 0] for (i, j), patch in np_taps(x, kernel_keras.shape[0], stride))
 
 
 def np_bn(x, layers, name):
