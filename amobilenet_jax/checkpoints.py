@@ -112,10 +112,25 @@ def _defaults() -> dict[str, Any]:
     return flatten(json.loads(base_config().to_json()))
 
 
+def _with_model_defaults(flat: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Model fields left as None read as the architecture's own default: ``model.cbam=None`` and
+    ``model.cbam=True`` are the same A-MobileNet."""
+    from amobilenet_jax.models import MODELS
+
+    name = flat.get("model.name", defaults.get("model.name"))
+    arch_defaults = MODELS[name][1] if name in MODELS else {}
+    resolved = dict(flat)
+    for field, value in arch_defaults.items():
+        if resolved.get(f"model.{field}") is None:
+            resolved[f"model.{field}"] = list(value) if isinstance(value, tuple) else value
+    return resolved
+
+
 def config_differences(saved: dict, current: dict) -> list[str]:
     """The experiment-defining fields in which ``current`` differs from ``saved``, as
     ``field (saved -> current)``. A field the saved config predates counts as its default."""
-    old, new, defaults = flatten(saved), flatten(current), _defaults()
+    defaults = _defaults()
+    old, new = _with_model_defaults(flatten(saved), defaults), _with_model_defaults(flatten(current), defaults)
     free = set(FREE_FIELDS)
     if new.get("optimizer.schedule", "keras") != "keras":
         free -= {"train.num_epochs", "train.num_steps"}

@@ -30,6 +30,11 @@ flags.DEFINE_enum(
     "train | eval | summary; for a config with a sweep also list (one command per point) | table (aggregate only).",
 )
 flags.DEFINE_integer("sweep_index", None, "Run only this point of the config's sweep (for array jobs).")
+flags.DEFINE_string(
+    "points_dir",
+    None,
+    "A study's point runs live here (default: --workdir); studies that share it run their common points once.",
+)
 flags.DEFINE_enum(
     "vectorize",
     "auto",
@@ -138,7 +143,9 @@ def run(argv):
             print(json.dumps({k: result[k] for k in ("split", "step", "accuracy", "mean_class_accuracy")}))
         return
     extra = [a for a in sys.argv[1:] if a.startswith("--config.")]
-    sweep.run(config, spec, points, FLAGS.mode, FLAGS.workdir, FLAGS.sweep_index, FLAGS.vectorize, extra)
+    sweep.run(
+        config, spec, points, FLAGS.mode, FLAGS.workdir, FLAGS.sweep_index, FLAGS.vectorize, extra, FLAGS.points_dir
+    )
 
 
 def _one_line(error: BaseException) -> str:

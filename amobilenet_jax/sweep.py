@@ -43,6 +43,12 @@ def with_seeds(points: list[dict[str, Any]], seeds: Sequence[int]) -> list[dict[
     return [{**point, SEED_KEY: seed} for point in points for seed in seeds]
 
 
+def seeds_first(points: list[dict[str, Any]], seeds: Sequence[int]) -> list[dict[str, Any]]:
+    """``with_seeds`` in the other order: every point's first seed before any point's second, so
+    that a long study interrupted part-way has one seed of every point rather than all of one."""
+    return [{**point, SEED_KEY: seed} for seed in seeds for point in points]
+
+
 def load_sweep(config_spec: str) -> list[dict[str, Any]] | None:
     """The sweep a config file defines (``get_sweep(variant)``), or None if it has none
     (no ``get_sweep``, or one that returns None for this variant: a single run)."""
@@ -90,13 +96,52 @@ def group_key(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overrides.items() if k != SEED_KEY}
 
 
+# Free fields (checkpoints.FREE_FIELDS) that still change what a finished run reports.
+REPORT_FIELDS = ("eval_split", "eval_flip", "train.num_epochs", "train.num_steps")
+
+
+def same_experiment(saved: dict, current: dict) -> bool:
+    """True when a run with config ``saved`` is this point's run: every field that defines the
+    experiment or its reported result is equal (where the data lies, how often it logs... may differ)."""
+    from amobilenet_jax.checkpoints import config_differences, flatten
+
+    old, new = flatten(saved), flatten(current)
+    return not config_differences(saved, current) and all(old.get(k) == new.get(k) for k in REPORT_FIELDS)
+
+
+def _saved_config(workdir: str) -> dict | None:
+    path = os.path.join(workdir, "config.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
 def is_finished(workdir: str, config: ml_collections.ConfigDict) -> bool:
-    """True when ``workdir`` holds results of a run with exactly this config."""
-    results, saved = os.path.join(workdir, "results.json"), os.path.join(workdir, "config.json")
-    if not (os.path.exists(results) and os.path.exists(saved)):
+    """True when ``workdir`` holds results of a run of this point (``same_experiment``)."""
+    saved = _saved_config(workdir)
+    if saved is None or not os.path.exists(os.path.join(workdir, "results.json")):
         return False
-    with open(saved) as f:
-        return json.load(f) == json.loads(config.to_json())
+    return same_experiment(saved, json.loads(config.to_json()))
+
+
+def point_dir(points_dir: str, config: ml_collections.ConfigDict, name: str) -> str:
+    """Where a point's run lives under ``points_dir``: the directory of its own name if there is
+    one; else a run of the same experiment under another name (another study's point: studies
+    that share ``--points_dir`` run the paper's model once); else a new directory of its name."""
+    own = os.path.join(points_dir, name)
+    if os.path.isdir(own) or not os.path.isdir(points_dir):
+        return own
+    current = json.loads(config.to_json())
+    for entry in sorted(os.listdir(points_dir)):
+        saved = _saved_config(os.path.join(points_dir, entry))
+        if saved is not None and same_experiment(saved, current):
+            return os.path.join(points_dir, entry)
+    return own
+
+
+def point_dirs(config: ml_collections.ConfigDict, points: list[dict[str, Any]], points_dir: str) -> list[str]:
+    return [point_dir(points_dir, apply_overrides(config, p), point_name(p)) for p in points]
 
 
 VECTORIZE_CHOICES = ("auto", "true", "false")
@@ -116,8 +161,10 @@ def run_sweep(
     workdir: str,
     sweep_index: int | None = None,
     vectorize: bool = True,
+    points_dir: str | None = None,
 ) -> list[str]:
-    """Runs every point (or only ``sweep_index``) into ``workdir/<name>``; returns the run dirs."""
+    """Runs every point (or only ``sweep_index``) into ``<points_dir or workdir>/<name>`` (see
+    ``point_dir``); returns the run dirs."""
     from amobilenet_jax import train
 
     chosen = range(len(points)) if sweep_index is None else [sweep_index]
@@ -126,7 +173,7 @@ def run_sweep(
     configs = {i: apply_overrides(config, points[i]) for i in chosen}
     for i in chosen:
         validate(configs[i])
-    dirs = {i: os.path.join(workdir, point_name(points[i])) for i in chosen}
+    dirs = {i: point_dir(points_dir or workdir, configs[i], point_name(points[i])) for i in chosen}
     todo = [i for i in chosen if not is_finished(dirs[i], configs[i])]
     for i in chosen:
         if i not in todo:
@@ -150,11 +197,12 @@ def run_sweep(
 # ---------------------------------------------------------------- tables
 
 
-def collect(workdir: str, points: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per point group (seeds pooled), from the finished runs' results.json."""
+def collect(dirs: list[str], points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per point group (seeds pooled), from the finished runs' results.json
+    (``dirs[i]`` is point i's run directory)."""
     rows: dict[str, dict[str, Any]] = {}
-    for overrides in points:
-        path = os.path.join(workdir, point_name(overrides), "results.json")
+    for overrides, run_dir in zip(points, dirs):
+        path = os.path.join(run_dir, "results.json")
         if not os.path.exists(path):
             continue
         with open(path) as f:
@@ -289,11 +337,16 @@ def _write(path: str, text: str | bytes) -> None:
     os.replace(tmp, path)
 
 
-def write_tables(workdir: str, points: list[dict[str, Any]], title: str, paper: bool = False) -> list[dict]:
-    """Writes ``ablation.{md,csv,tex}`` and ``ablation.png``; returns the table rows."""
-    table = collect(workdir, points)
+def write_tables(
+    workdir: str, points: list[dict[str, Any]], title: str, paper: bool = False, dirs: list[str] | None = None
+) -> list[dict]:
+    """Writes ``workdir/ablation.{md,csv,tex}`` and ``ablation.png`` from the points' runs
+    (``dirs``, default ``workdir/<name>``); returns the table rows."""
+    dirs = dirs if dirs is not None else [os.path.join(workdir, point_name(p)) for p in points]
+    table = collect(dirs, points)
     if not table:
         raise RunNotFoundError(f"{workdir}: no finished run of this sweep to tabulate")
+    os.makedirs(workdir, exist_ok=True)
     split = table[0]["split"]
     caption = f"{title}: {table[0]['dataset']} {split} accuracy"
     header, cells, raw = table_columns(table, paper)
@@ -349,12 +402,14 @@ def run(
     sweep_index: int | None = None,
     vectorize: str = "auto",
     extra_args: Sequence[str] = (),
+    points_dir: str | None = None,
 ) -> None:
     """A study from the command line: ``--mode train | eval | list | table`` over its points.
 
     ``train`` runs the points (skipping finished ones) and then, unless one array job ran
     (``sweep_index``), tabulates; ``table`` only tabulates. The table carries the paper's
-    numbers when the config sets ``paper_table``.
+    numbers when the config sets ``paper_table``. Point runs live under ``points_dir``
+    (default ``workdir``); studies that share it share their common points.
     """
     import jax
 
@@ -364,18 +419,19 @@ def run(
     for point in points:  # every override names a field, before any point runs
         apply_overrides(config, point)
     if mode == "list":
-        print("\n".join(list_commands(config_spec, workdir, points, list(extra_args))))
+        extra = [f"--points_dir={points_dir}"] if points_dir else []
+        print("\n".join(list_commands(config_spec, workdir, points, extra + list(extra_args))))
         return
+    dirs = point_dirs(config, points, points_dir or workdir)
     if mode == "eval":
-        for overrides in points:
-            run_dir = os.path.join(workdir, point_name(overrides))
+        for overrides, run_dir in zip(points, dirs):
             result = train.evaluate_checkpoint(apply_overrides(config, overrides), run_dir)
             print(json.dumps({"run": point_name(overrides), "split": result["split"], "accuracy": result["accuracy"]}))
         return
     if mode == "train":
-        run_sweep(config, points, workdir, sweep_index, resolve_vectorize(vectorize, jax.default_backend()))
+        run_sweep(config, points, workdir, sweep_index, resolve_vectorize(vectorize, jax.default_backend()), points_dir)
     if sweep_index is None:  # one array job does not tabulate the others
-        write_tables(workdir, points, title, bool(config.paper_table))
+        write_tables(workdir, points, title, bool(config.paper_table), dirs)
         with open(os.path.join(workdir, "ablation.md")) as f:
             print(f.read())
 

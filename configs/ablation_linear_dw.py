@@ -2,13 +2,15 @@
 
 python -m amobilenet_jax.main --config configs/ablation_linear_dw.py --workdir runs/linear_dw --config.data.dir=/data/ferplus
 python -m amobilenet_jax.main --config configs/ablation_linear_dw.py:cpu --workdir runs/linear_dw_cpu --config.data.dir=/data/ferplus
+python -m amobilenet_jax.main --config configs/ablation_linear_dw.py:converged --workdir runs/converged/linear_dw --points_dir runs/converged/points --config.data.dir=/data/ferplus
 python -m amobilenet_jax.main --config configs/ablation_linear_dw.py:synthetic --workdir runs/linear_dw_synthetic
 
-Three seeds on real data, two at CPU scale (``:cpu`` on real FERPlus, ``:synthetic``).
+Three seeds on real data and at ``:converged`` (real FERPlus trained to a flat Valid curve),
+two at CPU scale (``:cpu`` on real FERPlus, ``:synthetic``).
 """
 
 from amobilenet_jax.config import study_config
-from amobilenet_jax.sweep import product, with_seeds
+from amobilenet_jax.sweep import product, seeds_first, with_seeds
 
 
 def get_config(variant=None):
@@ -17,4 +19,6 @@ def get_config(variant=None):
 
 def get_sweep(variant=None):
     points = product({"model.linear_depthwise": [True, False]})
+    if variant == "converged":
+        return seeds_first(points, (0, 1, 2))
     return with_seeds(points, (0, 1) if variant in ("synthetic", "cpu") else (0, 1, 2))

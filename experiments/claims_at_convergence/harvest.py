@@ -1,0 +1,60 @@
+"""Copies each finished study point into the repository: results.json, config.json (with this
+machine's data paths cleared) and curve.json (Valid accuracy and mean per-class accuracy at each
+evaluation, with wall-clock seconds since the first), never checkpoints.
+
+    python experiments/claims_at_convergence/harvest.py runs/converged/points [--out DIR]
+
+The copies are enough for ``--mode table --points_dir experiments/claims_at_convergence/points``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from amobilenet_jax.checkpoints import write_json_atomic  # noqa: E402
+from amobilenet_jax.summary_writer import read_scalars  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def curve(run_dir: str) -> dict:
+    scalars = read_scalars(run_dir, wall_time=True)
+    acc = scalars.get("eval/valid_accuracy", [])
+    mca = {step: value for step, value, _ in scalars.get("eval/valid_mean_class_accuracy", [])}
+    start = acc[0][2] if acc else 0.0
+    return {
+        "step": [int(s) for s, _, _ in acc],
+        "valid_accuracy": [float(v) for _, v, _ in acc],
+        "valid_mean_class_accuracy": [mca.get(s) for s, _, _ in acc],
+        "wall_s_since_first_eval": [float(t - start) for _, _, t in acc],
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("points_dir")
+    parser.add_argument("--out", default=os.path.join(HERE, "points"))
+    args = parser.parse_args()
+    for name in sorted(os.listdir(args.points_dir)):
+        run_dir = os.path.join(args.points_dir, name)
+        if not os.path.exists(os.path.join(run_dir, "results.json")):
+            continue
+        out = os.path.join(args.out, name)
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(run_dir, "results.json")) as f:
+            write_json_atomic(os.path.join(out, "results.json"), json.load(f))
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config = json.load(f)
+        config["data"]["dir"] = config["data"]["cache_dir"] = ""  # where this machine keeps the data
+        write_json_atomic(os.path.join(out, "config.json"), config)
+        write_json_atomic(os.path.join(out, "curve.json"), curve(run_dir))
+        print(f"harvested {name}")
+
+
+if __name__ == "__main__":
+    main()
