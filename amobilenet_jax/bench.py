@@ -10,7 +10,7 @@ Both report the same keys as ../shared/bench/torch_peer.py (``images_per_s``,
 ``ms_per_step``, ``warmup_s``, ``spread``) plus ``compile_s``, ``device``, ``params``,
 ``flops_per_image`` (XLA cost analysis of the timed program), ``minor_faults_per_step``
 (fresh pages the kernel zero-filled per step) and ``cpu_tuning`` (whether
-``amobilenet_jax.cpu_runtime`` was applied).
+``amobilenet_jax.runtime`` was applied).
 
 ``--mode input`` times the input pipelines alone:
 
@@ -41,7 +41,7 @@ import jax
 import ml_collections
 from absl import app, flags
 
-from amobilenet_jax.models.layers import DEPTHWISE_IMPLS
+from amobilenet_jax.kernels import DEPTHWISE_IMPLS
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("mode", "train", ["train", "infer", "input", "peak"], "What to time.")
@@ -69,7 +69,7 @@ flags.DEFINE_string("balance", "oversample", "Class balancing of the sampler.")
 flags.DEFINE_bool(
     "cpu_tuning",
     True,
-    "--mode train: apply amobilenet_jax.cpu_runtime.configure() first, as main does. Inference is timed "
+    "--mode train: apply amobilenet_jax.runtime.configure() first, as main does. Inference is timed "
     "without it: at batch 1 it measured 0.5 ms slower (Python no longer prepares a call while one runs).",
 )
 
@@ -118,8 +118,8 @@ def _timed(fn, args_fn, warmup_calls: int = 3) -> Timing:
 
 def bench_input() -> dict:
     from amobilenet_jax.data import load_dataset
+    from amobilenet_jax.data.augment import prepare_images as _prepare
     from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
-    from amobilenet_jax.train import _prepare
 
     config = _data_config()
     split = load_dataset(config.data).split("train")
@@ -162,10 +162,10 @@ def bench_input() -> dict:
 def bench_model() -> dict:
     import jax.numpy as jnp
 
-    from amobilenet_jax import train
+    from amobilenet_jax import steps
     from amobilenet_jax.config import base_config
-    from amobilenet_jax.models import build_model
-    from amobilenet_jax.models.layers import resolve_depthwise_impl
+    from amobilenet_jax.kernels import resolve_depthwise_impl
+    from amobilenet_jax.models import build_model, count_params
 
     c = base_config()
     c.model.name = FLAGS.model
@@ -178,14 +178,14 @@ def bench_model() -> dict:
     c.train.batch_size = FLAGS.batch
     num_classes = 8
     model = build_model(c.model, num_classes)
-    state = train.create_train_state(c, model, FLAGS.image_size, num_classes)
+    state = steps.create_train_state(c, model, FLAGS.image_size, num_classes)
     key = jax.random.PRNGKey(0)
     images = jax.random.normal(key, (FLAGS.batch, FLAGS.image_size, FLAGS.image_size, 3), jnp.float32)
     labels = jax.random.randint(key, (FLAGS.batch,), 0, num_classes)
     if FLAGS.mode == "train":
         # Float images skip the step's own augmentation, as the peer has none; --augment
         # feeds what a FERPlus run feeds (uint8, 48x48, one channel) instead.
-        fn = jax.jit(train.make_train_step(c), donate_argnums=0)
+        fn = jax.jit(steps.make_train_step(c), donate_argnums=0)
         if FLAGS.augment:
             images = jax.random.randint(key, (FLAGS.batch, 48, 48, 1), 0, 256).astype(jnp.uint8)
         batch = {"image": images, "label": labels}
@@ -223,7 +223,7 @@ def bench_model() -> dict:
         "stem_stride": FLAGS.stem_stride or None,
         "augment": FLAGS.augment and FLAGS.mode == "train",
         "depthwise": resolve_depthwise_impl(FLAGS.depthwise),
-        "params": train.count_params(state.params),
+        "params": count_params(state.params),
         "flops_per_image": flops / FLAGS.batch,
         "ms_per_step": round(1000 * med, 3),
         "images_per_s": round(FLAGS.batch / med, 1),
@@ -267,9 +267,9 @@ def _cpu_tuned() -> bool:
 def main(argv):
     del argv
     if _cpu_tuned():
-        from amobilenet_jax import cpu_runtime
+        from amobilenet_jax import runtime
 
-        cpu_runtime.configure()
+        runtime.configure()
     modes = {"input": bench_input, "peak": bench_peak}
     print(json.dumps(modes.get(FLAGS.mode, bench_model)()))
 

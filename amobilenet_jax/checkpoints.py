@@ -16,11 +16,9 @@ Restoring never starts over a checkpoint it cannot use:
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -29,131 +27,11 @@ import jax
 import ml_collections
 import orbax.checkpoint as ocp
 
+from amobilenet_jax.config import check_resumable
 from amobilenet_jax.errors import CheckpointError
 
 CHECKPOINT_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints.corrupt"
-
-# Config fields that change no result, so a run may be resumed or evaluated with other values:
-# where the data lives, how it is reported, how often things happen, how long to go on. Every
-# other field (model, data set and its preparation, augmentation, loss, optimizer, batch size,
-# seed, input size...) defines the experiment and must match the checkpoint's config.
-FREE_FIELDS = (
-    "eval_split",  # which split --mode eval and the per-epoch evaluation report
-    "eval_flip",  # test-time flip: how a trained model is evaluated, not how it trains
-    "paper_table",  # whether a study's table carries the paper's numbers
-    "data.dir",  # the same data set moved to another disk
-    "data.cache_dir",  # where its prepared copy is cached
-    "data.grain_workers",  # host processes of the grain pipeline: same batches, other speed
-    "data.on_error",  # how bad input is met: the skip count is recorded in results.json
-    "model.depthwise_impl",  # the same convolution by another kernel (e.g. moved from CPU to GPU)
-    "train.num_epochs",  # train on for longer: the Keras-decay rate is a function of the step alone
-    "train.num_steps",  # (not under the cosine schedule, whose rate depends on the run's length)
-    "train.log_every_steps",
-    "train.checkpoint_every_steps",
-    "train.max_checkpoints",
-    "train.eval_every_epochs",
-    "train.eval_batch_size",
-)
-
-
-# ---------------------------------------------------------------- files
-
-
-def write_atomic(path: str, data: str | bytes) -> None:
-    """Writes ``data`` to ``path`` through a temporary file in the same directory and a rename:
-    never half a file, and no temporary file left behind when writing or renaming fails."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would outlive the rename
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
-def write_json_atomic(path: str, obj: Any) -> None:
-    write_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def read_json(path: str) -> Any | None:
-    """The JSON in ``path``, or None when there is no such file."""
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
-# ---------------------------------------------------------------- the resumability check
-
-
-def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
-    """``{"model": {"width": 1.0}}`` -> ``{"model.width": 1.0}``."""
-    flat = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            flat.update(flatten(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def _defaults() -> dict[str, Any]:
-    from amobilenet_jax.config import base_config
-
-    return flatten(json.loads(base_config().to_json()))
-
-
-def _with_model_defaults(flat: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    """Model fields left as None read as the architecture's own default: ``model.cbam=None`` and
-    ``model.cbam=True`` are the same A-MobileNet."""
-    from amobilenet_jax.models import MODELS
-
-    name = flat.get("model.name", defaults.get("model.name"))
-    arch_defaults = MODELS[name][1] if name in MODELS else {}
-    resolved = dict(flat)
-    for field, value in arch_defaults.items():
-        if resolved.get(f"model.{field}") is None:
-            resolved[f"model.{field}"] = list(value) if isinstance(value, tuple) else value
-    return resolved
-
-
-def config_differences(saved: dict, current: dict) -> list[str]:
-    """The experiment-defining fields in which ``current`` differs from ``saved``, as
-    ``field (saved -> current)``. A field the saved config predates counts as its default."""
-    defaults = _defaults()
-    old, new = _with_model_defaults(flatten(saved), defaults), _with_model_defaults(flatten(current), defaults)
-    free = set(FREE_FIELDS)
-    if new.get("optimizer.schedule", "keras") != "keras":
-        free -= {"train.num_epochs", "train.num_steps"}
-    diffs = []
-    for key in sorted(new):
-        if key in free:
-            continue
-        before = old.get(key, defaults.get(key))
-        if before != new[key]:
-            diffs.append(f"{key} ({before!r} -> {new[key]!r})")
-    return diffs
-
-
-def check_resumable(saved: dict, current: dict, where: str) -> None:
-    """Raises a one-line ``CheckpointError`` when ``current`` is another experiment than ``saved``."""
-    diffs = config_differences(saved, current)
-    if diffs:
-        raise CheckpointError(
-            f"{where}: written by another experiment: {', '.join(diffs)} differ; these fields define the "
-            "experiment: use a new --workdir, or leave them as the run has them (without --config, "
-            "the run's config.json is used)"
-        )
-
 
 # ---------------------------------------------------------------- the manager
 

@@ -7,6 +7,9 @@ architecture's own default (see ``amobilenet_jax.models``).
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import ml_collections
 from ml_collections import config_dict
 
@@ -88,8 +91,8 @@ def base_config() -> ml_collections.ConfigDict:
 def _choices() -> dict[str, tuple]:
     from amobilenet_jax.data import LOADERS
     from amobilenet_jax.data.pipeline import BALANCE_MODES
+    from amobilenet_jax.kernels import DEPTHWISE_IMPLS
     from amobilenet_jax.models import DTYPES, MODELS
-    from amobilenet_jax.models.layers import DEPTHWISE_IMPLS
 
     return {
         "model.name": tuple(sorted(MODELS)),
@@ -133,7 +136,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config: optimizer.warmup_steps={config.optimizer.warmup_steps!r} must be >= 0")
     if config.model.stem_stride is not None and config.model.stem_stride not in (1, 2):
         raise ConfigError(f"config: model.stem_stride={config.model.stem_stride!r} is not one of 1, 2")
-    from amobilenet_jax.imagenet import ARCHITECTURES
+    from amobilenet_jax.models import IMAGENET_INIT_MODELS as ARCHITECTURES
 
     if config.model.init_from and config.model.name not in ARCHITECTURES:
         raise ConfigError(
@@ -261,7 +264,7 @@ def ferplus_cpu_recipe() -> ml_collections.ConfigDict:
     """A-MobileNet (full width) on real FERPlus in under an hour on a 2-core CPU.
 
     Every change from ``paper_recipe`` is a config field whose default is the paper's
-    value; experiments/ferplus_cpu.md records what each one measured.
+    value; experiments/ferplus_cpu/README.md records what each one measured.
     """
     c = paper_recipe("ferplus")
     c.data.image_size = 48  # FER2013's native size: no upsampling (the paper: 224)
@@ -292,7 +295,7 @@ def cpu_study(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 def converged_study(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The CPU recipe at the paper's stem stride 2, trained until its Valid curve is flat: a
-    study point of about 20 minutes on 2 cores. Run A (experiments/ferplus_cpu.md: stem stride
+    study point of about 20 minutes on 2 cores. Run A (experiments/ferplus_cpu/README.md: stem stride
     2, cosine over 36 epochs) was within 1 point of its final 82.1% from epoch 24 on; 24 epochs
     anneal the same cosine fully in two thirds of the steps. Valid is read every 2 epochs for
     the curves."""
@@ -317,3 +320,112 @@ def study_config(variant: str | None, config_file: str) -> ml_collections.Config
         return converged_study(ferplus_cpu_recipe())
     c = paper_recipe("ferplus")
     return synthetic_study(c) if variant == "synthetic" else c
+
+
+def _flag_value(argv: list[str], name: str) -> str | None:
+    """The value of ``--name=V`` or ``--name V`` in ``argv`` (the last one wins), else None."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+        elif arg == f"--{name}" and i + 1 < len(argv):
+            value = argv[i + 1]
+    return value
+
+
+def with_run_config(argv: list[str]) -> list[str]:
+    """``argv`` with ``--config`` pointing at the run's own ``config.json`` when it names none
+    and ``--workdir`` is a run that has one: the run directory is the source of truth."""
+    if _flag_value(argv, "config") is not None:
+        return argv
+    workdir = _flag_value(argv, "workdir")
+    import os
+
+    if not workdir or not os.path.isfile(os.path.join(workdir, "config.json")):
+        return argv
+    return [argv[0], f"--config={run_config_spec(workdir)}", *argv[1:]]
+
+
+# ---------------------------------------------------------------- the resume rule
+
+# Config fields that change no result, so a run may be resumed or evaluated with other values:
+# where the data lives, how it is reported, how often things happen, how long to go on. Every
+# other field (model, data set and its preparation, augmentation, loss, optimizer, batch size,
+# seed, input size...) defines the experiment and must match the checkpoint's config.
+FREE_FIELDS = (
+    "eval_split",  # which split --mode eval and the per-epoch evaluation report
+    "eval_flip",  # test-time flip: how a trained model is evaluated, not how it trains
+    "paper_table",  # whether a study's table carries the paper's numbers
+    "data.dir",  # the same data set moved to another disk
+    "data.cache_dir",  # where its prepared copy is cached
+    "data.grain_workers",  # host processes of the grain pipeline: same batches, other speed
+    "data.on_error",  # how bad input is met: the skip count is recorded in results.json
+    "model.depthwise_impl",  # the same convolution by another kernel (e.g. moved from CPU to GPU)
+    "train.num_epochs",  # train on for longer: the Keras-decay rate is a function of the step alone
+    "train.num_steps",  # (not under the cosine schedule, whose rate depends on the run's length)
+    "train.log_every_steps",
+    "train.checkpoint_every_steps",
+    "train.max_checkpoints",
+    "train.eval_every_epochs",
+    "train.eval_batch_size",
+)
+
+
+def flatten(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"width": 1.0}}`` -> ``{"model.width": 1.0}``."""
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _defaults() -> dict[str, Any]:
+    return flatten(json.loads(base_config().to_json()))
+
+
+def _with_model_defaults(flat: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """Model fields left as None read as the architecture's own default: ``model.cbam=None`` and
+    ``model.cbam=True`` are the same A-MobileNet."""
+    from amobilenet_jax.models import MODELS
+
+    name = flat.get("model.name", defaults.get("model.name"))
+    arch_defaults = MODELS[name][1] if name in MODELS else {}
+    resolved = dict(flat)
+    for field, value in arch_defaults.items():
+        if resolved.get(f"model.{field}") is None:
+            resolved[f"model.{field}"] = list(value) if isinstance(value, tuple) else value
+    return resolved
+
+
+def config_differences(saved: dict, current: dict) -> list[str]:
+    """The experiment-defining fields in which ``current`` differs from ``saved``, as
+    ``field (saved -> current)``. A field the saved config predates counts as its default."""
+    defaults = _defaults()
+    old, new = _with_model_defaults(flatten(saved), defaults), _with_model_defaults(flatten(current), defaults)
+    free = set(FREE_FIELDS)
+    if new.get("optimizer.schedule", "keras") != "keras":
+        free -= {"train.num_epochs", "train.num_steps"}
+    diffs = []
+    for key in sorted(new):
+        if key in free:
+            continue
+        before = old.get(key, defaults.get(key))
+        if before != new[key]:
+            diffs.append(f"{key} ({before!r} -> {new[key]!r})")
+    return diffs
+
+
+def check_resumable(saved: dict, current: dict, where: str) -> None:
+    """Raises a one-line ``CheckpointError`` when ``current`` is another experiment than ``saved``."""
+    diffs = config_differences(saved, current)
+    if diffs:
+        from amobilenet_jax.errors import CheckpointError
+
+        raise CheckpointError(
+            f"{where}: written by another experiment: {', '.join(diffs)} differ; these fields define the "
+            "experiment: use a new --workdir, or leave them as the run has them (without --config, "
+            "the run's config.json is used)"
+        )

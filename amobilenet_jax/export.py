@@ -8,17 +8,17 @@
 The graph is written from the parameters with the ``onnx`` package (not traced from JAX):
 
 - input ``image``: float32 ``[N, S, S, 3]`` NHWC with a dynamic batch, already prepared by
-  ``train.prepare_images`` (resize to ``data.image_size``, normalisation, grayscale
+  ``data.augment.prepare_images`` (resize to ``data.image_size``, normalisation, grayscale
   broadcast to 3 channels); one Transpose to NCHW, then ONNX's native layout throughout;
 - every conv carries its BatchNorm folded in (weights scaled, a bias added): inference mode;
 - depthwise convs are ``Conv`` with ``group = channels``, the form ONNX Runtime's CPU
-  kernels run best (experiments/onnx_latency.py measures it against the shifted
+  kernels run best (experiments/use/onnx_latency.py measures it against the shifted
   multiply-adds the JAX model uses on CPU); ReLU6 is ``Clip(0, 6)``;
 - CBAM as in models/cbam.py; output ``logits`` float32 ``[N, K]`` of one view (no flip).
 
 The run's config (as its ``config.json``) and the class names travel in the model's
 ``metadata_props``, so ``OnnxModel(path)`` needs nothing but the file: it prepares faces
-with the same ``train.prepare_images`` and, when the run evaluated with test-time flip,
+with the same ``data.augment.prepare_images`` and, when the run evaluated with test-time flip,
 adds the mirror image's logits, exactly as ``inference.Model.logits`` does.
 
 Why not jax2onnx (the maintained JAX -> ONNX converter)? Its release 0.17.1 needs Python >= 3.11
@@ -42,8 +42,8 @@ from typing import Any
 
 import numpy as np
 
-from amobilenet_jax.checkpoints import write_atomic
 from amobilenet_jax.errors import CheckpointError, ConfigError, RunNotFoundError, UserError
+from amobilenet_jax.files import write_atomic
 from amobilenet_jax.inference import FaceFormat
 
 OPSET = 17  # ReduceMean/ReduceMax take their axes as an attribute up to 17
@@ -257,7 +257,7 @@ def to_onnx(model, depthwise: str = "group_conv"):
         producer_version=__version__,
         doc_string=(
             f"{name} ({len(model.class_names)} classes), BatchNorm folded. Input: float32 [N, {size}, {size}, 3] "
-            "NHWC as train.prepare_images makes it; output: logits of one view. Config and class names in metadata."
+            "NHWC as prepare_images makes it; output: logits of one view. Config and class names in metadata."
         ),
     )
     helper.set_model_props(
@@ -318,10 +318,10 @@ class OnnxModel(FaceFormat):
 
     @functools.cached_property
     def _prepare(self):
-        """``train.prepare_images`` of uint8 faces, jitted (one program per batch bucket)."""
+        """``data.augment.prepare_images`` of uint8 faces, jitted (one program per batch bucket)."""
         import jax
 
-        from amobilenet_jax.train import prepare_images
+        from amobilenet_jax.data.augment import prepare_images
 
         config = self.config
         return jax.jit(lambda images: prepare_images(images, config))

@@ -14,8 +14,8 @@ A face becomes model input in two steps:
    for FERPlus) as uint8: what the training images were. The cascade's box on a FER+ image
    spans 98% of the stored crop (median), and the shipped model reads margin-0 crops nearly
    as well as the stored ones (86.6% against 87.1% on the FERPlus Valid faces it finds;
-   every 0.05 of margin costs 2-3 points: experiments/crop_margin_cpu.json), so 0 is the default.
-2. ``train.prepare_images`` (inside ``inference.Model.logits``): the resize to
+   every 0.05 of margin costs 2-3 points: experiments/use/crop_margin_cpu.json), so 0 is the default.
+2. ``data.augment.prepare_images`` (inside ``inference.Model.logits``): the resize to
    ``data.image_size`` and the normalisation of training and evaluation, one shared function.
 """
 

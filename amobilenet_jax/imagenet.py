@@ -37,11 +37,11 @@ import sys
 import numpy as np
 
 from amobilenet_jax.errors import CheckpointError, DataNotFoundError
+from amobilenet_jax.models import IMAGENET_INIT_MODELS as ARCHITECTURES  # the models whose backbone this is
 
 # (pointwise output channels, stride) of the 13 blocks; the same table as the model's.
 from amobilenet_jax.models.mobilenet_v1 import BLOCKS
 
-ARCHITECTURES = ("mobilenet_v1", "amobilenet")  # the models whose backbone this is
 NEEDED = "the ImageNet weights of keras.applications.MobileNet with alpha 1.0 (MobileNet v1) are needed"
 _BN = (("gamma", "params", "scale"), ("beta", "params", "bias"),
        ("moving_mean", "batch_stats", "mean"), ("moving_variance", "batch_stats", "var"))  # fmt: skip
@@ -319,3 +319,25 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def init_from_file(state, path: str) -> tuple[object, str]:
+    """``state`` with the backbone of ``model.init_from`` (``amobilenet_jax.imagenet``) in its
+    params and batch statistics, CBAM and classifier as initialised; and the line that says so.
+
+    For a fresh run only: a resumed run's checkpoint is never overwritten.
+    """
+    import jax
+
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    loaded, tensors, count = init_backbone(variables, path)
+    placed = jax.tree.map(
+        lambda old, new: old if new is old else jax.device_put(np.asarray(new, old.dtype), old.sharding),
+        variables,
+        loaded,
+    )
+    backbone = set(backbone_modules())
+    fresh = {"CBAM" if "_cbam" in name else name for name in state.params if name not in backbone}
+    fresh_line = " and ".join(sorted(fresh, key=lambda n: (n != "CBAM", n))) or "nothing"
+    line = f"initialised {tensors} backbone tensors ({count / 1e6:.1f}M parameters) from {path}; {fresh_line} fresh"
+    return state.replace(params=placed["params"], batch_stats=placed["batch_stats"]), line

@@ -1,12 +1,12 @@
 """A trained model from one weights file and its config.json, ready to classify faces.
 
     model = inference.load_model()                          # the shipped FERPlus model
-    model = inference.load_model(workdir="runs/x")          # a run: weights.msgpack or its newest checkpoint
+    model = inference.load_model(workdir="runs/x")          # a run: its weights.msgpack
     model = inference.load_model(weights="dir/weights.msgpack")  # config.json beside the file
     probabilities = model.probabilities(faces)               # uint8 [N, H, W, C] at model.native_shape
 
 ``predict``, ``visualize`` and ``export`` all load through here. A face goes through
-``train.prepare_images`` (the resize and normalisation of training and evaluation, one
+``data.augment.prepare_images`` (the resize and normalisation of training and evaluation, one
 function) and, when the run evaluated with test-time flip, its mirror image votes too.
 """
 
@@ -25,11 +25,10 @@ import numpy as np
 from amobilenet_jax import weights as weights_lib
 from amobilenet_jax.errors import ConfigError, RunNotFoundError
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The FERPlus model the CPU recipe shipped (experiments/ferplus_cpu.md): the default of
-# every command that takes --workdir/--weights. It lives in the repository (an editable
-# install finds it); AMOBILENET_JAX_MODEL names another directory or weights file.
-SHIPPED_MODEL = os.path.join(_REPO, "experiments", "ferplus_cpu", "amobilenet_48px_stem1_dist_17ep")
+# The FERPlus model the CPU recipe shipped (experiments/ferplus_cpu/): the default of every
+# command that takes --workdir/--weights. It is package data, so any install (a wheel too)
+# has it; AMOBILENET_JAX_MODEL names another directory or weights file.
+SHIPPED_MODEL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets", "ferplus_amobilenet")
 MODEL_ENV = "AMOBILENET_JAX_MODEL"
 # Batches are padded up to one of these sizes, so a stream of varying face counts
 # compiles a handful of programs, not one per count.
@@ -41,7 +40,7 @@ def default_model() -> str:
 
 
 def resolve(workdir: str | None = None, weights: str | None = None) -> tuple[str | None, str, str]:
-    """``(weights file or None for a checkpoint, config.json, run directory)`` of what the user named."""
+    """``(weights file, config.json, run directory)`` of what the user named."""
     if workdir and weights:
         raise ConfigError("give --workdir or --weights, not both")
     if not workdir and not weights:
@@ -49,8 +48,8 @@ def resolve(workdir: str | None = None, weights: str | None = None) -> tuple[str
         workdir, weights = (None, target) if os.path.isfile(target) else (target, None)
         if not os.path.exists(target):
             raise RunNotFoundError(
-                f"{target}: the default model is not there (it ships in the repository under "
-                "experiments/ferplus_cpu/; install with `pip install -e .` from a clone, or pass --workdir/--weights)"
+                f"{target}: the default model is not there (it ships inside the package, under "
+                "amobilenet_jax/assets/; reinstall the package, or pass --workdir/--weights)"
             )
     if weights:
         if not os.path.isfile(weights):
@@ -66,7 +65,12 @@ def resolve(workdir: str | None = None, weights: str | None = None) -> tuple[str
     if not os.path.isfile(config_path):
         raise RunNotFoundError(f"{workdir}: not a run directory (no config.json)")
     path = os.path.join(workdir, weights_lib.WEIGHTS_FILE)
-    return (path if os.path.isfile(path) else None), config_path, workdir
+    if not os.path.isfile(path):
+        raise RunNotFoundError(
+            f"{workdir}: no {weights_lib.WEIGHTS_FILE} (a run writes it when it finishes; "
+            f"`python -m amobilenet_jax.ship --workdir {workdir}` writes it from the newest checkpoint)"
+        )
+    return path, config_path, workdir
 
 
 class FaceFormat:
@@ -115,7 +119,7 @@ class Model(FaceFormat):
 
     @functools.cached_property
     def _forward(self):
-        from amobilenet_jax.train import prepare_images
+        from amobilenet_jax.data.augment import prepare_images
 
         config, module = self.config, self.module
         flip = bool(config.eval_flip)
@@ -162,40 +166,30 @@ def load_model(workdir: str | None = None, weights: str | None = None) -> Model:
     neither, the shipped FERPlus model. Errors are one line naming the file."""
     from amobilenet_jax import data
     from amobilenet_jax.config import from_json
+    from amobilenet_jax.files import read_json
     from amobilenet_jax.models import build_model
 
     path, config_path, run_dir = resolve(workdir, weights)
-    if path is None:  # a run directory with checkpoints only
-        config, state = weights_lib.restore_run_state(run_dir)
-        tree = {"params": state.params, "batch_stats": state.batch_stats}
-        source = os.path.join(run_dir, "checkpoints")
-    else:
-        from amobilenet_jax.checkpoints import read_json
-
-        config = from_json(read_json(config_path), config_path)
-        source = path
+    config = from_json(read_json(config_path), config_path)
     class_names = data.class_names(config.data.name)
     module = build_model(config.model, len(class_names))
-    if path is not None:
-        size = config.data.image_size
-        shapes = jax.eval_shape(  # the variables' structure, without running an init
-            lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), train=False)
-        )
-        tree = weights_lib.fit({"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}, path)
+    size = config.data.image_size
+    shapes = jax.eval_shape(  # the variables' structure, without running an init
+        lambda: module.init(jax.random.PRNGKey(0), jnp.zeros((1, size, size, 3)), train=False)
+    )
+    tree = weights_lib.fit({"params": shapes["params"], "batch_stats": shapes.get("batch_stats", {})}, path)
     variables = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), tree)
-    return Model(config=config, module=module, variables=variables, class_names=class_names, source=source)
+    return Model(config=config, module=module, variables=variables, class_names=class_names, source=path)
 
 
 def command_main(name: str, parse_args, run, argv: list[str] | None = None) -> None:
     """The entry of ``predict``, ``visualize`` and ``export``: CPU settings, the compilation
     cache, and a user's error as one line ``NAME: error: ...`` with exit status 2."""
-    from amobilenet_jax import cpu_runtime
-
-    cpu_runtime.configure()
+    from amobilenet_jax import runtime
     from amobilenet_jax.errors import UserError
-    from amobilenet_jax.main import enable_compilation_cache
 
-    enable_compilation_cache()
+    runtime.configure()
+    runtime.enable_compilation_cache()
     args = parse_args(argv)
     try:
         status = run(args)

@@ -39,16 +39,15 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 
 import numpy as np
 
-from amobilenet_jax import checkpoints
+from amobilenet_jax import files
 
 # Face detection time grows with the pixels searched: video frames are searched at a width
-# that keeps a 640x480 stream above real time on 2 cores (experiments/predict_speed_cpu.json),
+# that keeps a 640x480 stream above real time on 2 cores (experiments/use/predict_speed_cpu.json),
 # photos at one that keeps the faces of a group photo.
 PHOTO_DETECT_WIDTH, VIDEO_DETECT_WIDTH = 640, 320
 VIDEO_EXTENSIONS = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv"}
@@ -171,10 +170,8 @@ class CsvSink:
         self.path = path
         self.columns = ["file", "frame", "time_s", "face", "x", "y", "w", "h", "score", "label", "detector_score"]
         self.columns += [f"p_{name}" for name in class_names] + ["message", "error"]
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(prefix=".predict-", suffix=".csv", dir=directory)
-        self.file = os.fdopen(fd, "w", newline="")
+        self.output = files.AtomicOutput(path)
+        self.file = open(self.output.tmp, "w", newline="")  # noqa: SIM115 - closed in close()
         self.writer = csv.DictWriter(self.file, self.columns, extrasaction="ignore")
         self.writer.writeheader()
 
@@ -188,15 +185,7 @@ class CsvSink:
 
     def close(self, keep: bool) -> None:
         self.file.close()
-        _finish(self.tmp, self.path, keep)
-
-
-def _finish(tmp: str, path: str, keep: bool) -> None:
-    """A streamed output's end: renamed into place when complete, else removed."""
-    if keep:
-        os.replace(tmp, path)
-    elif os.path.exists(tmp):
-        os.remove(tmp)
+        self.output.commit() if keep else self.output.discard()
 
 
 def annotate(rgb: np.ndarray, records: list[dict]) -> np.ndarray:
@@ -231,7 +220,7 @@ def write_atomic_image(path: str, bgr: np.ndarray) -> None:
     ok, data = cv2.imencode(ext, bgr)
     if not ok:
         raise ValueError(f"{path}: OpenCV cannot encode {ext}")
-    checkpoints.write_atomic(path, data.tobytes())
+    files.write_atomic(path, data.tobytes())
 
 
 class VideoSink:
@@ -240,11 +229,11 @@ class VideoSink:
     def __init__(self, path: str, fps: float, size: tuple[int, int]):
         import cv2
 
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path = os.path.splitext(path)[0] + ".mp4"
-        self.tmp = os.path.splitext(path)[0] + ".partial.mp4"
-        self.writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+        self.output = files.AtomicOutput(self.path)
+        self.writer = cv2.VideoWriter(self.output.tmp, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
         if not self.writer.isOpened():
+            self.output.discard()
             raise ValueError(f"{self.path}: OpenCV cannot write an mp4v video here")
 
     def write(self, bgr: np.ndarray) -> None:
@@ -252,7 +241,7 @@ class VideoSink:
 
     def close(self, keep: bool) -> None:
         self.writer.release()
-        _finish(self.tmp, self.path, keep)
+        self.output.commit() if keep else self.output.discard()
 
 
 # ---------------------------------------------------------------------------- mood player

@@ -7,8 +7,7 @@ import ml_collections
 from clu import parameter_overview
 
 from amobilenet_jax.data import class_names
-from amobilenet_jax.models import build_model
-from amobilenet_jax.train import count_params, forward_flops, init_variables
+from amobilenet_jax.models import build_model, count_params, forward_flops, init_variables
 
 
 def model_summary(config: ml_collections.ConfigDict) -> tuple[str, dict]:

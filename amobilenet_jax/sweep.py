@@ -22,6 +22,7 @@ import numpy as np
 
 from amobilenet_jax.config import validate
 from amobilenet_jax.errors import ConfigError, RunNotFoundError
+from amobilenet_jax.files import write_atomic
 
 SEED_KEY = "seed"
 
@@ -96,14 +97,14 @@ def group_key(overrides: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in overrides.items() if k != SEED_KEY}
 
 
-# Free fields (checkpoints.FREE_FIELDS) that still change what a finished run reports.
+# Free fields (config.FREE_FIELDS) that still change what a finished run reports.
 REPORT_FIELDS = ("eval_split", "eval_flip", "train.num_epochs", "train.num_steps")
 
 
 def same_experiment(saved: dict, current: dict) -> bool:
     """True when a run with config ``saved`` is this point's run: every field that defines the
     experiment or its reported result is equal (where the data lies, how often it logs... may differ)."""
-    from amobilenet_jax.checkpoints import config_differences, flatten
+    from amobilenet_jax.config import config_differences, flatten
 
     old, new = flatten(saved), flatten(current)
     return not config_differences(saved, current) and all(old.get(k) == new.get(k) for k in REPORT_FIELDS)
@@ -149,7 +150,7 @@ VECTORIZE_CHOICES = ("auto", "true", "false")
 
 def resolve_vectorize(vectorize: str, backend: str) -> bool:
     """``--vectorize``: true, false, or auto (vmapped groups off-CPU only: on the 2-core CPU
-    they measured no faster than one point after another, experiments/vmap_speedup_cpu.json)."""
+    they measured no faster than one point after another, experiments/vmap_sweep/vmap_speedup_cpu.json)."""
     if vectorize not in VECTORIZE_CHOICES:
         raise ValueError(f"--vectorize must be one of {VECTORIZE_CHOICES}, got {vectorize!r}")
     return vectorize == "true" or (vectorize == "auto" and backend != "cpu")
@@ -330,13 +331,6 @@ def render_csv(raw: list[dict]) -> str:
     return buf.getvalue()
 
 
-def _write(path: str, text: str | bytes) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb" if isinstance(text, bytes) else "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_tables(
     workdir: str, points: list[dict[str, Any]], title: str, paper: bool = False, dirs: list[str] | None = None
 ) -> list[dict]:
@@ -350,10 +344,10 @@ def write_tables(
     split = table[0]["split"]
     caption = f"{title}: {table[0]['dataset']} {split} accuracy"
     header, cells, raw = table_columns(table, paper)
-    _write(os.path.join(workdir, "ablation.md"), render_markdown(header, cells, caption))
-    _write(os.path.join(workdir, "ablation.csv"), render_csv(raw))
-    _write(os.path.join(workdir, "ablation.tex"), render_latex(header, cells, caption))
-    _write(os.path.join(workdir, "ablation.png"), accuracy_figure(table, caption))
+    write_atomic(os.path.join(workdir, "ablation.md"), render_markdown(header, cells, caption))
+    write_atomic(os.path.join(workdir, "ablation.csv"), render_csv(raw))
+    write_atomic(os.path.join(workdir, "ablation.tex"), render_latex(header, cells, caption))
+    write_atomic(os.path.join(workdir, "ablation.png"), accuracy_figure(table, caption))
     return table
 
 
@@ -413,7 +407,7 @@ def run(
     """
     import jax
 
-    from amobilenet_jax import train
+    from amobilenet_jax import evaluate
 
     title = os.path.basename(config_spec.partition(":")[0])[:-3]
     for point in points:  # every override names a field, before any point runs
@@ -425,7 +419,7 @@ def run(
     dirs = point_dirs(config, points, points_dir or workdir)
     if mode == "eval":
         for overrides, run_dir in zip(points, dirs):
-            result = train.evaluate_checkpoint(apply_overrides(config, overrides), run_dir)
+            result = evaluate.evaluate_checkpoint(apply_overrides(config, overrides), run_dir)
             print(json.dumps({"run": point_name(overrides), "split": result["split"], "accuracy": result["accuracy"]}))
         return
     if mode == "train":

@@ -6,7 +6,7 @@ same computation on different numbers. ``train_and_evaluate_group`` stacks their
 train states along a new leading axis and trains them with one
 ``jax.jit(jax.vmap(train_step))``: one compile, and one launch of each op for all
 points. On a 2-core CPU this measured no faster than running the points one by one
-(experiments/vmap_speedup_cpu.json), so ``--vectorize=auto`` uses it off-CPU only.
+(experiments/vmap_sweep/vmap_speedup_cpu.json), so ``--vectorize=auto`` uses it off-CPU only.
 
 Each point keeps everything that makes it its own run:
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 
 import jax
 import jax.numpy as jnp
@@ -38,15 +37,17 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from amobilenet_jax import checkpoints, train
+from amobilenet_jax import checkpoints, files, imagenet, train
+from amobilenet_jax.config import check_resumable
 from amobilenet_jax.data import load_dataset
 from amobilenet_jax.data.pipeline import TrainOrder
 from amobilenet_jax.errors import CheckpointError
-from amobilenet_jax.preemption import StopRequest
+from amobilenet_jax.periodic import Periodic
+from amobilenet_jax.steps import VECTORIZABLE_HPARAMS, TrainState, create_train_state, make_train_step
 from amobilenet_jax.summary_writer import TensorBoardWriter
 
 # What the vmapped program may differ in: the seed and the array-valued hparams.
-_VARYING_PATHS = ("seed", *train.VECTORIZABLE_HPARAMS.values())
+_VARYING_PATHS = ("seed", *VECTORIZABLE_HPARAMS.values())
 
 
 def vectorizable_key(config: ml_collections.ConfigDict) -> str:
@@ -72,7 +73,7 @@ def group_points(configs: list[ml_collections.ConfigDict]) -> list[list[int]]:
     return list(groups.values())
 
 
-def stack_states(states: list[train.TrainState]) -> train.TrainState:
+def stack_states(states: list[TrainState]) -> TrainState:
     """P states -> one state whose array leaves have a leading axis of size P.
 
     ``tx`` is rebuilt per config (fresh closures), so the static fields would not
@@ -85,7 +86,7 @@ def stack_states(states: list[train.TrainState]) -> train.TrainState:
     return jax.tree.map(lambda *x: jnp.stack(x), *states)
 
 
-def unstack_state(stacked: train.TrainState, i: int) -> train.TrainState:
+def unstack_state(stacked: TrainState, i: int) -> TrainState:
     """Point ``i``'s state out of a stacked one."""
     return jax.tree.map(lambda x: x[i], stacked)
 
@@ -107,13 +108,13 @@ def _check_group(configs: list, workdirs: list[str]) -> None:
     if len(keys) != 1:
         raise ValueError(
             "the group's configs differ in more than seed and "
-            f"{', '.join(train.VECTORIZABLE_HPARAMS.values())}; split them with group_points"
+            f"{', '.join(VECTORIZABLE_HPARAMS.values())}; split them with group_points"
         )
     if configs[0].data.pipeline != "device":
         raise ValueError("vectorised training needs data.pipeline='device'")
 
 
-def _restore_group(mngr: ocp.CheckpointManager, stacked: train.TrainState, configs: list) -> train.TrainState:
+def _restore_group(mngr: ocp.CheckpointManager, stacked: TrainState, configs: list) -> TrainState:
     """The newest group checkpoint restored into ``stacked``, or ``stacked`` when there is none.
 
     A checkpoint of another group (other points, or points in another order) is an
@@ -128,7 +129,7 @@ def _restore_group(mngr: ocp.CheckpointManager, stacked: train.TrainState, confi
             )
         for i, (old, new) in enumerate(zip(saved, configs, strict=True)):
             try:
-                checkpoints.check_resumable(old, json.loads(new.to_json()), where)
+                check_resumable(old, json.loads(new.to_json()), where)
             except CheckpointError as e:
                 raise CheckpointError(f"point {i}: {e}") from None
 
@@ -177,7 +178,7 @@ def train_and_evaluate_group(
         if not mngr.all_steps():  # a fresh group: model.init_from as a single run applies it
             for i, c in enumerate(configs):
                 if c.model.init_from:
-                    states[i], line = train.init_from_file(states[i], c.model.init_from)
+                    states[i], line = imagenet.init_from_file(states[i], c.model.init_from)
                     if jax.process_index() == 0:
                         print(f"point {i}: {line}", flush=True)
         stacked = stack_states(states)
@@ -185,66 +186,51 @@ def train_and_evaluate_group(
         stacked = _restore_group(mngr, stacked, configs)  # raises before anything is overwritten
         # Placed like Experiment.init_state's: left uncommitted, the state met the mesh-sharded
         # batches in every step and the vmapped step ran 1.7-2.8x slower on CPU
-        # (experiments/vmap_speedup.py).
+        # (experiments/vmap_sweep/vmap_speedup.py).
         stacked = jax.device_put(stacked, exp.replicated)
         start_step = int(jax.device_get(stacked.step[0]))
 
         writers = [TensorBoardWriter(w, enabled=is_chief) for w in workdirs]
         if is_chief:
             for workdir, config in zip(workdirs, configs, strict=True):
-                checkpoints.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+                files.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
         if start_step == 0:
             for writer, config in zip(writers, configs, strict=True):
                 writer.write_hparams(train.flat_hparams(config))
         else:
             print(f"resuming group from checkpoint at step {start_step}", flush=True)
 
-        step_fn = jax.jit(
-            jax.vmap(train.make_train_step(configs[0], total)), donate_argnums=0, out_shardings=exp.replicated
-        )
+        step_fn = jax.jit(jax.vmap(make_train_step(configs[0], total)), donate_argnums=0, out_shardings=exp.replicated)
         configs_json = [json.loads(c.to_json()) for c in configs]
-        train_time = 0.0
-        accumulated = None
-        last_log_time, last_log_step = time.perf_counter(), start_step
         names = [os.path.basename(os.path.abspath(w)) for w in workdirs]
-        with StopRequest() as stop:
+        images_per_step = bs * num_points
+        with Periodic(
+            configs[0].train, total, per_epoch, start_step, mngr, images_per_step, evaluate=False, names=names
+        ) as periodic:
             for step in range(start_step, total):
                 idx = np.stack([order.indices(step) for order in orders])  # [P, B]
                 batch = _gather_points(exp.train_split.arrays, jnp.asarray(idx))
                 stacked, metrics = step_fn(stacked, batch)
                 # clu's Average/LastValue merge elementwise, so [P]-shaped metrics accumulate as is.
-                accumulated = metrics if accumulated is None else accumulated.merge(metrics)
                 done = step + 1
-                stopping = stop.requested is not None
-                log_now = done % configs[0].train.log_every_steps == 0 or done == total
-                save_now = done % configs[0].train.checkpoint_every_steps == 0 or done == total or stopping
-                if log_now or save_now:
-                    train.check_finite(accumulated.nonfinite_step.step, mngr, names)
-                if log_now:
+                due = periodic.after_step(done, metrics)
+                if due.log:
+                    accumulated, images_per_s = periodic.take_metrics(done)
                     # clu refuses to compute a collection with a leading axis (it takes it for a
                     # replica axis), so each point's metrics are picked out and computed alone.
                     computed = [
                         jax.device_get(jax.tree.map(lambda x, i=i: x[i], accumulated).compute())
                         for i in range(num_points)
                     ]
-                    now = time.perf_counter()
-                    elapsed = now - last_log_time
-                    train_time += elapsed
-                    images_per_s = (done - last_log_step) * bs * num_points / max(elapsed, 1e-9)
                     for i, writer in enumerate(writers):
                         scalars = {f"train/{k}": float(v) for k, v in computed[i].items() if k != "nonfinite_step"}
                         scalars["train/images_per_s"] = images_per_s
                         writer.write_scalars(done, scalars)
                     if is_chief:
-                        print(
-                            _group_progress_line(done, total, per_epoch, images_per_s, [c["loss"] for c in computed]),
-                            flush=True,
-                        )
-                    accumulated, last_log_time, last_log_step = None, now, done
-                if save_now:
-                    checkpoints.save(mngr, stacked, configs_json, {"step": done})
-                if stopping:
-                    raise train.interrupted(stop, mngr, done, total)
+                        losses = [c["loss"] for c in computed]
+                        print(_group_progress_line(done, total, per_epoch, images_per_s, losses), flush=True)
+                if due.save:
+                    periodic.save(done, stacked, configs_json, {"step": done})
         mngr.wait_until_finished()
     finally:
         mngr.close()
@@ -261,12 +247,12 @@ def train_and_evaluate_group(
         point_mngr.close()
         extra = {"vectorized_group_size": num_points}
         best = train.BestEval({})
-        result = train.final_results(exp, state, config, workdir, writer, train_time, start_step, best, extra)
+        result = train.final_results(exp, state, config, workdir, writer, periodic.train_time, start_step, best, extra)
         writer.close()
         results.append(result)
     return results
 
 
-def create_point_state(config: ml_collections.ConfigDict, exp: train.Experiment) -> train.TrainState:
+def create_point_state(config: ml_collections.ConfigDict, exp: train.Experiment) -> TrainState:
     """One point's fresh state, from its own seed and hparams (``exp`` gives model and shapes)."""
-    return train.create_train_state(config, exp.model, config.data.image_size, exp.num_classes, exp.total_steps)
+    return create_train_state(config, exp.model, config.data.image_size, exp.num_classes, exp.total_steps)

@@ -55,10 +55,11 @@ def _figure(rows: list[dict], blocks: list[str], path: str) -> None:
             ax.axis("off")
         axes[r, 0].text(0, -0.02, row["name"], transform=axes[r, 0].transAxes, fontsize=6, va="top")
     fig.tight_layout()
-    tmp = path + ".partial.png"
-    fig.savefig(tmp, dpi=110)
+    from amobilenet_jax.files import atomic_path
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def run(args) -> int:

@@ -12,7 +12,7 @@ with the stem at stride 1, the FER+ vote distributions as targets, no oversampli
 
 ``:levers`` is a study at the ablations' CPU scale (``cpu_study``: stem stride 2, 4 epochs,
 a few minutes a point): each point puts one lever back to the paper's choice or to the
-alternative. experiments/ferplus_cpu.md records what each lever measured.
+alternative. experiments/ferplus_cpu/README.md records what each lever measured.
 """
 
 from amobilenet_jax.config import cpu_study, ferplus_cpu_recipe

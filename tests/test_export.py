@@ -269,10 +269,10 @@ def test_write_atomic_leaves_nothing_on_failure(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="disk full"):
-        checkpoints.write_atomic(str(target), b"new" * 1000)
+        files.write_atomic(str(target), b"new" * 1000)
     assert os.listdir(tmp_path) == ["model.onnx"] and target.read_bytes() == b"old"
     monkeypatch.undo()
-    checkpoints.write_atomic(str(target), b"new")
+    files.write_atomic(str(target), b"new")
     assert os.listdir(tmp_path) == ["model.onnx"] and target.read_bytes() == b"new"
     umask = os.umask(0)
     os.umask(umask)

@@ -200,7 +200,7 @@ def test_prediction_preprocesses_with_the_training_function(monkeypatch, tiny_co
     config = tiny_config.copy_and_resolve_references()
     state = train.state_without_data(config)
     weights.save(str(tmp_path / "weights.msgpack"), state.params, state.batch_stats)
-    checkpoints.write_json_atomic(str(tmp_path / "config.json"), json.loads(config.to_json()))
+    files.write_json_atomic(str(tmp_path / "config.json"), json.loads(config.to_json()))
     seen = []
     real = train.prepare_images
 
@@ -255,7 +255,7 @@ def tiny_model(tiny_config, tmp_path_factory):
     config = tiny_config.copy_and_resolve_references()
     state = train.state_without_data(config)
     weights.save(str(run / "weights.msgpack"), state.params, state.batch_stats)
-    checkpoints.write_json_atomic(str(run / "config.json"), json.loads(config.to_json()))
+    files.write_json_atomic(str(run / "config.json"), json.loads(config.to_json()))
     return run
 
 

@@ -64,7 +64,7 @@ def test_a_model_without_cbam_is_a_clear_error(tiny_config, tmp_path):
     config.model.cbam = False
     state = train.state_without_data(config)
     weights.save(str(tmp_path / "weights.msgpack"), state.params, state.batch_stats)
-    checkpoints.write_json_atomic(str(tmp_path / "config.json"), json.loads(config.to_json()))
+    files.write_json_atomic(str(tmp_path / "config.json"), json.loads(config.to_json()))
     args = visualize.parse_args(["x.png", "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "weights.msgpack")])
     with pytest.raises(ValueError, match="no CBAM blocks"):
         visualize.run(args)

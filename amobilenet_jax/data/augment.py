@@ -74,3 +74,15 @@ def normalize(images: jax.Array, mean: float, std: float) -> jax.Array:
     if x.shape[-1] == 1:
         x = jnp.broadcast_to(x, (*x.shape[:-1], 3))
     return x
+
+
+def prepare_images(images, config, rng=None):
+    """uint8 native-size batch -> normalised float batch at ``data.image_size``.
+
+    Training passes ``rng`` (augmentation); evaluation and prediction
+    (``amobilenet_jax.inference``) call it without, so a face at prediction time goes through
+    exactly the resize and normalisation of training and evaluation.
+    """
+    size = config.data.image_size
+    x = resize(images, size) if rng is None else augment(rng, images, size, config.data.augment)
+    return normalize(x, config.data.normalize_mean, config.data.normalize_std)

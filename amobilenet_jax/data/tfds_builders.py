@@ -366,10 +366,9 @@ def _builder(name: str, data_dir: str, cache_dir: str | None, on_error: str = "r
 
 def _write_json(path: str, record: dict) -> None:
     """Writes ``record`` through a temp file and a rename: readers see all of it or nothing."""
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(record, f, indent=1)
-    os.replace(tmp, path)
+    from amobilenet_jax.files import write_atomic
+
+    write_atomic(path, json.dumps(record, indent=1))
 
 
 def read_skipped(prepared_dir: str) -> tuple[str, ...]:

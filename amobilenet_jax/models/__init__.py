@@ -7,7 +7,9 @@ from __future__ import annotations
 from typing import Any
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from amobilenet_jax.errors import ConfigError
 from amobilenet_jax.models.mobilenet_v1 import PAPER_CBAM_BLOCKS, MobileNetV1
@@ -25,6 +27,8 @@ MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
     "mobilenet_v3_small": (MobileNetV3Small, {"cbam": False, "dropout": 0.2}),
 }
 
+# The models whose backbone ImageNet's MobileNet v1 initialises (model.init_from, imagenet.py).
+IMAGENET_INIT_MODELS = ("mobilenet_v1", "amobilenet")
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 MODEL_FIELDS = (
     "width",
@@ -65,3 +69,27 @@ def build_model(model_config, num_classes: int) -> nn.Module:
     cls, _ = MODELS.get(model_config.name, (None, None))
     kwargs = model_kwargs(model_config, num_classes)
     return cls(dtype=DTYPES[model_config.get("dtype", "float32")], **kwargs)
+
+
+def init_variables(model, image_size: int, key: jax.Array) -> dict:
+    """``model.init`` on a batch-1 dummy image, jitted."""
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    init = jax.jit(lambda k: model.init({"params": k}, dummy, train=False)).lower(key)
+    # init runs once; on CPU, XLA's optimising backend spends ~20 s on its many
+    # unrolled random-number kernels for nothing (measured: 28 s -> 7 s compile).
+    options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
+    return init.compile(compiler_options=options)(key)
+
+
+def count_params(params) -> int:
+    return int(sum(np.prod(leaf.shape) for leaf in jax.tree.leaves(params)))
+
+
+def forward_flops(model, variables, image_size: int) -> float:
+    """FLOPs of one batch-1 inference forward pass, from XLA's cost analysis."""
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    # The lowered (not compiled) program's cost analysis: no compile needed.
+    cost = jax.jit(lambda v, x: model.apply(v, x, train=False)).lower(variables, dummy).cost_analysis()
+    if isinstance(cost, (list, tuple)):
+        cost = cost[0]
+    return float(cost.get("flops", float("nan")))

@@ -16,7 +16,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
-from amobilenet_jax.checkpoints import write_json_atomic  # noqa: E402
+from amobilenet_jax.files import write_json_atomic  # noqa: E402
 from amobilenet_jax.summary_writer import read_scalars  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -1,0 +1,265 @@
+"""The pure training and evaluation steps, and the state they carry (no ``from __future__
+import annotations`` here: clu reads the metric classes' annotations at class creation).
+
+``train_step(state, batch) -> (state, metrics)`` is one pure function, jitted once by the
+caller. ``TrainState`` holds everything that changes during training and nothing else; the
+optimizer (Adam with the schedule's factor) never sees the center-loss class centers, which
+move by the paper's Eq. 9.
+"""
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from clu import metrics as clu_metrics
+
+from amobilenet_jax import losses
+from amobilenet_jax.data.augment import prepare_images
+from amobilenet_jax.errors import ConfigError
+from amobilenet_jax.models import build_model, init_variables
+
+
+class TrainState(flax.struct.PyTreeNode):
+    """Everything that changes during training, and nothing else.
+
+    ``centers`` are the center-loss class centers: moved by Eq. 9, never by the optimizer.
+    ``hparams`` holds the scalars that change no shape (learning rate, lambda, alpha) as
+    arrays, so that runs differing only in them can train as one vmapped program.
+    """
+
+    step: jax.Array
+    params: Any
+    batch_stats: Any
+    opt_state: Any
+    centers: jax.Array
+    rng: jax.Array
+    hparams: dict[str, jax.Array]
+    apply_fn: Callable = flax.struct.field(pytree_node=False)
+    tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
+
+
+@flax.struct.dataclass
+class FirstNonFinite(clu_metrics.Metric):
+    """The first step (1-based) whose loss or gradients held a NaN or Inf; 0 when none did.
+
+    Accumulated on the device with the other metrics and read at the loop's existing
+    sync points (log, evaluation, checkpoint): the guard costs no host sync of its own.
+    """
+
+    step: jax.Array
+
+    @classmethod
+    def from_model_output(cls, nonfinite_step: jax.Array, **_) -> "FirstNonFinite":
+        return cls(step=nonfinite_step)
+
+    def merge(self, other: "FirstNonFinite") -> "FirstNonFinite":
+        a, b = self.step, other.step
+        return type(self)(step=jnp.where((a > 0) & ((b == 0) | (a < b)), a, b))
+
+    def compute(self) -> jax.Array:
+        return self.step
+
+
+@flax.struct.dataclass
+class TrainMetrics(clu_metrics.Collection):
+    loss: clu_metrics.Average.from_output("loss")
+    softmax_loss: clu_metrics.Average.from_output("softmax_loss")
+    center_loss: clu_metrics.Average.from_output("center_loss")
+    accuracy: clu_metrics.Average.from_output("accuracy")
+    learning_rate: clu_metrics.LastValue.from_output("learning_rate")
+    nonfinite_step: FirstNonFinite
+
+
+VECTORIZABLE_HPARAMS = {
+    "learning_rate": "optimizer.learning_rate",
+    "center_weight": "loss.center_weight",
+    "center_update_rate": "loss.center_update_rate",
+}
+
+
+def hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
+    values = {name: config[path.split(".")[0]][path.split(".")[1]] for name, path in VECTORIZABLE_HPARAMS.items()}
+    return {name: jnp.asarray(value, jnp.float32) for name, value in values.items()}
+
+
+SCHEDULES = ("keras", "cosine")
+
+
+def learning_rate_factor(config: ml_collections.ConfigDict, total_steps: int | None = None) -> Callable:
+    """``lr_t / lr`` as a function of the step.
+
+    ``keras`` (the paper's recipe): ``1 / (1 + decay * t)``. ``cosine``: a linear warmup over
+    ``optimizer.warmup_steps``, then half a cosine from 1 down to 0 at ``total_steps``.
+    """
+    o = config.optimizer
+    if o.schedule == "keras":
+        decay = float(o.decay)
+        return lambda step: 1.0 / (1.0 + decay * step)
+    if o.schedule != "cosine":
+        raise ConfigError(f"config: optimizer.schedule={o.schedule!r} is not one of {SCHEDULES}")
+    if not total_steps:
+        raise ValueError("the cosine schedule needs the run's total number of steps")
+    warmup = int(o.warmup_steps)
+
+    def factor(step):
+        step = jnp.asarray(step, jnp.float32)
+        ramp = jnp.minimum(1.0, (step + 1.0) / warmup) if warmup > 0 else 1.0
+        progress = jnp.clip((step - warmup) / max(total_steps - warmup, 1), 0.0, 1.0)
+        return ramp * 0.5 * (1.0 + jnp.cos(jnp.pi * progress))
+
+    return factor
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int | None = None) -> optax.Schedule:
+    """The learning rate at each step: ``optimizer.learning_rate`` times ``learning_rate_factor``."""
+    lr, factor = config.optimizer.learning_rate, learning_rate_factor(config, total_steps)
+    return lambda step: lr * factor(step)
+
+
+def make_optimizer(config: ml_collections.ConfigDict, total_steps: int | None = None) -> optax.GradientTransformation:
+    """Adam(W) with the schedule's factor, *without* the base learning rate.
+
+    The base rate lives in ``TrainState.hparams`` and multiplies the updates in the
+    train step; ``-learning_rate_factor`` here completes lr_t (e.g. lr / (1 + decay * t)).
+    """
+    o = config.optimizer
+    factor = learning_rate_factor(config, total_steps)
+    parts = [optax.scale_by_adam(b1=o.b1, b2=o.b2, eps=o.eps)]
+    if o.weight_decay > 0:
+        parts.append(optax.add_decayed_weights(o.weight_decay))
+    parts.append(optax.scale_by_schedule(lambda step: -factor(step)))
+    return optax.chain(*parts)
+
+
+def create_train_state(
+    config: ml_collections.ConfigDict, model, image_size: int, num_classes: int, total_steps: int | None = None
+) -> TrainState:
+    """Fresh parameters, optimizer state and zero centers, from ``config.seed``.
+
+    ``total_steps``: the run's length, which the cosine schedule needs.
+    """
+    root = jax.random.PRNGKey(config.seed)
+    init_key, state_key = jax.random.split(root)
+    variables = init_variables(model, image_size, init_key)
+    dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+    _, aux = jax.eval_shape(lambda v: model.apply(v, dummy, train=False), variables)
+    tx = make_optimizer(config, total_steps)
+    params = variables["params"]
+    return TrainState(
+        step=jnp.zeros((), jnp.int32),
+        params=params,
+        batch_stats=variables.get("batch_stats", {}),
+        opt_state=tx.init(params),
+        centers=jnp.zeros((num_classes, aux["embedding"].shape[-1]), jnp.float32),
+        rng=state_key,
+        hparams=hparams_from_config(config),
+        apply_fn=model.apply,
+        tx=tx,
+    )
+
+
+def state_without_data(config: ml_collections.ConfigDict) -> TrainState:
+    """A fresh train state of ``config``'s model, built without reading the data set.
+
+    For restoring a checkpoint's structure (exporting weights): the optimizer's state has
+    the same structure whatever the run's length, so the schedule gets a stand-in one.
+    """
+    from amobilenet_jax.data import class_names
+
+    num_classes = len(class_names(config.data.name))
+    model = build_model(config.model, num_classes)
+    return create_train_state(config, model, config.data.image_size, num_classes, total_steps=1)
+
+
+def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None = None) -> Callable:
+    """Returns the pure ``train_step(state, batch) -> (state, TrainMetrics)``."""
+    lr_factor = learning_rate_factor(config, total_steps)
+    smoothing = float(config.loss.label_smoothing)
+
+    def train_step(state: TrainState, batch: dict[str, jax.Array]):
+        center_weight = state.hparams["center_weight"]
+        learning_rate = state.hparams["learning_rate"]
+        step_key = jax.random.fold_in(state.rng, state.step)
+        augment_key, dropout_key = jax.random.split(step_key)
+        images = batch["image"]
+        if images.dtype == jnp.uint8:  # device pipeline: augment here; the grain pipeline did it on the host
+            images = prepare_images(images, config, augment_key)
+        targets = batch.get("target", batch["label"])
+        labels = batch["label"]
+
+        def loss_fn(params):
+            variables = {"params": params, "batch_stats": state.batch_stats}
+            (logits, aux), updates = state.apply_fn(
+                variables, images, train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"]
+            )
+            softmax_loss = losses.softmax_cross_entropy(logits, targets, smoothing)
+            center_loss = losses.center_loss(aux["embedding"], labels, state.centers)
+            loss = softmax_loss + center_weight * center_loss
+            return loss, (logits, aux["embedding"], updates, softmax_loss, center_loss)
+
+        grads, (logits, embedding, updates, softmax_loss, center_loss) = jax.grad(loss_fn, has_aux=True)(state.params)
+        loss = softmax_loss + center_weight * center_loss
+        finite = jax.tree.reduce(lambda ok, g: ok & jnp.all(jnp.isfinite(g)), grads, jnp.isfinite(loss))
+        param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
+        param_updates = jax.tree.map(lambda u: learning_rate * u, param_updates)
+        # With center_weight 0 the centers still move, but nothing reads them.
+        centers = losses.center_update(
+            state.centers, jax.lax.stop_gradient(embedding), labels, state.hparams["center_update_rate"]
+        )
+        new_state = state.replace(
+            step=state.step + 1,
+            params=optax.apply_updates(state.params, param_updates),
+            batch_stats=updates["batch_stats"],
+            opt_state=opt_state,
+            centers=centers,
+        )
+        metrics = TrainMetrics.single_from_model_output(
+            loss=loss,
+            softmax_loss=softmax_loss,
+            center_loss=center_loss,
+            accuracy=jnp.mean(jnp.argmax(logits, -1) == labels),
+            learning_rate=learning_rate * lr_factor(state.step),
+            nonfinite_step=jnp.where(finite, 0, state.step + 1),
+        )
+        return new_state, metrics
+
+    return train_step
+
+
+def make_eval_step(config: ml_collections.ConfigDict, num_classes: int, num_attention: int = 4) -> Callable:
+    """Returns ``eval_step(state, batch) -> (confusion [K, K], attention)``.
+
+    Confusion rows are true classes; with ``eval_flip`` the logits of each image and of
+    its mirror image are summed before the argmax. ``attention`` holds the CBAM spatial maps of the
+    batch's first ``num_attention`` images (empty without CBAM): the maps come out of
+    the same forward pass, so showing them costs no second compile.
+    """
+
+    def eval_step(state: TrainState, batch: dict[str, jax.Array]):
+        images = prepare_images(batch["image"], config)
+        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        logits, aux = state.apply_fn(variables, images, train=False, return_attention=True)
+        if config.eval_flip:  # test-time flip: the image and its mirror vote together
+            mirrored, _ = state.apply_fn(variables, images[:, :, ::-1, :], train=False)
+            logits = logits + mirrored
+        true = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.int32)
+        pred = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes, dtype=jnp.int32)
+        confusion = (true * batch["mask"][:, None].astype(jnp.int32)).T @ pred
+        attention = {name: amap[:num_attention] for name, amap in aux.get("attention", {}).items()}
+        return confusion, attention
+
+    return eval_step
+
+
+def params_fingerprint(params) -> str:
+    """sha256 of the float32 parameters, concatenated in tree order."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree.leaves(params):
+        digest.update(np.ascontiguousarray(np.asarray(leaf, dtype=np.float32)).tobytes())
+    return digest.hexdigest()
