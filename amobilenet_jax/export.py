@@ -416,7 +416,7 @@ def parse_args(argv: list[str] | None = None):
         description="Writes a trained MobileNetV1 / A-MobileNet as an ONNX file (BatchNorm folded, dynamic batch).",
     )
     which = parser.add_argument_group("model (default: the shipped FERPlus model)")
-    which.add_argument("--workdir", help="a run directory (its weights.msgpack, else its newest checkpoint)")
+    which.add_argument("--workdir", help="a run directory (its weights.msgpack, which a finished run writes)")
     which.add_argument("--weights", help="a weights file with its config.json beside it")
     parser.add_argument("--out", required=True, help="the .onnx file to write")
     return parser.parse_args(argv)

@@ -132,7 +132,7 @@ def parse_args(argv=None):
     )
     parser.add_argument("inputs", nargs="+", help="image files and folders (searched recursively)")
     parser.add_argument("--out", required=True, help="folder for the per-face images and attention_grid.png")
-    parser.add_argument("--workdir", help="a run directory (its weights.msgpack, else its newest checkpoint)")
+    parser.add_argument("--workdir", help="a run directory (its weights.msgpack, which a finished run writes)")
     parser.add_argument("--weights", help="a weights file with its config.json beside it")
     parser.add_argument("--min_face", type=int, default=40, help="smallest face side kept, in pixels")
     parser.add_argument("--detect_width", type=int, default=640, help="images are shrunk to this width to find faces")

@@ -1,0 +1,63 @@
+"""``python -m amobilenet_jax.predict``: the command line."""
+
+from __future__ import annotations
+
+import argparse
+
+from amobilenet_jax.predict.pipeline import PHOTO_DETECT_WIDTH, VIDEO_DETECT_WIDTH, run
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(
+        prog="python -m amobilenet_jax.predict",
+        description="Facial expressions of every face in images, folders, videos or a camera (one JSON line per face).",
+    )
+    parser.add_argument("inputs", nargs="*", help="image files, folders (searched recursively) and video files")
+    which = parser.add_argument_group("model (default: the shipped FERPlus model)")
+    which.add_argument("--workdir", help="a run directory (its weights.msgpack, which a finished run writes)")
+    which.add_argument("--weights", help="a weights file with its config.json beside it")
+    which.add_argument("--onnx", help="an ONNX file written by amobilenet_jax.export, run on ONNX Runtime")
+    parser.add_argument("--camera", type=int, default=None, metavar="N", help="read camera N until Ctrl-C")
+    parser.add_argument("--csv", help="also write the records to this CSV file")
+    parser.add_argument("--out", help="write annotated images and videos into this folder")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="look at every Nth video frame")
+    parser.add_argument("--batch_frames", type=int, default=16, help="frames classified together in one call")
+    parser.add_argument("--min_face", type=int, default=40, help="smallest face side kept, in pixels")
+    parser.add_argument(
+        "--detect_width",
+        type=int,
+        default=0,
+        help=f"shrink frames to this width to find faces "
+        f"(default {PHOTO_DETECT_WIDTH} for photos, {VIDEO_DETECT_WIDTH} for video)",
+    )
+    parser.add_argument(
+        "--margin",
+        type=float,
+        default=0.0,
+        help="grow the face box by this much of its side (0 matches FER+ crops best)",
+    )
+    parser.add_argument("--playlist_dir", help="mood player: DIR/<expression>/ holds the tracks for each expression")
+    parser.add_argument(
+        "--mood_window_s", type=float, default=3.0, help="mood player: seconds the expression is averaged over"
+    )
+    parser.add_argument(
+        "--play", action="store_true", help="mood player: open each chosen track with the system's player"
+    )
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet_json", action="store_true", help=argparse.SUPPRESS)  # benchmarks: no stdout records
+    args = parser.parse_args(argv)
+    if not args.inputs and args.camera is None:
+        parser.error("name at least one image, folder or video, or --camera N")
+    if args.every < 1 or args.batch_frames < 1 or args.min_face < 1 or args.detect_width < 0:
+        parser.error("--every, --batch_frames and --min_face must be positive, --detect_width >= 0")
+    if args.margin < 0 or args.mood_window_s <= 0:
+        parser.error("--margin must be >= 0 and --mood_window_s > 0")
+    if args.play and not args.playlist_dir:
+        parser.error("--play needs --playlist_dir")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    from amobilenet_jax.inference import command_main
+
+    command_main("predict", parse_args, run, argv)

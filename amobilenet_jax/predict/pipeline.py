@@ -1,0 +1,216 @@
+"""predict's pipeline: frames in, faces found, cropped and classified in batches, records out."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from amobilenet_jax.predict.media import Frame, expand_inputs, is_video, open_video, read_image, video_frames
+from amobilenet_jax.predict.mood import MoodPlayer
+from amobilenet_jax.predict.sinks import (
+    CsvSink,
+    VideoSink,
+    annotate,
+    error_record,
+    face_record,
+    no_face_record,
+    write_atomic_image,
+)
+
+# Face detection time grows with the pixels searched: video frames are searched at a width
+# that keeps a 640x480 stream above real time on 2 cores (experiments/use/predict_speed_cpu.json),
+# photos at one that keeps the faces of a group photo.
+PHOTO_DETECT_WIDTH, VIDEO_DETECT_WIDTH = 640, 320
+
+
+class Predictor:
+    """Detects, crops and classifies the faces of batches of frames; emits the records."""
+
+    def __init__(self, model, detector, margin: float, emit, csv_sink=None, mood=None):
+        self.model, self.detector, self.margin = model, detector, margin
+        self.emit_record = emit
+        self.csv = csv_sink
+        self.mood = mood
+        self.frames = self.faces = 0
+
+    def emit(self, record: dict) -> None:
+        self.emit_record(record)
+        if self.csv is not None:
+            self.csv.write(record)
+
+    def run_batch(self, frames: list[Frame]) -> list[list[dict]]:
+        """Records per frame, in order; all faces of the batch go through the model in one call."""
+        from amobilenet_jax import faces as faces_lib
+
+        found = [self.detector.detect(f.rgb) for f in frames]
+        crops = [
+            faces_lib.crop(f.rgb, face.box, self.model.native_shape, self.margin)
+            for f, fs in zip(frames, found)
+            for face in fs
+        ]
+        probabilities = self.model.probabilities(np.stack(crops)) if crops else np.zeros((0, 0))
+        out, k = [], 0
+        for frame, faces in zip(frames, found):
+            records = []
+            for i, face in enumerate(faces):
+                records.append(face_record(frame, i, face, probabilities[k], self.model.class_names))
+                k += 1
+            for record in records or [no_face_record(frame)]:
+                self.emit(record)
+            if self.mood is not None and frame.time_s is not None:
+                self.mood.update(frame.time_s, [probabilities[k - len(faces) + i] for i in range(len(faces))])
+            self.frames += 1
+            self.faces += len(faces)
+            out.append(records)
+        return out
+
+
+def _progress(total: int | None, unit: str, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=not enabled, mininterval=0.5, dynamic_ncols=True)
+
+
+def run(args) -> int:
+    """Runs predict; returns the exit status (1 when nothing could be read)."""
+    from amobilenet_jax import faces as faces_lib
+
+    started = time.perf_counter()
+    model = load(args)
+    detector = faces_lib.FaceDetector(min_face=args.min_face, detect_width=args.detect_width)
+    if hasattr(model, "warm_up"):
+        model.warm_up((1,) if args.camera is not None and not args.inputs else (1, min(args.batch_frames, 16)))
+    print(
+        f"predict: model {model.source} ({len(model.class_names)} classes: {', '.join(model.class_names)}); "
+        f"faces by OpenCV's Haar cascade, cropped with margin {args.margin} "
+        f"to {model.native_shape[0]}x{model.native_shape[1]}; "
+        f"ready in {time.perf_counter() - started:.1f} s",
+        file=sys.stderr,
+        flush=True,
+    )
+    emit = (lambda r: print(json.dumps(r), flush=True)) if not args.quiet_json else (lambda r: None)
+    csv_sink = CsvSink(args.csv, model.class_names) if args.csv else None
+    mood = (
+        MoodPlayer(args.playlist_dir, model.class_names, args.mood_window_s, args.play, emit)
+        if args.playlist_dir
+        else None
+    )
+    predictor = Predictor(model, detector, args.margin, emit, csv_sink, mood)
+    failures = 0
+    start = time.perf_counter()
+    completed = False
+    try:
+        files = expand_inputs(args.inputs)
+        images = [(p, key) for p, key in files if not is_video(p)]
+        videos = [(p, key) for p, key in files if is_video(p)]
+        if images:
+            failures += _run_images(predictor, images, args)
+        for path, key in videos:
+            failures += _run_video(predictor, path, key, args, camera=False)
+        if args.camera is not None:
+            failures += _run_video(predictor, args.camera, f"camera{args.camera}", args, camera=True)
+        completed = True
+    except KeyboardInterrupt:
+        completed = args.camera is not None  # stopping the camera is the normal end
+        if not completed:
+            raise
+    finally:
+        if csv_sink is not None:
+            csv_sink.close(keep=completed)
+    elapsed = time.perf_counter() - start
+    rate = predictor.frames / elapsed if elapsed > 0 else 0.0
+    print(
+        f"predict: {predictor.frames} images/frames, {predictor.faces} faces, {failures} unreadable, "
+        f"{elapsed:.1f} s ({rate:.1f} frames/s)"
+        + (f"; table in {args.csv}" if args.csv else "")
+        + (f"; annotated copies in {args.out}" if args.out else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+    return 1 if predictor.frames == 0 else 0  # unreadable inputs printed their own lines
+
+
+def _run_images(predictor: Predictor, images: list[tuple[str, str]], args) -> int:
+    predictor.detector.detect_width = args.detect_width or PHOTO_DETECT_WIDTH
+    failures = 0
+    bar = _progress(len(images), "img", len(images) > 1 and not args.no_progress)
+    batch: list[Frame] = []
+
+    def flush():
+        for frame, records in zip(batch, predictor.run_batch(batch)):
+            if args.out:
+                write_atomic_image(os.path.join(args.out, frame.out_key), annotate(frame.rgb, records))
+        bar.update(len(batch))
+        batch.clear()
+
+    for path, key in images:
+        try:
+            rgb = read_image(path)
+        except ValueError as e:
+            predictor.emit(error_record(path, str(e)))
+            failures += 1
+            bar.update(1)
+            continue
+        batch.append(Frame(path, None, None, rgb, key))
+        if len(batch) >= args.batch_frames:
+            flush()
+    if batch:
+        flush()
+    bar.close()
+    return failures
+
+
+def _run_video(predictor: Predictor, source, key: str, args, camera: bool) -> int:
+    predictor.detector.detect_width = args.detect_width or VIDEO_DETECT_WIDTH
+    name = f"camera:{source}" if camera else source
+    try:
+        capture, fps, count = open_video(source)
+    except ValueError as e:
+        predictor.emit(error_record(name, str(e)))
+        return 1
+    sink = None
+    total = -(-count // args.every) if count else None
+    bar = _progress(total, "frame", not args.no_progress)
+    done = False
+    try:
+        batch: list[Frame] = []
+        for frame in video_frames(capture, fps, name, key, args.every, camera):
+            if sink is None and args.out:
+                height, width = frame.rgb.shape[:2]
+                sink = VideoSink(os.path.join(args.out, key), fps / args.every, (width, height))
+            batch.append(frame)
+            if len(batch) >= (1 if camera else args.batch_frames):
+                _flush_video(predictor, batch, sink, bar)
+        if batch:
+            _flush_video(predictor, batch, sink, bar)
+        done = True
+    finally:
+        capture.release()
+        bar.close()
+        if sink is not None:
+            sink.close(keep=done)
+    return 0
+
+
+def _flush_video(predictor: Predictor, batch: list[Frame], sink, bar) -> None:
+    for frame, records in zip(batch, predictor.run_batch(batch)):
+        if sink is not None:
+            sink.write(annotate(frame.rgb, records))
+    bar.update(len(batch))
+    batch.clear()
+
+
+def load(args):
+    from amobilenet_jax import inference
+
+    if args.onnx:
+        if args.workdir or args.weights:
+            raise ValueError("give --onnx, or --workdir/--weights, not both")
+        from amobilenet_jax.export import OnnxModel
+
+        return OnnxModel(args.onnx)
+    return inference.load_model(workdir=args.workdir, weights=args.weights)
