@@ -31,9 +31,8 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, split: 
     try:
         if mngr.latest_step() is None:
             raise RunNotFoundError(f"{os.path.join(workdir, checkpoints.CHECKPOINT_DIR)}: no checkpoint to evaluate")
-        exp = Experiment(config)
-        split = split or exp.default_eval_split
-        exp.dataset.split(split)  # a missing split is an error before the model is built
+        exp = Experiment.for_evaluation(config, split)  # a missing split is an error before the model is built
+        split = exp.default_eval_split
         state, _ = checkpoints.restore_run(mngr, exp.init_state(), config)
         step = int(jax.device_get(state.step))
         print(f"evaluating {split} ({len(exp.dataset.split(split))} images) at step {step}", flush=True)
@@ -56,9 +55,8 @@ def _evaluate_weights(config: ml_collections.ConfigDict, workdir: str, path: str
     """``--mode eval`` of a shipped model: a weights file and its config.json, no checkpoint."""
     from amobilenet_jax import weights
 
-    exp = Experiment(config)
-    split = split or exp.default_eval_split
-    exp.dataset.split(split)
+    exp = Experiment.for_evaluation(config, split)
+    split = exp.default_eval_split
     state = weights.restore_into(exp.init_state(), path)
     print(f"evaluating {split} ({len(exp.dataset.split(split))} images) with {path}", flush=True)
     result = exp.evaluate(state, split, progress=True)

@@ -20,7 +20,7 @@ from jax.sharding import PartitionSpec as P
 
 from amobilenet_jax import checkpoints, evaluation, files, imagenet, weights
 from amobilenet_jax.config import flatten, num_train_steps
-from amobilenet_jax.data import Dataset, load_dataset
+from amobilenet_jax.data import Dataset, load_dataset, split_names
 from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
 from amobilenet_jax.models import build_model, count_params, forward_flops, model_kwargs
 from amobilenet_jax.periodic import Periodic
@@ -46,7 +46,9 @@ def process_rows(sharding: NamedSharding, batch_size: int) -> slice:
 class Experiment:
     """What a run needs, built once from a config: data on device, model, jitted steps."""
 
-    def __init__(self, config: ml_collections.ConfigDict, dataset: Dataset | None = None, devices=None):
+    def __init__(
+        self, config: ml_collections.ConfigDict, dataset: Dataset | None = None, devices=None, training: bool = True
+    ):
         self.config = config
         self.dataset = dataset if dataset is not None else load_dataset(config.data)
         self.num_classes = self.dataset.num_classes
@@ -60,19 +62,29 @@ class Experiment:
         if config.data.pipeline not in ("device", "grain"):
             raise ValueError(f"data.pipeline must be 'device' or 'grain', got {config.data.pipeline!r}")
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
-        train = self.dataset.split("train")
-        self.train_split = DeviceSplit(train, self.mesh) if config.data.pipeline == "device" else None
-        self.order = TrainOrder(config.seed, train.labels, config.train.batch_size, config.data.balance)
-        self.total_steps = num_train_steps(config, self.order.steps_per_epoch)
-        self.train_step = jax.jit(
-            make_train_step(config, self.total_steps), donate_argnums=0, out_shardings=self.replicated
-        )
+        if training:
+            train = self.dataset.split("train")
+            self.train_split = DeviceSplit(train, self.mesh) if config.data.pipeline == "device" else None
+            self.order = TrainOrder(config.seed, train.labels, config.train.batch_size, config.data.balance)
+            self.total_steps = num_train_steps(config, self.order.steps_per_epoch)
+            self.train_step = jax.jit(
+                make_train_step(config, self.total_steps), donate_argnums=0, out_shardings=self.replicated
+            )
+        else:  # evaluation only: the state's structure does not depend on the run's length
+            self.train_split, self.order, self.total_steps = None, None, 1
         self.eval_step = jax.jit(make_eval_step(config, self.num_classes), out_shardings=self.replicated)
         self._eval_splits: dict[str, DeviceSplit] = {}
-        # "auto": Valid where the data set has one (select on it), else Test (RAF-DB, synthetic).
-        self.default_eval_split = config.eval_split
-        if config.eval_split == "auto":
-            self.default_eval_split = "valid" if "valid" in self.dataset.splits else "test"
+        self.default_eval_split = resolve_eval_split(config.eval_split, list(self.dataset.splits))
+
+    @classmethod
+    def for_evaluation(cls, config: ml_collections.ConfigDict, split: str | None = None) -> Experiment:
+        """An experiment that evaluates ``split`` (default ``eval_split``) and reads no other split."""
+        split = split or config.eval_split
+        if split == "auto":
+            split = resolve_eval_split(split, split_names(config.data))
+        exp = cls(config, load_dataset(config.data, [split]), training=False)
+        exp.default_eval_split = split
+        return exp
 
     def train_batches(self, start_step: int, grain_state: dict | None = None):
         """Yields ``(step, batch)`` from ``start_step`` on, the batch sharded over the mesh."""
@@ -155,6 +167,13 @@ class Experiment:
             hi = amap.max(axis=(1, 2, 3), keepdims=True)
             shown[f"attention/{name}"] = evaluation.upsample((amap - lo) / np.maximum(hi - lo, 1e-6), size)
         return {k: np.repeat(v, 3, axis=-1) if v.shape[-1] == 1 else v for k, v in shown.items()}
+
+
+def resolve_eval_split(eval_split: str, split_names: list[str]) -> str:
+    """``auto``: Valid where the data set has one (select on it), else Test (RAF-DB, synthetic)."""
+    if eval_split != "auto":
+        return eval_split
+    return "valid" if "valid" in split_names else "test"
 
 
 PROGRESS_EVERY_S = 5.0  # a long evaluation prints how far it got this often

@@ -53,13 +53,20 @@ class Dataset:
         return self.splits[name]
 
 
-def _load_synthetic(data_config) -> Dataset:
+SYNTHETIC_SPLITS = ("train", "test")
+
+
+def _load_synthetic(data_config, splits=None) -> Dataset:
     from amobilenet_jax.data import synthetic
 
     # A fixed data seed: runs that differ in config.seed see the same faces.
     raw = synthetic.load_splits(data_config.num_train, data_config.num_test, seed=0, difficulty=data_config.difficulty)
-    splits = {name: Split(images, labels.astype(np.int32)) for name, (images, labels) in raw.items()}
-    return Dataset("synthetic", synthetic.CLASS_NAMES, splits)
+    wanted = list(raw) if splits is None else list(splits)
+    for name in wanted:
+        if name not in raw:
+            raise DataNotFoundError(f"data set 'synthetic' has no split {name!r}; it has {list(raw)}")
+    chosen = {name: Split(raw[name][0], raw[name][1].astype(np.int32)) for name in wanted}
+    return Dataset("synthetic", synthetic.CLASS_NAMES, chosen)
 
 
 def _default_cache_dir(name: str, data_dir: str) -> str:
@@ -72,7 +79,7 @@ def _default_cache_dir(name: str, data_dir: str) -> str:
     return os.path.join(os.path.expanduser("~"), ".cache", "amobilenet_jax", "tfds", name)
 
 
-def _load_real(data_config) -> Dataset:
+def _load_real(data_config, splits=None) -> Dataset:
     """FERPlus, RAF-DB or FER2013: prepared once into ArrayRecord by TFDS, then read back.
 
     ``data.on_error`` says what a bad image or row does (see ``tfds_builders.prepare``).
@@ -87,6 +94,7 @@ def _load_real(data_config) -> Dataset:
         data_config.dir,
         data_config.label_mode,
         cache_dir=cache_dir,
+        splits=splits,
         on_error=getattr(data_config, "on_error", "raise"),  # a config.json from before the field
     )
 
@@ -118,12 +126,25 @@ def native_shape(name: str) -> tuple[int, int, int]:
     return NATIVE_SHAPES[name]
 
 
-def load_dataset(data_config) -> Dataset:
-    """Loads the data set named by ``data_config.name`` into host memory.
+def split_names(data_config) -> list[str]:
+    """The splits the data set has, without preparing or reading its images."""
+    _check_name(data_config.name)
+    if data_config.name == "synthetic":
+        return list(SYNTHETIC_SPLITS)
+    if not data_config.dir:
+        raise ConfigError(f"data.dir must point at the {data_config.name} data (e.g. --config.data.dir=/data/ferplus)")
+    from amobilenet_jax.data import tfds_builders
+
+    return tfds_builders.split_names(data_config.name, data_config.dir)
+
+
+def load_dataset(data_config, splits=None) -> Dataset:
+    """Loads the data set named by ``data_config.name`` into host memory: every split, or only
+    ``splits`` (those alone are prepared and read: evaluation needs no training split).
 
     Data errors are ``errors.DataError`` / ``DataNotFoundError``, one line naming the file
     and row; ``data.on_error="skip"`` skips bad images and rows instead and lists them in
     ``Dataset.skipped`` (the synthetic set has none).
     """
     _check_name(data_config.name)
-    return LOADERS[data_config.name](data_config)
+    return LOADERS[data_config.name](data_config, splits)

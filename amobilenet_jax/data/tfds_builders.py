@@ -126,6 +126,7 @@ class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     SPLIT_ORDER: tuple[str, ...] = ()
     DESCRIPTION = ""
     _bad: BadItems | None = None  # set by _builder(); see `bad`
+    _only: tuple[str, ...] | None = None  # set by prepare(): the splits to prepare (None: all present)
 
     @property
     def bad(self) -> BadItems:
@@ -202,6 +203,9 @@ class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         if not splits:
             instructions = bad_items.one_line(self.MANUAL_DOWNLOAD_INSTRUCTIONS)
             raise DataNotFoundError(f"{source_dir}: no {self.name} split found. {instructions}")
+        if self._only is not None:
+            _check_splits(self.name, source_dir, self._only, splits, "present")
+            splits = [split for split in splits if split in self._only]
         return {split: self._generate_examples(source_dir, split) for split in splits}
 
     def _generate_examples(self, source_dir: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -455,7 +459,9 @@ def _remove_stale_incomplete(builder: _ManualBuilder, older_than_s: float = STAL
             continue
 
 
-def prepare(name: str, data_dir: str, cache_dir: str | None = None, on_error: str = "raise") -> str:
+def prepare(
+    name: str, data_dir: str, cache_dir: str | None = None, on_error: str = "raise", splits: Sequence[str] | None = None
+) -> str:
     """Writes the ArrayRecord form of data set ``name`` unless it is already there.
 
     Args:
@@ -464,6 +470,7 @@ def prepare(name: str, data_dir: str, cache_dir: str | None = None, on_error: st
       cache_dir: where prepared data sets live; default ``<data_dir>/.tfds``.
       on_error: ``"raise"``: a bad image or row raises; ``"skip"``: it is left out and listed in
         the copy's ``skipped.json`` (see the module docstring).
+      splits: prepare only these (``--mode eval`` of one split); None: every split present.
 
     Returns:
       The prepared directory, ``<cache_dir>/<name>/<version>``.
@@ -473,24 +480,36 @@ def prepare(name: str, data_dir: str, cache_dir: str | None = None, on_error: st
         prepared. Also for a copy that skipped items when ``on_error="raise"``.
 
     A prepared copy is reused as is (a directory listing or a small label file is read, no image),
-    except when ``data_dir`` now holds a split it lacks (e.g. FER2013Test added later): then it is
-    rebuilt. One cache_dir holds one copy per data set name and version, whatever its data_dir.
+    except when it lacks a split asked for, or (asked for every split) one that ``data_dir`` now
+    holds (e.g. FER2013Test added later, or the training split after an evaluation prepared only
+    the test split): then it is rebuilt with the splits it had and those. One cache_dir holds one
+    copy per data set name and version, whatever its data_dir.
     """
     bad_items.check_on_error(on_error)
     builder = _builder(name, data_dir, cache_dir, on_error)
+    builder._only = None if splits is None else tuple(splits)
     mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
     if _is_prepared(builder):
-        present = builder.source_splits_if_cheap(data_dir)
-        if present is None or set(present) <= set(builder.info.splits.keys()):
+        prepared = set(builder.info.splits.keys())
+        if splits is not None:
+            wanted = set(splits)
+        else:
+            wanted = builder.source_splits_if_cheap(data_dir)
+            if wanted is None and "train" not in prepared:  # a partial copy: worth a full look
+                wanted = builder.source_splits(data_dir)
+        if wanted is None or set(wanted) <= prepared:
             _check_reusable(os.fspath(builder.data_path), on_error)
             return os.fspath(builder.data_path)
         logging.warning(
             "%s: %s has splits %s, prepared copy only %s: rebuilding",
             name,
             data_dir,
-            present,
-            list(builder.info.splits.keys()),
+            sorted(wanted),
+            sorted(prepared),
         )
+        if splits is not None:  # keep what the copy had, where the data still has it
+            present = builder.source_splits(data_dir)
+            builder._only = tuple(s for s in builder.SPLIT_ORDER if s in (prepared & set(present)) | set(splits))
         # TFDS deletes the old copy first, then builds in a temp dir and renames: a failure
         # leaves nothing prepared rather than a copy that silently lacks a split.
         mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
@@ -575,6 +594,9 @@ def load_prepared(
 ) -> Dataset:
     """Prepares ``name`` if needed, then reads splits (default: all prepared) into host memory.
 
+    Given ``splits``, only those are prepared and read: a directory that holds only a test
+    split evaluates a model.
+
     Same contents as the reader's ``load()``, row for row: for FERPlus ``label_mode`` applies to
     train while valid/test always get majority labels (what evaluation uses); ``label_mode`` is
     ignored for the other data sets, which have one label per image. ``on_error`` as in
@@ -591,7 +613,7 @@ def load_prepared(
     if splits is not None and not _is_prepared(builder):
         # Before preparing: a split that is not there should not cost a preparation of the others.
         _check_splits(name, data_dir, splits, builder.source_splits(data_dir), "present")
-    prepared_dir = prepare(name, data_dir, cache_dir, on_error)
+    prepared_dir = prepare(name, data_dir, cache_dir, on_error, splits)
     builder = _builder(name, data_dir, cache_dir, on_error)
     available = [split for split in builder.SPLIT_ORDER if split in builder.info.splits]
     wanted = available if splits is None else list(splits)
@@ -607,6 +629,15 @@ def load_prepared(
     skipped = read_skipped(prepared_dir)
     bad_items.report(name, skipped)
     return Dataset(name, tuple(reader.CLASS_NAMES), out, skipped=skipped, source=data_dir)
+
+
+def split_names(name: str, data_dir: str) -> list[str]:
+    """The splits present in ``data_dir``'s official layout, without preparing anything."""
+    if name not in BUILDERS:
+        raise ConfigError(f"no prepared form for data set {name!r}; choose one of {sorted(BUILDERS)}")
+    if not os.path.exists(data_dir):
+        raise DataNotFoundError(f"{data_dir}: {name} data directory not found")
+    return BUILDERS[name].source_splits(data_dir)
 
 
 def _check_splits(name: str, data_dir: str, wanted: Sequence[str], available: Sequence[str], how: str) -> None:
