@@ -62,7 +62,7 @@ def _bench(*args):
 
 
 def test_recipe_benchmark_flags_stem_stride_and_augment():
-    """experiments/recipe_speed.sh: the CPU recipe's stem stride, and the step with its augmentation."""
+    """experiments/ferplus_cpu/recipe_speed.sh: the CPU recipe's stem stride, and the step with its augmentation."""
     step = _bench("--mode=train", "--stem_stride=1", "--augment", *SMALL)
     assert step["stem_stride"] == 1 and step["augment"] is True and step["images_per_s"] > 0
     stem1 = _bench("--mode=infer", "--stem_stride=1", *SMALL)

@@ -23,13 +23,13 @@ import numpy as np
 import onnx
 import pytest
 
-from amobilenet_jax import checkpoints, export, inference
+from amobilenet_jax import export, files, inference
 from amobilenet_jax import weights as weights_lib
 from amobilenet_jax.config import base_config
 from amobilenet_jax.data import class_names
+from amobilenet_jax.data.augment import prepare_images
 from amobilenet_jax.errors import CheckpointError, ConfigError, RunNotFoundError
 from amobilenet_jax.models import build_model
-from amobilenet_jax.train import prepare_images
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATOL = 1e-4
@@ -146,7 +146,7 @@ def test_shift_form_matches_too(small):
 
 @pytest.fixture(scope="module")
 def shipped():
-    model = inference.load_model()  # experiments/ferplus_cpu/amobilenet_48px_stem1_dist_17ep
+    model = inference.load_model()  # amobilenet_jax/assets/ferplus_amobilenet
     return model, export.OnnxModel(export.to_onnx(model).SerializeToString())
 
 

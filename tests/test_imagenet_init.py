@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from amobilenet_jax import imagenet, weights
+from amobilenet_jax import imagenet, ship, weights
 from amobilenet_jax.config import base_config, validate
 from amobilenet_jax.errors import CheckpointError, ConfigError
 from amobilenet_jax.models import build_model
@@ -317,7 +317,7 @@ def test_fresh_run_initialises_the_backbone_and_a_resumed_run_keeps_its_checkpoi
     with open(os.path.join(workdir, "config.json")) as f:
         assert json.load(f)["model"]["init_from"] == keras["out"]
     # The checkpoint of step 1: one Adam step (at most the learning rate per value) from the ImageNet values.
-    config, state = weights.restore_run_state(workdir)
+    config, state = ship.restore_run_state(workdir)
     lr = config.optimizer.learning_rate
     stem = np.asarray(state.params["stem"]["conv"]["kernel"])
     h5_stem = keras_value(keras["layers"], "conv1", "kernel")
@@ -330,7 +330,7 @@ def test_fresh_run_initialises_the_backbone_and_a_resumed_run_keeps_its_checkpoi
     assert "resuming from checkpoint at step 1" in again.stdout and "initialised" not in again.stdout
     with open(os.path.join(workdir, "results.json")) as f:
         resumed = json.load(f)
-    from amobilenet_jax.train import params_fingerprint
+    from amobilenet_jax.steps import params_fingerprint
 
     assert resumed["params_fingerprint"] == params_fingerprint(state.params)
 

@@ -8,17 +8,11 @@ import numpy as np
 import pytest
 
 from amobilenet_jax.config import base_config
-from amobilenet_jax.models import MODELS, build_model, layers, model_kwargs
+from amobilenet_jax.kernels import DEPTHWISE_FNS, conv_dense_dot, depthwise
+from amobilenet_jax.kernels.depthwise import depthwise_conv_shift, depthwise_conv_xla
+from amobilenet_jax.models import MODELS, build_model, model_kwargs
 from amobilenet_jax.models.cbam import CBAM
-from amobilenet_jax.models.layers import (
-    ACTIVATIONS,
-    DEPTHWISE_FNS,
-    ConvBN,
-    DepthwiseConv,
-    conv_dense_dot,
-    depthwise_conv_shift,
-    depthwise_conv_xla,
-)
+from amobilenet_jax.models.layers import ACTIVATIONS, ConvBN, DepthwiseConv
 
 
 def _param_count(name: str, **overrides) -> int:
@@ -181,7 +175,7 @@ def test_depthwise_kernel_gradient_chunks_the_batch(monkeypatch):
 
     whole = kernel_grad()
     # 9*9*4 floats per image; a 700-byte budget forces chunks of 2 images.
-    monkeypatch.setattr(layers, "_DK_CHUNK_BYTES", 700)
+    monkeypatch.setattr(depthwise, "_DK_CHUNK_BYTES", 700)
     np.testing.assert_allclose(kernel_grad(), whole, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(
         whole, jax.grad(lambda k: jnp.sum(depthwise_conv_xla(x, k, 2) ** 2))(kernel), rtol=1e-4, atol=1e-4

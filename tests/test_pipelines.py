@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from amobilenet_jax import train
+from amobilenet_jax import evaluate, train
 from amobilenet_jax.data import augment, grain_pipeline
 from tests.conftest import load_config
 from tests.fixtures import write_ferplus_folders, write_rafdb
@@ -109,7 +109,7 @@ def test_paper_recipe_runlocal_on_fixture_data(name, tmp_path):
     assert result["final_step"] == 4
     if name == "ferplus":  # the held-out split by name, as --mode eval --config.eval_split=test does
         cfg.eval_split = "test"
-        evaluated = train.evaluate_checkpoint(cfg, workdir)
+        evaluated = evaluate.evaluate_checkpoint(cfg, workdir)
         assert evaluated["split"] == "test" and os.path.exists(os.path.join(workdir, "eval_test.json"))
         with open(os.path.join(workdir, "eval_test.json")) as f:
             assert json.load(f)["num_examples"] == evaluated["num_examples"] > 0

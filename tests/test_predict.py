@@ -18,7 +18,8 @@ from tests.conftest import REPO
 pytest.importorskip("cv2")
 pytest.importorskip("skimage")
 
-from amobilenet_jax import faces, inference, predict  # noqa: E402
+from amobilenet_jax import faces, files, inference, predict, steps  # noqa: E402
+from amobilenet_jax.data import augment
 
 SHIPPED = os.path.isfile(os.path.join(inference.SHIPPED_MODEL, "weights.msgpack"))
 needs_shipped = pytest.mark.skipif(not SHIPPED, reason="the shipped FERPlus model is not in this checkout")
@@ -194,21 +195,23 @@ def test_the_crop_is_the_stored_image_format():
 
 
 def test_prediction_preprocesses_with_the_training_function(monkeypatch, tiny_config, tmp_path):
-    """Model.logits resizes and normalises through train.prepare_images, the function evaluation uses."""
-    from amobilenet_jax import checkpoints, train, weights
+    """Model.logits resizes and normalises through augment.prepare_images, the function evaluation uses."""
+    from amobilenet_jax import weights
+
+    assert steps.prepare_images is augment.prepare_images  # the eval step's own
 
     config = tiny_config.copy_and_resolve_references()
-    state = train.state_without_data(config)
+    state = steps.state_without_data(config)
     weights.save(str(tmp_path / "weights.msgpack"), state.params, state.batch_stats)
     files.write_json_atomic(str(tmp_path / "config.json"), json.loads(config.to_json()))
     seen = []
-    real = train.prepare_images
+    real = augment.prepare_images
 
     def recording(images, config, rng=None):
         seen.append(images.shape)
         return real(images, config, rng)
 
-    monkeypatch.setattr(train, "prepare_images", recording)
+    monkeypatch.setattr(augment, "prepare_images", recording)
     model = inference.load_model(weights=str(tmp_path / "weights.msgpack"))
     faces_in = np.full((2, *model.native_shape), 128, np.uint8)
     logits = model.logits(faces_in)
@@ -249,11 +252,11 @@ def test_mood_player_smooths_and_cycles_tracks(tmp_path):
 @pytest.fixture(scope="module")
 def tiny_model(tiny_config, tmp_path_factory):
     """A run directory holding a small random A-MobileNet as weights.msgpack + config.json."""
-    from amobilenet_jax import checkpoints, train, weights
+    from amobilenet_jax import weights
 
     run = tmp_path_factory.mktemp("tiny_run")
     config = tiny_config.copy_and_resolve_references()
-    state = train.state_without_data(config)
+    state = steps.state_without_data(config)
     weights.save(str(run / "weights.msgpack"), state.params, state.batch_stats)
     files.write_json_atomic(str(run / "config.json"), json.loads(config.to_json()))
     return run

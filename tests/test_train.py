@@ -10,8 +10,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from amobilenet_jax import losses, train
-from amobilenet_jax.config import num_train_steps
+from amobilenet_jax import evaluate, losses, steps, train
+from amobilenet_jax.config import config_differences, num_train_steps
+from amobilenet_jax.data.augment import prepare_images
 from amobilenet_jax.errors import CheckpointError
 from tests.tb_events import tags
 
@@ -24,7 +25,7 @@ def experiment(tiny_config):
 def test_learning_rate_is_keras_time_decay(tiny_config):
     cfg = tiny_config.copy_and_resolve_references()
     cfg.optimizer.learning_rate, cfg.optimizer.decay = 1e-4, 1e-5
-    schedule = train.learning_rate_schedule(cfg)
+    schedule = steps.learning_rate_schedule(cfg)
     assert float(schedule(0)) == pytest.approx(1e-4)
     assert float(schedule(100_000)) == pytest.approx(1e-4 / 2)
 
@@ -32,12 +33,12 @@ def test_learning_rate_is_keras_time_decay(tiny_config):
 def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_config):
     cfg = tiny_config.copy_and_resolve_references()
     cfg.optimizer.schedule, cfg.optimizer.warmup_steps = "cosine", 10
-    factor = train.learning_rate_factor(cfg, total_steps=110)
+    factor = steps.learning_rate_factor(cfg, total_steps=110)
     assert [float(factor(s)) for s in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
     assert float(factor(60)) == pytest.approx(0.5, abs=1e-6)  # half way through the cosine
     assert float(factor(110)) == pytest.approx(0.0, abs=1e-7)
     # The optimizer applies it: Adam's normalised step on a constant gradient is ~lr_t.
-    tx = train.make_optimizer(cfg, total_steps=110)
+    tx = steps.make_optimizer(cfg, total_steps=110)
     params = {"w": jnp.zeros(2)}
     opt_state = tx.init(params)
     sizes = []
@@ -46,19 +47,18 @@ def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_config):
         sizes.append(-float(updates["w"][0]))
     assert sizes[0] == pytest.approx(0.1, rel=1e-3) and sizes[60] == pytest.approx(0.5, rel=1e-3)
     with pytest.raises(ValueError, match="total number of steps"):
-        train.learning_rate_factor(cfg)
+        steps.learning_rate_factor(cfg)
 
 
 def test_cosine_runs_may_not_change_their_length_on_resume(tiny_config):
-    from amobilenet_jax import checkpoints
 
     saved = json.loads(tiny_config.to_json())
     longer = tiny_config.copy_and_resolve_references()
     longer.train.num_epochs = 5
-    assert checkpoints.config_differences(saved, json.loads(longer.to_json())) == []  # Keras decay: free
+    assert config_differences(saved, json.loads(longer.to_json())) == []  # Keras decay: free
     saved["optimizer"]["schedule"] = "cosine"
     longer.optimizer.schedule = "cosine"
-    assert checkpoints.config_differences(saved, json.loads(longer.to_json())) == ["train.num_epochs (2 -> 5)"]
+    assert config_differences(saved, json.loads(longer.to_json())) == ["train.num_epochs (2 -> 5)"]
 
 
 def test_eval_flip_makes_predictions_mirror_invariant(experiment, tiny_config):
@@ -77,7 +77,7 @@ def test_eval_flip_makes_predictions_mirror_invariant(experiment, tiny_config):
     flip_cfg = tiny_config.copy_and_resolve_references()
     flip_cfg.eval_flip = True
     for cfg, invariant in ((tiny_config, False), (flip_cfg, True)):
-        eval_step = train.make_eval_step(cfg, experiment.num_classes)
+        eval_step = steps.make_eval_step(cfg, experiment.num_classes)
         same = np.array_equal(eval_step(state, batch)[0], eval_step(state, mirrored)[0])
         assert same == invariant
 
@@ -92,7 +92,7 @@ def test_one_train_step_matches_the_paper_equations(experiment, tiny_config):
     @jax.jit
     def reference(state, batch):
         augment_key, dropout_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
-        images = train._prepare(batch["image"], cfg, augment_key)
+        images = prepare_images(batch["image"], cfg, augment_key)
         variables = {"params": state.params, "batch_stats": state.batch_stats}
         (logits, aux), _ = state.apply_fn(
             variables, images, train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"]
@@ -132,7 +132,7 @@ def test_train_step_is_a_pure_function_of_state_and_batch(experiment):
     batch = experiment.train_split.batch(experiment.order.indices(3))
     first, _ = experiment.train_step(experiment.init_state(), batch)
     second, _ = experiment.train_step(experiment.init_state(), batch)
-    assert train.params_fingerprint(first.params) == train.params_fingerprint(second.params)
+    assert steps.params_fingerprint(first.params) == steps.params_fingerprint(second.params)
     np.testing.assert_array_equal(first.centers, second.centers)
 
 
@@ -257,7 +257,7 @@ def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(finished_run, tiny
 
 def test_evaluate_checkpoint(finished_run, tiny_config):
     workdir, result = finished_run
-    evaluated = train.evaluate_checkpoint(tiny_config, workdir)
+    evaluated = evaluate.evaluate_checkpoint(tiny_config, workdir)
     assert evaluated["accuracy"] == pytest.approx(result["accuracy"])
     assert evaluated["step"] == result["final_step"]
     assert os.path.exists(os.path.join(workdir, "eval_test.json"))
@@ -266,8 +266,8 @@ def test_evaluate_checkpoint(finished_run, tiny_config):
 def test_params_fingerprint_is_order_and_value_sensitive():
     a = {"a": jnp.ones(3), "b": jnp.zeros(2)}
     b = {"a": jnp.ones(3), "b": jnp.zeros(2).at[0].set(1e-7)}
-    assert train.params_fingerprint(a) == train.params_fingerprint(jax.device_get(a))
-    assert train.params_fingerprint(a) != train.params_fingerprint(b)
+    assert steps.params_fingerprint(a) == steps.params_fingerprint(jax.device_get(a))
+    assert steps.params_fingerprint(a) != steps.params_fingerprint(b)
 
 
 def test_oversampling_balances_each_epoch():

@@ -16,7 +16,7 @@ from tests.conftest import REPO
 pytest.importorskip("cv2")
 pytest.importorskip("skimage")
 
-from amobilenet_jax import inference, visualize  # noqa: E402
+from amobilenet_jax import files, inference, steps, visualize  # noqa: E402
 
 
 @pytest.mark.skipif(
@@ -57,12 +57,12 @@ def test_overlay_puts_the_maps_peak_where_it_is():
 
 
 def test_a_model_without_cbam_is_a_clear_error(tiny_config, tmp_path):
-    from amobilenet_jax import checkpoints, train, weights
+    from amobilenet_jax import weights
 
     config = tiny_config.copy_and_resolve_references()
     config.model.name = "mobilenet_v1"
     config.model.cbam = False
-    state = train.state_without_data(config)
+    state = steps.state_without_data(config)
     weights.save(str(tmp_path / "weights.msgpack"), state.params, state.batch_stats)
     files.write_json_atomic(str(tmp_path / "config.json"), json.loads(config.to_json()))
     args = visualize.parse_args(["x.png", "--out", str(tmp_path / "o"), "--weights", str(tmp_path / "weights.msgpack")])

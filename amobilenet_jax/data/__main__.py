@@ -20,8 +20,8 @@ import time
 import numpy as np
 from absl import app, flags, logging
 
-from amobilenet_jax.data import Dataset
 from amobilenet_jax.data.bad_items import ON_ERROR
+from amobilenet_jax.data.dataset import Dataset
 from amobilenet_jax.errors import UserError
 
 FLAGS = flags.FLAGS

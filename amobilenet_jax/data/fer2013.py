@@ -22,8 +22,9 @@ from typing import NamedTuple
 
 import numpy as np
 
-from amobilenet_jax.data import Dataset, Split, bad_items
+from amobilenet_jax.data import bad_items
 from amobilenet_jax.data.bad_items import BadItems
+from amobilenet_jax.data.dataset import Dataset, Split
 from amobilenet_jax.errors import DataError, DataNotFoundError
 
 CLASS_NAMES = ("anger", "disgust", "fear", "happiness", "sadness", "surprise", "neutral")  # emotion 0..6

@@ -28,8 +28,9 @@ from collections.abc import Iterator
 import numpy as np
 from PIL import Image
 
-from amobilenet_jax.data import Dataset, Split, bad_items, fer2013
+from amobilenet_jax.data import bad_items, fer2013
 from amobilenet_jax.data.bad_items import ITEM_ERRORS, BadItems
+from amobilenet_jax.data.dataset import Dataset, Split
 from amobilenet_jax.errors import ConfigError, DataError, DataNotFoundError
 
 CLASS_NAMES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import grain
 import numpy as np
 
-from amobilenet_jax.data import Split
+from amobilenet_jax.data.dataset import Split
 from amobilenet_jax.data.pipeline import TrainOrder
 
 

@@ -13,7 +13,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from amobilenet_jax.data import Split
+from amobilenet_jax.data.dataset import Split
 
 
 def make_mesh(devices=None) -> Mesh:

@@ -16,8 +16,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from amobilenet_jax.data import Dataset, Split, bad_items
+from amobilenet_jax.data import bad_items
 from amobilenet_jax.data.bad_items import ITEM_ERRORS, BadItems
+from amobilenet_jax.data.dataset import Dataset, Split
 from amobilenet_jax.data.ferplus import read_image
 from amobilenet_jax.errors import DataError, DataNotFoundError
 

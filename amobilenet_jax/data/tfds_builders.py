@@ -56,8 +56,9 @@ from absl import logging
 from etils import epath
 from tensorflow_datasets.proto import tf_example_pb2
 
-from amobilenet_jax.data import Dataset, Split, bad_items
+from amobilenet_jax.data import bad_items
 from amobilenet_jax.data.bad_items import BadItems
+from amobilenet_jax.data.dataset import Dataset, Split
 from amobilenet_jax.errors import ConfigError, DataError, DataNotFoundError, UserError
 
 VERSION = "1.0.0"

@@ -1,4 +1,4 @@
-"""The compiled depthwise kernel gradient (models/cpu_kernels.py) against XLA's, and how it fails."""
+"""The compiled depthwise kernel gradient (kernels/cpu_kernels.py) against XLA's, and how it fails."""
 
 import ctypes
 import os
@@ -12,7 +12,8 @@ import jaxlib
 import numpy as np
 import pytest
 
-from amobilenet_jax.models import _ffi_numba, cpu_kernels, layers
+from amobilenet_jax.kernels import _ffi_numba, cpu_kernels, depthwise
+from amobilenet_jax.kernels.windows import pad_same
 from amobilenet_jax.models.mobilenet_v3 import V3_SMALL_BLOCKS, MobileNetV3Small
 
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
@@ -66,16 +67,16 @@ def test_kernel_grad_matches_xla(shape, k, stride):
     out_hw = [(s + 2 * (k // 2) - k) // stride + 1 for s in shape[1:3]]
     dy = jax.random.normal(jax.random.PRNGKey(1), (shape[0], *out_hw, shape[3]))
     got = jax.jit(cpu_kernels.kernel_grad, static_argnums=(2, 3))(x, dy, k, stride)
-    want = layers._kernel_grad(x, dy, k, stride)
+    want = depthwise._kernel_grad(x, dy, k, stride)
     assert got.shape == (k, k, 1, shape[3]) and got.dtype == jnp.float32
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
-    # the same from an input that already carries its padding, as layers.py passes it
-    xp = layers._pad_same(x, k)
+    # the same from an input that already carries its padding, as depthwise.py passes it
+    xp = pad_same(x, k)
     got_padded = jax.jit(cpu_kernels.kernel_grad, static_argnums=(2, 3, 4))(xp, dy, k, stride, True)
     np.testing.assert_allclose(got_padded, want, rtol=1e-5, atol=1e-5)
-    np.testing.assert_allclose(layers._kernel_grad(xp, dy, k, stride, padded=True), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(depthwise._kernel_grad(xp, dy, k, stride, padded=True), want, rtol=1e-5, atol=1e-5)
     # and the grouped convolution's own kernel gradient
-    _, vjp = jax.vjp(lambda kern: layers.depthwise_conv_xla(x, kern, stride), jnp.zeros((k, k, 1, shape[3])))
+    _, vjp = jax.vjp(lambda kern: depthwise.depthwise_conv_xla(x, kern, stride), jnp.zeros((k, k, 1, shape[3])))
     np.testing.assert_allclose(got, vjp(dy)[0], rtol=1e-4, atol=1e-4)
 
 
@@ -86,7 +87,7 @@ def test_kernel_grad_under_vmap():
     dys = jax.random.normal(jax.random.PRNGKey(3), (3, 2, 6, 6, 8))
     got = jax.jit(jax.vmap(lambda x, dy: cpu_kernels.kernel_grad(x, dy, 3, 1)))(xs, dys)
     for m in range(3):
-        np.testing.assert_allclose(got[m], layers._kernel_grad(xs[m], dys[m], 3, 1), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(got[m], depthwise._kernel_grad(xs[m], dys[m], 3, 1), rtol=1e-5, atol=1e-5)
 
 
 @needs_kernel
@@ -119,14 +120,14 @@ def test_shift_ffi_falls_back_for_bfloat16():
     def kernel_grad(fn):
         return jax.grad(lambda k: jnp.sum(fn(x, k, 1).astype(jnp.float32) ** 2))(kernel)
 
-    compiled, plain = kernel_grad(layers.depthwise_conv_shift_ffi), kernel_grad(layers.depthwise_conv_shift)
+    compiled, plain = kernel_grad(depthwise.depthwise_conv_shift_ffi), kernel_grad(depthwise.depthwise_conv_shift)
     np.testing.assert_array_equal(compiled, plain)
 
 
 @needs_kernel
 def test_auto_uses_it_on_one_cpu_device():
     assert jax.device_count() == 1
-    assert layers.resolve_depthwise_impl("auto") == "shift_ffi"
+    assert depthwise.resolve_depthwise_impl("auto") == "shift_ffi"
 
 
 # --- the self-check runs per (kernel size, stride), for the pairs a model uses ---------------
@@ -187,7 +188,7 @@ def test_a_pair_that_fails_its_check_keeps_xla_while_the_others_keep_the_compile
         return jax.grad(lambda kern: jnp.sum(fn(x, kern, 2) ** 2))(kernel)
 
     np.testing.assert_array_equal(
-        kernel_grad(layers.depthwise_conv_shift_ffi), kernel_grad(layers.depthwise_conv_shift)
+        kernel_grad(depthwise.depthwise_conv_shift_ffi), kernel_grad(depthwise.depthwise_conv_shift)
     )
 
 
@@ -233,7 +234,7 @@ def test_an_unexpected_frame_fills_the_output_with_nan_and_warns(name, frame_cou
 def test_the_expected_frame_counts_nothing(frame_counters):
     before = cpu_kernels.bad_frame_count()
     out = _call(OUT, X, DY, PARAMS)
-    np.testing.assert_allclose(out, layers._kernel_grad(X, DY, 3, 1).reshape(9, 8))
+    np.testing.assert_allclose(out, depthwise._kernel_grad(X, DY, 3, 1).reshape(9, 8))
     assert cpu_kernels.bad_frame_count() == before
     assert cpu_kernels.check_frames() == 0
 

@@ -1,0 +1,77 @@
+"""The package's layout: three floors (pyproject.toml's import-linter contracts), no import
+circle, and a use floor that never loads the training stack."""
+
+import json
+import os
+import subprocess
+import sys
+
+import grimp
+
+from tests.conftest import REPO
+
+
+def test_the_import_contracts_hold():
+    lint = os.path.join(os.path.dirname(sys.executable), "lint-imports")
+    done = subprocess.run([lint], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+    assert "Contracts: 2 kept, 0 broken." in done.stdout
+
+
+def circles(imports: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan's algorithm)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(module):
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        on_stack.add(module)
+        for other in sorted(imports[module]):
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in on_stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            component = []
+            while True:
+                other = stack.pop()
+                on_stack.discard(other)
+                component.append(other)
+                if other == module:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for module in sorted(imports):
+        if module not in index:
+            visit(module)
+    return found
+
+
+def test_circles_finds_a_circle_and_only_circles():
+    assert circles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_module_imports_in_a_circle():
+    """Function-level imports count: grimp reads every import statement of every module."""
+    graph = grimp.build_graph("amobilenet_jax")
+    imports = {m: graph.find_modules_directly_imported_by(m) & graph.modules for m in graph.modules}
+    assert circles(imports) == []
+
+
+def test_predicting_loads_neither_optax_nor_orbax(python):
+    """A photo in, an expression out: the use floor's modules, imported, leave the training stack unloaded."""
+    code = (
+        "import json, sys\n"
+        "import amobilenet_jax.predict, amobilenet_jax.export, amobilenet_jax.visualize, amobilenet_jax.inference\n"
+        "from amobilenet_jax.predict import pipeline\n"
+        "loaded = sorted({m.split('.')[0] for m in sys.modules if m.split('.')[0] in ('optax', 'orbax', 'clu')}"
+        " | {m for m in sys.modules if m in ('amobilenet_jax.train', 'amobilenet_jax.steps', "
+        "'amobilenet_jax.checkpoints')})\n"
+        "print(json.dumps(loaded))\n"
+    )
+    done = subprocess.run([python, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == []
