@@ -35,3 +35,13 @@ def tiny_config():
 @pytest.fixture(scope="session")
 def python():
     return sys.executable
+
+
+@pytest.fixture(scope="session")
+def finished_run(tiny_config, tmp_path_factory):
+    """``(workdir, results)`` of the tiny quickstart run trained to its end (16 steps), shared by
+    every test that reads a finished run; a test that changes a run copies it first."""
+    from amobilenet_jax import train
+
+    workdir = str(tmp_path_factory.mktemp("finished_run"))
+    return workdir, train.train_and_evaluate(tiny_config, workdir)

@@ -23,7 +23,7 @@ import numpy as np
 import onnx
 import pytest
 
-from amobilenet_jax import export, files, inference
+from amobilenet_jax import export, inference
 from amobilenet_jax import weights as weights_lib
 from amobilenet_jax.config import base_config
 from amobilenet_jax.data import class_names
@@ -258,22 +258,3 @@ def test_bfloat16_run_exports_in_float32(tmp_path):
     summary = export.export(None, weights, str(tmp_path / "bf16.onnx"), faces=4)
     assert summary["max_abs_logit_diff"] <= ATOL
     assert export.OnnxModel(str(tmp_path / "bf16.onnx")).config.model.dtype == "bfloat16"
-
-
-def test_write_atomic_leaves_nothing_on_failure(tmp_path, monkeypatch):
-    target = tmp_path / "model.onnx"
-    target.write_bytes(b"old")
-
-    def fail(src, dst):
-        raise OSError("disk full")
-
-    monkeypatch.setattr(os, "replace", fail)
-    with pytest.raises(OSError, match="disk full"):
-        files.write_atomic(str(target), b"new" * 1000)
-    assert os.listdir(tmp_path) == ["model.onnx"] and target.read_bytes() == b"old"
-    monkeypatch.undo()
-    files.write_atomic(str(target), b"new")
-    assert os.listdir(tmp_path) == ["model.onnx"] and target.read_bytes() == b"new"
-    umask = os.umask(0)
-    os.umask(umask)
-    assert target.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it, not mkstemp's 0600

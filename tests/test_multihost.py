@@ -1,10 +1,10 @@
-"""Multi-host data parallelism: 2 processes on localhost (jax.distributed, CPU collectives).
-
-Each process owns 2 fake CPU devices, so the mesh spans 4 devices on 2 hosts. Both
-pipelines are trained for two steps: the device pipeline (every host holds the
-split and gathers the global batch) and Grain (each host builds only its own rows,
-assembled with ``make_array_from_process_local_data``). Both processes must end with
-the same parameters, equal to a 1-process run on one device.
+"""Data parallelism on several devices and hosts: 2 processes on localhost (jax.distributed,
+CPU collectives), each owning 2 fake CPU devices, so the batch is split over a mesh of 4
+devices on 2 hosts. Both pipelines are trained for two steps: the device pipeline (every host
+holds the split and gathers the global batch) and Grain (each host builds only its own rows,
+assembled with ``make_array_from_process_local_data``). Both processes must end with the same
+parameters, equal to a run on one device (in the test's own process). One multi-process chain
+covers what a single process with 4 devices would: the same mesh, sharding and collectives.
 """
 
 import json
@@ -17,46 +17,57 @@ import numpy as np
 
 from tests.conftest import CACHE, REPO
 
+
+def two_steps(config_spec: str) -> dict:
+    """Two train steps of each pipeline on every device of this process's mesh, as JSON-able results."""
+    import jax
+    import numpy as np
+
+    from amobilenet_jax import train
+    from amobilenet_jax.config import load_config_file
+
+    results = {}
+    for pipeline in ("device", "grain"):
+        config = load_config_file(config_spec)
+        # Adam's first steps move every parameter by +-lr whatever its gradient's size, so a
+        # parameter whose true gradient is zero (a BN shift that the next BN removes) moves by
+        # the sign of rounding noise. A large eps makes the update a smooth function of the
+        # gradient, so equal gradients give equal parameters and the comparison is meaningful.
+        config.optimizer.eps = 1e-3
+        config.data.pipeline = pipeline
+        config.data.grain_workers = 0
+        exp = train.Experiment(config)
+        state = exp.init_state()
+        steps = 0
+        for step, batch in exp.train_batches(0):
+            if step == 2:
+                break
+            assert batch["image"].shape[0] == config.train.batch_size  # the global batch
+            state, metrics = exp.train_step(state, batch)
+            steps += 1
+        leaves = jax.tree.leaves((state.params, state.batch_stats, state.centers))
+        results[pipeline] = {
+            "leaves": [np.asarray(x.addressable_data(0), np.float64).ravel().tolist() for x in leaves],
+            "loss": float(np.asarray(metrics.compute()["loss"])),
+            "devices": len(exp.mesh.devices.ravel()),
+            "batch_size": config.train.batch_size,
+            "local_rows": sorted(s.index[0].start or 0 for s in batch["image"].addressable_shards),
+            "steps": steps,
+        }
+    return results
+
+
 SCRIPT = r"""
 import json, sys
 import jax
-import numpy as np
 cache, config_spec, num_processes, process_id, port, out = sys.argv[1:7]
-num_processes, process_id = int(num_processes), int(process_id)
-if num_processes > 1:
-    jax.distributed.initialize(f"localhost:{port}", num_processes=num_processes, process_id=process_id)
+jax.distributed.initialize(f"localhost:{port}", num_processes=int(num_processes), process_id=int(process_id))
 jax.config.update("jax_compilation_cache_dir", cache)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-from amobilenet_jax import train
-from amobilenet_jax.config import load_config_file
-
-assert jax.process_count() == num_processes
-results = {}
-for pipeline in ("device", "grain"):
-    config = load_config_file(config_spec)
-    config.optimizer.eps = 1e-3  # see test_multidevice.py: makes equal gradients give equal updates
-    config.data.pipeline = pipeline
-    config.data.grain_workers = 0
-    exp = train.Experiment(config)
-    state = exp.init_state()
-    steps = 0
-    for step, batch in exp.train_batches(0):
-        if step == 2:
-            break
-        assert batch["image"].shape[0] == config.train.batch_size  # the global batch
-        state, metrics = exp.train_step(state, batch)
-        steps += 1
-    leaves = jax.tree.leaves((state.params, state.batch_stats, state.centers))
-    results[pipeline] = {
-        "leaves": [np.asarray(x.addressable_data(0), np.float64).ravel().tolist() for x in leaves],
-        "loss": float(np.asarray(metrics.compute()["loss"])),
-        "devices": len(exp.mesh.devices.ravel()),
-        "batch_size": config.train.batch_size,
-        "local_rows": sorted(s.index[0].start or 0 for s in batch["image"].addressable_shards),
-        "steps": steps,
-    }
+assert jax.process_count() == int(num_processes)
+from tests.test_multihost import two_steps
 with open(out, "w") as f:
-    json.dump(results, f)
+    json.dump(two_steps(config_spec), f)
 """
 
 
@@ -103,7 +114,7 @@ def _run(tmp_path, num_processes: int, devices_per_process: int) -> list[dict]:
 
 
 def test_two_processes_match_one_process(tmp_path):
-    (single,) = _run(tmp_path, 1, 1)
+    single = two_steps(os.path.join(REPO, "configs", "quickstart.py") + ":tiny")  # one device, here
     hosts = _run(tmp_path, 2, 2)
     for pipeline in ("device", "grain"):
         ref = single[pipeline]

@@ -58,7 +58,8 @@ def test_expansion_and_names():
 
 @pytest.mark.parametrize("name", ["ablation_cbam", "ablation_linear_dw", "ablation_lambda", "baselines"])
 def test_shipped_studies_expand(name):
-    for variant, seeds in ((None, 3), ("synthetic", 2), ("cpu", 2)):
+    converged_seeds = 2 if name == "baselines" else 3
+    for variant, seeds in ((None, 3), ("synthetic", 2), ("cpu", 2), ("converged", converged_seeds)):
         spec = os.path.join(REPO, "configs", f"{name}.py") + (f":{variant}" if variant else "")
         config = load_config_file(spec)
         points = sweep.load_sweep(spec)
@@ -69,6 +70,50 @@ def test_shipped_studies_expand(name):
         if variant == "cpu":  # real FERPlus, sized for minutes a point on a 2-core CPU
             assert (config.data.image_size, config.train.num_epochs, config.data.label_mode) == (48, 4, "distribution")
             assert config.model.stem_stride is None  # the architecture's own: 2 for A-MobileNet
+        if variant == "converged":  # the CPU recipe at stem stride 2, to a flat Valid curve
+            assert (config.train.num_epochs, config.model.stem_stride, config.optimizer.schedule) == (
+                24,
+                None,
+                "cosine",
+            )
+            assert [p["seed"] for p in points[: len(points) // seeds]] == [0] * (len(points) // seeds)  # seeds last
+
+
+def test_converged_studies_run_the_papers_model_once_per_seed():
+    """The four :converged studies name 27 points; sharing a points directory, they are 21 runs."""
+    runs: list[dict] = []
+    named = 0
+    for name in ("ablation_cbam", "ablation_linear_dw", "ablation_lambda", "baselines"):
+        spec = os.path.join(REPO, "configs", f"{name}.py:converged")
+        config = load_config_file(spec)
+        for point in sweep.load_sweep(spec):
+            named += 1
+            current = json.loads(sweep.apply_overrides(config, point).to_json())
+            if not any(sweep.same_experiment(seen, current) for seen in runs):
+                runs.append(current)
+    assert (named, len(runs)) == (27, 21)
+
+
+def test_same_experiment_reads_a_model_default_as_its_value(tiny_config):
+    saved = json.loads(tiny_config.to_json())
+    explicit = tiny_config.copy_and_resolve_references()
+    explicit.model.cbam, explicit.model.linear_depthwise = True, True  # A-MobileNet's own defaults
+    assert saved["model"]["cbam"] is None and sweep.same_experiment(saved, json.loads(explicit.to_json()))
+    explicit.model.cbam = False
+    assert not sweep.same_experiment(saved, json.loads(explicit.to_json()))
+    longer = tiny_config.copy_and_resolve_references()
+    longer.train.num_epochs = 3  # may resume (Keras decay), but reports another result: another point
+    assert not sweep.same_experiment(saved, json.loads(longer.to_json()))
+    logged = tiny_config.copy_and_resolve_references()
+    logged.train.log_every_steps, logged.data.cache_dir = 1, "/elsewhere"
+    assert sweep.same_experiment(saved, json.loads(logged.to_json()))
+
+
+def test_vectorize_auto_is_off_on_cpu_only():
+    assert sweep.resolve_vectorize("auto", "cpu") is False and sweep.resolve_vectorize("auto", "gpu") is True
+    assert sweep.resolve_vectorize("false", "gpu") is False and sweep.resolve_vectorize("true", "cpu") is True
+    with pytest.raises(ValueError, match="--vectorize"):
+        sweep.resolve_vectorize("maybe", "cpu")
 
 
 def test_study_runs_skips_and_tabulates(study):
@@ -119,6 +164,41 @@ def test_main_list_table_and_sweep_index(study):
     )  # fmt: skip
     assert table.returncode == 0, table.stderr[-2000:]
     assert "center_weight=0.0" in table.stdout
+
+
+# The same two runs as STUDY's lambda-0.1 points, named by another study's overrides.
+OTHER_STUDY = STUDY.replace(
+    'product({{"loss.center_weight": [0.0, 0.1]}})',
+    'product({{"loss.center_weight": [0.1], "loss.center_update_rate": [0.5], "model.cbam": [True]}})',
+)
+
+
+def test_studies_sharing_points_dir_reuse_each_others_runs(study, tmp_path):
+    """--points_dir: a study whose points are another study's runs (the same experiment under other
+    names: A-MobileNet's CBAM is on by default) trains nothing and tabulates those runs."""
+    spec, points_dir = study
+    assert OTHER_STUDY != STUDY
+    sweep.run_sweep(load_config_file(spec), sweep.load_sweep(spec), points_dir, vectorize=False)  # as the test above
+    other = tmp_path / "other.py"
+    other.write_text(OTHER_STUDY.format(repo=REPO))
+    before = sorted(os.listdir(points_dir))
+    workdir = str(tmp_path / "other")
+    args = ["--config", str(other), "--workdir", workdir, "--points_dir", points_dir, "--vectorize=false"]
+    done = subprocess.run(
+        [sys.executable, "-m", "amobilenet_jax.main", *args], cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("finished, skipped") == 2 and "step " not in done.stdout
+    assert sorted(os.listdir(points_dir)) == before  # no new run
+    assert sorted(os.listdir(workdir)) == ["ablation.csv", "ablation.md", "ablation.png", "ablation.tex"]
+    accuracies = []
+    for seed in (0, 1):
+        with open(os.path.join(points_dir, f"center_weight=0.1,seed={seed}", "results.json")) as f:
+            accuracies.append(100 * json.load(f)["accuracy"])
+    with open(os.path.join(workdir, "ablation.csv")) as f:
+        (row,) = list(csv.DictReader(f))
+    assert row["run"] == "center_weight=0.1,center_update_rate=0.5,cbam=True" and row["seeds"] == "2"
+    assert 100 * float(row["accuracy_mean"]) == pytest.approx(sum(accuracies) / 2)
 
 
 def test_baselines_table_carries_the_papers_numbers():

@@ -29,7 +29,7 @@ import sys
 import numpy as np
 
 # Byte offsets and constants the handler uses, from xla/ffi/api/c_api.h (LP64).
-# tests/test_cpu_kernels.py checks every one against the installed jaxlib's header
+# tests/test_kernels.py checks every one against the installed jaxlib's header
 # with a C compiler. All structs start {size_t struct_size; XLA_FFI_Extension_Base*}.
 _FRAME_MIN_SIZE = 168  # XLA_FFI_CallFrame_STRUCT_SIZE (through `attrs`)
 _FRAME_EXTENSION = 8  # XLA_FFI_CallFrame.extension_start

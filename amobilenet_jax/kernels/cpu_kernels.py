@@ -84,7 +84,7 @@ def available() -> bool:
         warnings.warn(
             f"compiled depthwise kernel gradient not used: it reads XLA's FFI call frame at offsets checked on "
             f"jaxlib {low} to {high}, and this is jaxlib {jaxlib.__version__} (to extend the range, run "
-            "tests/test_cpu_kernels.py against it); using XLA's",
+            "tests/test_kernels.py against it); using XLA's",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -113,3 +113,30 @@ def test_paper_recipe_runlocal_on_fixture_data(name, tmp_path):
         assert evaluated["split"] == "test" and os.path.exists(os.path.join(workdir, "eval_test.json"))
         with open(os.path.join(workdir, "eval_test.json")) as f:
             assert json.load(f)["num_examples"] == evaluated["num_examples"] > 0
+
+
+def test_data_order_is_a_pure_function_of_seed_and_step(experiment):
+    order = experiment.order
+    fresh = type(order)(order.seed, order.labels, order.batch_size, order.balance)
+    for step in (0, 5, order.steps_per_epoch, 3 * order.steps_per_epoch + 1):
+        np.testing.assert_array_equal(order.indices(step), fresh.indices(step))
+    epoch0 = np.concatenate([order.indices(s) for s in range(order.steps_per_epoch)])
+    assert len(np.unique(epoch0)) == len(epoch0)  # no repeats within an epoch
+    assert not np.array_equal(order.indices(0), order.indices(order.steps_per_epoch))
+
+
+def test_oversampling_balances_each_epoch():
+    from amobilenet_jax.data.pipeline import TrainOrder
+
+    labels = np.array([0] * 50 + [1] * 10 + [2] * 3)
+    order = TrainOrder(seed=3, labels=labels, batch_size=10, balance="oversample")
+    assert order.epoch_size == 150 and order.steps_per_epoch == 15
+    epoch = np.concatenate([order.indices(s) for s in range(order.steps_per_epoch)])
+    np.testing.assert_array_equal(np.bincount(labels[epoch]), [50, 50, 50])
+    # Every example of every class is used; the majority class exactly once.
+    assert set(epoch.tolist()) == set(range(len(labels)))
+    assert len(np.unique(epoch[labels[epoch] == 0])) == 50
+    again = TrainOrder(seed=3, labels=labels, batch_size=10, balance="oversample")
+    np.testing.assert_array_equal(again.indices(16), order.indices(16))
+    with pytest.raises(ValueError, match="data.balance"):
+        TrainOrder(seed=3, labels=labels, batch_size=10, balance="undersample")

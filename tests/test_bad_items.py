@@ -27,7 +27,7 @@ from PIL import Image
 from amobilenet_jax.data import fer2013, ferplus, load_dataset, rafdb, tfds_builders
 from amobilenet_jax.errors import DataError, DataNotFoundError
 from tests import fixtures
-from tests.test_prepare import assert_same_dataset
+from tests.test_tfds_builders import assert_same_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 READERS = {"ferplus": ferplus.load, "rafdb": rafdb.load, "fer2013": fer2013.load}

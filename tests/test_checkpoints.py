@@ -1,0 +1,58 @@
+"""Checkpoints (amobilenet_jax/checkpoints.py): another experiment's checkpoint is refused, an
+unreadable newest one is moved aside for the previous one, and none readable is an error, never
+a fresh start."""
+
+import os
+import re
+import shutil
+
+import pytest
+
+from amobilenet_jax import train
+from amobilenet_jax.errors import CheckpointError
+
+
+def test_checkpoint_from_another_config_is_refused(finished_run, tiny_config):
+    workdir, _ = finished_run
+    other = tiny_config.copy_and_resolve_references()
+    other.loss.center_weight = 0.5
+    with open(os.path.join(workdir, "config.json")) as f:
+        config_before = f.read()
+    with pytest.raises(CheckpointError, match=r"another experiment: loss.center_weight \(0.01 -> 0.5\)"):
+        train.train_and_evaluate(other, workdir)
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert f.read() == config_before
+
+
+def _garble(step_dir: str) -> None:
+    for root, _, files in os.walk(os.path.join(step_dir, "state")):
+        for name in files:
+            with open(os.path.join(root, name), "wb") as f:
+                f.write(b"garbage")
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(finished_run, tiny_config, tmp_path):
+    workdir, result = finished_run
+    broken = str(tmp_path / "broken")
+    shutil.copytree(workdir, broken)
+    os.remove(os.path.join(broken, "results.json"))
+    newest = os.path.join(broken, "checkpoints", str(result["final_step"]))
+    _garble(newest)
+    with pytest.warns(UserWarning, match=re.escape(newest) + r": unreadable checkpoint.*resuming from step 12"):
+        again = train.train_and_evaluate(tiny_config, broken)
+    assert again["resumed_from_step"] == 12
+    assert again["params_fingerprint"] == result["params_fingerprint"]  # the lost steps are retrained exactly
+    assert os.listdir(os.path.join(broken, "checkpoints.corrupt")) == [str(result["final_step"])]
+
+
+def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(finished_run, tiny_config, tmp_path):
+    workdir, result = finished_run
+    broken = str(tmp_path / "broken")
+    shutil.copytree(workdir, broken)
+    steps = sorted(os.listdir(os.path.join(broken, "checkpoints")))
+    for step in steps:
+        if step.isdigit():
+            _garble(os.path.join(broken, "checkpoints", step))
+    with pytest.raises(CheckpointError, match="no readable checkpoint.*step 16: cannot read its train state"):
+        train.train_and_evaluate(tiny_config, broken)
+    assert sorted(os.listdir(os.path.join(broken, "checkpoints"))) == steps  # nothing moved or deleted
