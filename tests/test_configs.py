@@ -48,32 +48,59 @@ def test_cpu_recipe_command_trains_on_ferplus_with_its_levers(ferplus, tmp_path)
     assert len(results["per_class_accuracy"]) == 8
 
 
-@pytest.mark.parametrize(
-    "spec,points,index,row",
-    [
-        ("configs/ablation_cbam.py:cpu", 4, 2, "cbam=True,cbam_blocks=4-6-11-13"),  # off / the paper's, 2 seeds
-        ("configs/ferplus_cpu.py:levers", 5, 1, "label_mode=majority"),  # the recipe, then one lever per point
-    ],
-)
-def test_cpu_study_point_and_table_from_the_command_line(ferplus, tmp_path, spec, points, index, row):
+def test_cpu_study_point_and_table_from_the_command_line(ferplus, tmp_path):
+    """A :cpu study as a cluster would run it: the list of point commands, one point, the table."""
     data, cache = ferplus
     workdir = str(tmp_path / "study")
     common = [
-        f"--config={spec}",
+        "--config=configs/ablation_cbam.py:cpu",
         f"--workdir={workdir}",
         f"--config.data.dir={data}",
         f"--config.data.cache_dir={cache}",
     ]
     listed = run_main(*common, "--mode=list")
     assert listed.returncode == 0, listed.stderr[-3000:]
-    assert len([line for line in listed.stdout.splitlines() if "--sweep_index" in line]) == points
-    proc = run_main(*common, f"--sweep_index={index}", "--config.train.num_steps=2", *SHRINK)
+    assert len([line for line in listed.stdout.splitlines() if "--sweep_index" in line]) == 4  # off / paper, 2 seeds
+    proc = run_main(*common, "--sweep_index=2", "--config.train.num_steps=2", *SHRINK)
     assert proc.returncode == 0, proc.stderr[-3000:]
     table = run_main(*common, "--mode=table")
     assert table.returncode == 0, table.stderr[-3000:]
     with open(os.path.join(workdir, "ablation.md")) as f:
         md = f.read()
-    assert f"| {row} |" in md and "valid accuracy" in md
+    assert "| cbam=True,cbam_blocks=4-6-11-13 |" in md and "valid accuracy" in md
+
+
+@pytest.mark.parametrize(
+    "spec,extra,point",
+    [
+        ("configs/ferplus_cpu.py:levers", [], "label_mode=majority,seed=0"),  # the recipe, then one lever a point
+        ("configs/ablation_lambda.py:converged", ["--points_dir=POINTS"], "center_weight=0.0,seed=0"),
+    ],
+)
+def test_study_variants_run_a_point_from_the_command_line(ferplus, tmp_path, spec, extra, point):
+    """The lever study and a :converged study (into a shared points directory): one point each."""
+    data, cache = ferplus
+    points_dir = str(tmp_path / "points")
+    extra = [arg.replace("POINTS", points_dir) for arg in extra]
+    workdir = str(tmp_path / "study")
+    proc = run_main(
+        f"--config={spec}",
+        f"--workdir={workdir}",
+        f"--config.data.dir={data}",
+        f"--config.data.cache_dir={cache}",
+        "--sweep_index=1",
+        "--config.train.num_steps=2",
+        *extra,
+        *SHRINK,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_dir = os.path.join(points_dir if extra else workdir, point)
+    with open(os.path.join(run_dir, "results.json")) as f:
+        assert json.load(f)["split"] == "valid"
+    if "converged" in spec:  # the recipe at stem stride 2 over 24 epochs (a cosine schedule)
+        with open(os.path.join(run_dir, "config.json")) as f:
+            config = json.load(f)
+        assert (config["train"]["num_epochs"], config["model"]["stem_stride"]) == (24, None)
 
 
 def test_recipe_lever_study_puts_back_one_lever_per_point():

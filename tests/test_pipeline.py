@@ -115,6 +115,11 @@ def test_paper_recipe_runlocal_on_fixture_data(name, tmp_path):
             assert json.load(f)["num_examples"] == evaluated["num_examples"] > 0
 
 
+@pytest.fixture(scope="module")
+def experiment(tiny_config):
+    return train.Experiment(tiny_config)
+
+
 def test_data_order_is_a_pure_function_of_seed_and_step(experiment):
     order = experiment.order
     fresh = type(order)(order.seed, order.labels, order.batch_size, order.balance)
