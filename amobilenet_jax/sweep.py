@@ -20,6 +20,7 @@ from typing import Any
 import ml_collections
 import numpy as np
 
+from amobilenet_jax import statistics
 from amobilenet_jax.config import validate
 from amobilenet_jax.errors import ConfigError, RunNotFoundError
 from amobilenet_jax.files import write_atomic
@@ -50,14 +51,28 @@ def seeds_first(points: list[dict[str, Any]], seeds: Sequence[int]) -> list[dict
     return [{**point, SEED_KEY: seed} for seed in seeds for point in points]
 
 
-def load_sweep(config_spec: str) -> list[dict[str, Any]] | None:
-    """The sweep a config file defines (``get_sweep(variant)``), or None if it has none
-    (no ``get_sweep``, or one that returns None for this variant: a single run)."""
-    path, _, variant = config_spec.partition(":")
+def _config_module(config_spec: str):
+    path = config_spec.partition(":")[0]
     spec = importlib.util.spec_from_file_location("_amobilenet_sweep_" + os.path.basename(path)[:-3], path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    points = module.get_sweep(variant or None) if hasattr(module, "get_sweep") else None
+    return module
+
+
+def load_reference(config_spec: str) -> dict[str, Any] | None:
+    """The overrides (without seed) of the study's row that is the paper's model: the config
+    file's ``get_reference(variant)``, or None when it names none (no comparison column)."""
+    module = _config_module(config_spec)
+    variant = config_spec.partition(":")[2] or None
+    return module.get_reference(variant) if hasattr(module, "get_reference") else None
+
+
+def load_sweep(config_spec: str) -> list[dict[str, Any]] | None:
+    """The sweep a config file defines (``get_sweep(variant)``), or None if it has none
+    (no ``get_sweep``, or one that returns None for this variant: a single run)."""
+    module = _config_module(config_spec)
+    variant = config_spec.partition(":")[2] or None
+    points = module.get_sweep(variant) if hasattr(module, "get_sweep") else None
     return None if points is None else [dict(point) for point in points]
 
 
@@ -209,8 +224,9 @@ def collect(dirs: list[str], points: list[dict[str, Any]]) -> list[dict[str, Any
         with open(path) as f:
             result = json.load(f)
         key = point_name(group_key(overrides)) or "base"
-        row = rows.setdefault(key, {"name": key, "overrides": group_key(overrides), "runs": []})
+        row = rows.setdefault(key, {"name": key, "overrides": group_key(overrides), "runs": [], "dirs": []})
         row["runs"].append({"seed": overrides.get(SEED_KEY), **result})
+        row["dirs"].append(run_dir)
     table = []
     for row in rows.values():
         runs = row.pop("runs")
@@ -228,6 +244,10 @@ def collect(dirs: list[str], points: list[dict[str, Any]]) -> list[dict[str, Any
                 "accuracy_mean": float(acc.mean()),
                 "accuracy_std": float(acc.std(ddof=1)) if len(acc) > 1 else 0.0,
                 "mean_class_accuracy": float(np.mean([r["mean_class_accuracy"] for r in runs])),
+                "mean_class_accuracy_std": float(np.std([r["mean_class_accuracy"] for r in runs], ddof=1))
+                if len(runs) > 1
+                else 0.0,
+                "seed_accuracy": statistics.seeds_table(runs),
                 "per_class_accuracy": per_class,
                 "params": runs[0]["params"],
                 "flops": runs[0]["flops"],
@@ -256,18 +276,25 @@ def _abbrev(names: list[str]) -> list[str]:
     return [n[:2].upper() for n in names]
 
 
+COMPARISON_HEADER = ["Δ vs paper's model (points, 95% CI)", "verdict"]
+
+
 def table_columns(table: list[dict[str, Any]], paper: bool) -> tuple[list[str], list[list[str]], list[dict]]:
     """Header, formatted cells and raw values (for CSV) of the ablation table."""
     classes = list(table[0]["per_class_accuracy"]) if table else []
+    compared = any(row.get("reference") for row in table)
     header = ["run", "accuracy (%)", "mean class acc (%)"] + _abbrev(classes)
     header += ["params", "MFLOPs", "train time (s)", "seeds"]
+    if compared:
+        header += COMPARISON_HEADER
     if paper:
         header += ["paper acc (%)", "paper params"]
     cells, raw = [], []
     for row in table:
         mark = " *" if row["best"] else ""
         acc = f"{100 * row['accuracy_mean']:.2f} ± {100 * row['accuracy_std']:.2f}{mark}"
-        line = [row["name"], acc, f"{100 * row['mean_class_accuracy']:.2f}"]
+        mca = f"{100 * row['mean_class_accuracy']:.2f} ± {100 * row.get('mean_class_accuracy_std', 0.0):.2f}"
+        line = [row["name"] + (" (paper's model)" if row.get("reference") else ""), acc, mca]
         line += [f"{100 * row['per_class_accuracy'][c]:.1f}" for c in classes]
         line += [f"{row['params']:,}", f"{row['flops'] / 1e6:,.1f}", f"{row['train_time_s']:.0f}", str(row["seeds"])]
         values = {
@@ -282,7 +309,21 @@ def table_columns(table: list[dict[str, Any]], paper: bool) -> tuple[list[str], 
             "seeds": row["seeds"],
             "best": row["best"],
             "split": row["split"],
+            "mean_class_accuracy_std": row.get("mean_class_accuracy_std", 0.0),
         }
+        if compared:
+            d = row.get("difference")
+            line += ["reference", "–"] if row.get("reference") else [statistics.describe(d), d.verdict if d else "–"]
+            values.update(
+                {
+                    "reference": bool(row.get("reference")),
+                    "diff_vs_reference": d.mean if d else None,
+                    "diff_low": d.low if d else None,
+                    "diff_high": d.high if d else None,
+                    "comparison_test": d.test if d else None,
+                    "verdict": ("reference" if row.get("reference") else d.verdict if d else None),
+                }
+            )
         if paper:
             reported = PAPER_RESULTS.get(row["dataset"], {}).get(row["model"])
             line += [f"{reported[0]:.2f}", reported[1]] if reported else ["–", "–"]
@@ -292,10 +333,22 @@ def table_columns(table: list[dict[str, Any]], paper: bool) -> tuple[list[str], 
     return header, cells, raw
 
 
+COMPARISON_NOTE = (
+    "Δ is the row's accuracy minus the paper's model's, in points, with a 95% confidence interval: a paired t "
+    "interval over the seeds both rows ran (a seed fixes the data order, the augmentation and dropout randomness "
+    "and, for equal shapes, the initialisation), Welch's interval where they share none. The verdict reads the "
+    "paper's claim that its model is more accurate: holds (the interval is below 0), does not hold (above 0), "
+    "or cannot tell at this many seeds (it contains 0)."
+)
+
+
 def render_markdown(header, cells, caption: str) -> str:
     lines = [f"{caption}\n", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
-    return "\n".join(lines) + "\n\n`*` marks the best mean accuracy. Accuracy is mean ± std over seeds.\n"
+    note = "`*` marks the best mean accuracy. Accuracy and mean per-class accuracy are mean ± std over seeds."
+    if COMPARISON_HEADER[0] in header:
+        note += " " + COMPARISON_NOTE
+    return "\n".join(lines) + "\n\n" + note + "\n"
 
 
 def render_latex(header, cells, caption: str) -> str:
@@ -331,15 +384,33 @@ def render_csv(raw: list[dict]) -> str:
     return buf.getvalue()
 
 
+def compare_with(table: list[dict[str, Any]], reference: dict[str, Any] | None) -> None:
+    """Marks the row whose overrides are ``reference`` (the paper's model) and gives every other
+    row its ``difference`` to it (``statistics.compare``)."""
+    ref = next((row for row in table if reference is not None and row["overrides"] == reference), None)
+    for row in table:
+        row["reference"] = row is ref
+        if ref is not None and row is not ref:
+            row["difference"] = statistics.compare(row["seed_accuracy"], ref["seed_accuracy"])
+
+
 def write_tables(
-    workdir: str, points: list[dict[str, Any]], title: str, paper: bool = False, dirs: list[str] | None = None
+    workdir: str,
+    points: list[dict[str, Any]],
+    title: str,
+    paper: bool = False,
+    dirs: list[str] | None = None,
+    reference: dict[str, Any] | None = None,
 ) -> list[dict]:
-    """Writes ``workdir/ablation.{md,csv,tex}`` and ``ablation.png`` from the points' runs
-    (``dirs``, default ``workdir/<name>``); returns the table rows."""
+    """Writes ``workdir/ablation.{md,csv,tex}``, ``ablation.png`` (accuracy per row) and
+    ``curves.png`` (each row's Valid curve) from the points' runs (``dirs``, default
+    ``workdir/<name>``); with ``reference`` (the paper's model's overrides), each row's difference
+    to it with a 95% interval and a verdict. Returns the table rows."""
     dirs = dirs if dirs is not None else [os.path.join(workdir, point_name(p)) for p in points]
     table = collect(dirs, points)
     if not table:
         raise RunNotFoundError(f"{workdir}: no finished run of this sweep to tabulate")
+    compare_with(table, reference)
     os.makedirs(workdir, exist_ok=True)
     split = table[0]["split"]
     caption = f"{title}: {table[0]['dataset']} {split} accuracy"
@@ -348,7 +419,60 @@ def write_tables(
     write_atomic(os.path.join(workdir, "ablation.csv"), render_csv(raw))
     write_atomic(os.path.join(workdir, "ablation.tex"), render_latex(header, cells, caption))
     write_atomic(os.path.join(workdir, "ablation.png"), accuracy_figure(table, caption))
+    write_atomic(os.path.join(workdir, "curves.png"), curves_figure(table, f"{title}: {table[0]['dataset']} {split}"))
     return table
+
+
+def run_curve(run_dir: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(epochs, accuracy)`` of a run's evaluations: its ``curve.json`` (a harvested run) or
+    its TensorBoard events."""
+    path = os.path.join(run_dir, "curve.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            curve = json.load(f)
+        steps, accuracy = curve["step"], curve[f"{split}_accuracy"]
+    else:
+        from amobilenet_jax.summary_writer import read_scalars
+
+        scalars = read_scalars(run_dir).get(f"eval/{split}_accuracy", [])
+        steps, accuracy = [s for s, _ in scalars], [v for _, v in scalars]
+    with open(os.path.join(run_dir, "results.json")) as f:
+        final_step = json.load(f)["final_step"]
+    with open(os.path.join(run_dir, "config.json")) as f:
+        epochs = json.load(f)["train"].get("num_epochs")
+    scale = epochs / final_step if epochs and final_step else 1.0
+    return np.asarray(steps, np.float64) * scale, np.asarray(accuracy, np.float64)
+
+
+def curves_figure(table: list[dict], title: str) -> bytes:
+    """Each row's evaluation accuracy against epochs: mean over seeds, the band from the lowest to the highest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 4), dpi=100)
+    for i, row in enumerate(table):
+        curves = [run_curve(d, row["split"]) for d in row["dirs"]]
+        length = min(len(c[1]) for c in curves)
+        if length == 0:
+            continue
+        x = curves[0][0][:length]
+        ys = 100 * np.stack([c[1][:length] for c in curves])
+        label = row["name"] + (" (paper's model)" if row.get("reference") else "")
+        ax.plot(x, ys.mean(axis=0), marker=".", color=f"C{i}", label=f"{label} ({len(curves)} seeds)")
+        if len(curves) > 1:
+            ax.fill_between(x, ys.min(axis=0), ys.max(axis=0), color=f"C{i}", alpha=0.2)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
 
 
 def accuracy_figure(table: list[dict], title: str) -> bytes:
@@ -425,7 +549,7 @@ def run(
     if mode == "train":
         run_sweep(config, points, workdir, sweep_index, resolve_vectorize(vectorize, jax.default_backend()), points_dir)
     if sweep_index is None:  # one array job does not tabulate the others
-        write_tables(workdir, points, title, bool(config.paper_table), dirs)
+        write_tables(workdir, points, title, bool(config.paper_table), dirs, load_reference(config_spec))
         with open(os.path.join(workdir, "ablation.md")) as f:
             print(f.read())
 

@@ -21,6 +21,11 @@ def get_config(variant=None):
     return study_config(variant, "configs/ablation_cbam.py")
 
 
+def get_reference(variant=None):
+    """The paper's model: every row is compared with it."""
+    return {"model.cbam": True} if variant == "converged" else {"model.cbam": True, "model.cbam_blocks": (4, 6, 11, 13)}
+
+
 def get_sweep(variant=None):
     points = [
         {"model.cbam": False},

@@ -24,6 +24,13 @@ def get_config(variant=None):
     return study_config(variant, "configs/ablation_lambda.py")
 
 
+def get_reference(variant=None):
+    """The paper's lambda (0.01, at alpha 0.5): every row is compared with it."""
+    if variant == "converged":
+        return {"loss.center_weight": 0.01}
+    return {"loss.center_weight": 0.01, "loss.center_update_rate": 0.5}
+
+
 def get_sweep(variant=None):
     if variant == "converged":
         return seeds_first([{"loss.center_weight": lam} for lam in CONVERGED_LAMBDAS], (0, 1, 2))

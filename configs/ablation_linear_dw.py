@@ -17,6 +17,11 @@ def get_config(variant=None):
     return study_config(variant, "configs/ablation_linear_dw.py")
 
 
+def get_reference(variant=None):
+    """The paper's model (a linear depthwise output): every row is compared with it."""
+    return {"model.linear_depthwise": True}
+
+
 def get_sweep(variant=None):
     points = product({"model.linear_depthwise": [True, False]})
     if variant == "converged":

@@ -22,6 +22,11 @@ def get_config(variant=None):
     return c
 
 
+def get_reference(variant=None):
+    """A-MobileNet: every baseline is compared with it."""
+    return {"model.name": "amobilenet"}
+
+
 def get_sweep(variant=None):
     if variant == "converged":  # two seeds: the paper's model shares them with the ablations' runs
         return seeds_first(product({"model.name": MODELS[::-1]}), (0, 1))

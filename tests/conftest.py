@@ -45,3 +45,26 @@ def finished_run(tiny_config, tmp_path_factory):
 
     workdir = str(tmp_path_factory.mktemp("finished_run"))
     return workdir, train.train_and_evaluate(tiny_config, workdir)
+
+
+# The modules that take longest, first: the workers (pytest-xdist, one module per worker at a
+# time) then end together instead of one running a long module alone at the end.
+LONGEST_FIRST = (
+    "test_multihost.py",
+    "test_vectorized.py",
+    "test_reliability.py",
+    "test_configs.py",
+    "test_sweep.py",
+    "test_bench.py",
+    "test_imagenet.py",
+    "test_pipeline.py",
+    "test_ship.py",
+)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    def rank(item):
+        name = os.path.basename(str(item.fspath))
+        return LONGEST_FIRST.index(name) if name in LONGEST_FIRST else len(LONGEST_FIRST)
+
+    items.sort(key=rank)  # stable: tests keep their order within a module

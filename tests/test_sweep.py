@@ -141,6 +141,20 @@ def test_study_runs_skips_and_tabulates(study):
     tex = open(os.path.join(workdir, "ablation.tex")).read()
     assert r"\toprule" in tex and r"\bottomrule" in tex and r"center\_weight=0.1" in tex
     assert os.path.getsize(os.path.join(workdir, "ablation.png")) > 1000
+    assert os.path.getsize(os.path.join(workdir, "curves.png")) > 1000  # each row's Valid curve
+
+    # Against a reference row (the paper's model): a paired interval over the two seeds, and a verdict.
+    table = sweep.write_tables(workdir, points, "study", reference={"loss.center_weight": 0.1})
+    other, ref = table
+    assert ref["reference"] and not other["reference"]
+    diffs = {seed: other["seed_accuracy"][seed] - ref["seed_accuracy"][seed] for seed in (0, 1)}
+    assert other["difference"].mean == pytest.approx(sum(diffs.values()) / 2)
+    assert other["difference"].test == "paired t" and other["difference"].seeds == 2
+    with open(os.path.join(workdir, "ablation.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [r["verdict"] for r in rows] == [other["difference"].verdict, "reference"]
+    md = open(os.path.join(workdir, "ablation.md")).read()
+    assert "| center_weight=0.1 (paper's model) |" in md and "paired t interval" in md
 
 
 def test_main_list_table_and_sweep_index(study):
@@ -190,7 +204,7 @@ def test_studies_sharing_points_dir_reuse_each_others_runs(study, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("finished, skipped") == 2 and "step " not in done.stdout
     assert sorted(os.listdir(points_dir)) == before  # no new run
-    assert sorted(os.listdir(workdir)) == ["ablation.csv", "ablation.md", "ablation.png", "ablation.tex"]
+    assert sorted(os.listdir(workdir)) == ["ablation.csv", "ablation.md", "ablation.png", "ablation.tex", "curves.png"]
     accuracies = []
     for seed in (0, 1):
         with open(os.path.join(points_dir, f"center_weight=0.1,seed={seed}", "results.json")) as f:
