@@ -464,10 +464,17 @@ def curves_figure(table: list[dict], title: str) -> bytes:
         if len(curves) > 1:
             ax.fill_between(x, ys.min(axis=0), ys.max(axis=0), color=f"C{i}", alpha=0.2)
     ax.set_xlabel("epoch")
+    ax.legend(fontsize=7)
+    return _finish_figure(fig, ax, title)
+
+
+def _finish_figure(fig, ax, title: str) -> bytes:
+    """The accuracy axis, title and grid of a study figure, as PNG bytes."""
+    import matplotlib.pyplot as plt
+
     ax.set_ylabel("accuracy (%)")
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -501,14 +508,7 @@ def accuracy_figure(table: list[dict], title: str) -> bytes:
         ax.set_xticks(range(len(table)), [row["name"] for row in table], rotation=30, ha="right", fontsize=8)
         lo = max(0.0, float(np.min(mean - std)) - 5)
         ax.set_ylim(lo, min(100.0, float(np.max(mean + std)) + 2))
-    ax.set_ylabel("accuracy (%)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
+    return _finish_figure(fig, ax, title)
 
 
 def run(
