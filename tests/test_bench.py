@@ -29,7 +29,9 @@ SMALL = ["--width=0.25", "--image_size=32", "--batch=4", "--steps=2", "--repeats
 
 @pytest.mark.parametrize("mode", ["train", "infer"])
 def test_model_benchmark_reports_the_peers_keys(mode):
-    result = _bench(f"--mode={mode}", *SMALL)
+    # The train step as the recipe measures it (test_recipe_benchmark_flags_stem_stride_and_augment): one run.
+    flags = ("--stem_stride=1", "--augment") if mode == "train" else ()
+    result = _bench(f"--mode={mode}", *flags, *SMALL)
     for key in ("images_per_s", "ms_per_step", "warmup_s", "spread", "compile_s", "device", "params"):
         assert key in result, key
     assert result["mode"] == mode and result["batch"] == 4 and result["params"] == 228_936
