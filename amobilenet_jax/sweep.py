@@ -21,9 +21,9 @@ import ml_collections
 import numpy as np
 
 from amobilenet_jax import statistics
-from amobilenet_jax.config import validate
+from amobilenet_jax.config import config_differences, flatten, validate
 from amobilenet_jax.errors import ConfigError, RunNotFoundError
-from amobilenet_jax.files import write_atomic
+from amobilenet_jax.files import read_json, write_atomic
 
 SEED_KEY = "seed"
 
@@ -119,23 +119,13 @@ REPORT_FIELDS = ("eval_split", "eval_flip", "train.num_epochs", "train.num_steps
 def same_experiment(saved: dict, current: dict) -> bool:
     """True when a run with config ``saved`` is this point's run: every field that defines the
     experiment or its reported result is equal (where the data lies, how often it logs... may differ)."""
-    from amobilenet_jax.config import config_differences, flatten
-
     old, new = flatten(saved), flatten(current)
     return not config_differences(saved, current) and all(old.get(k) == new.get(k) for k in REPORT_FIELDS)
 
 
-def _saved_config(workdir: str) -> dict | None:
-    path = os.path.join(workdir, "config.json")
-    if not os.path.exists(path):
-        return None
-    with open(path) as f:
-        return json.load(f)
-
-
 def is_finished(workdir: str, config: ml_collections.ConfigDict) -> bool:
     """True when ``workdir`` holds results of a run of this point (``same_experiment``)."""
-    saved = _saved_config(workdir)
+    saved = read_json(os.path.join(workdir, "config.json"))
     if saved is None or not os.path.exists(os.path.join(workdir, "results.json")):
         return False
     return same_experiment(saved, json.loads(config.to_json()))
@@ -150,7 +140,7 @@ def point_dir(points_dir: str, config: ml_collections.ConfigDict, name: str) -> 
         return own
     current = json.loads(config.to_json())
     for entry in sorted(os.listdir(points_dir)):
-        saved = _saved_config(os.path.join(points_dir, entry))
+        saved = read_json(os.path.join(points_dir, entry, "config.json"))
         if saved is not None and same_experiment(saved, current):
             return os.path.join(points_dir, entry)
     return own

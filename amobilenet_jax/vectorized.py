@@ -211,8 +211,8 @@ def train_and_evaluate_group(
                 idx = np.stack([order.indices(step) for order in orders])  # [P, B]
                 batch = _gather_points(exp.train_split.arrays, jnp.asarray(idx))
                 stacked, metrics = step_fn(stacked, batch)
-                # clu's Average/LastValue merge elementwise, so [P]-shaped metrics accumulate as is.
                 done = step + 1
+                # clu's Average/LastValue merge elementwise, so [P]-shaped metrics accumulate as is.
                 due = periodic.after_step(done, metrics)
                 if due.log:
                     accumulated, images_per_s = periodic.take_metrics(done)
