@@ -45,6 +45,8 @@ def main() -> None:
         if not os.path.exists(os.path.join(run_dir, "results.json")):
             continue
         out = os.path.join(args.out, name)
+        if not any(f.startswith("events.out.tfevents") for f in os.listdir(run_dir)):
+            continue  # a committed point copied in by run.sh: the repository already holds it
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(run_dir, "results.json")) as f:
             write_json_atomic(os.path.join(out, "results.json"), json.load(f))

@@ -13,6 +13,16 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${DATA:?set DATA to the FERPlus directory (FER2013Train/, FER2013Valid/)}"
 RUNS=${1:-runs/converged}
+# Points already committed (an earlier session, maybe on another machine) count as finished: their
+# results.json and config.json are copied into the runs directory, so the study skips them.
+mkdir -p "${RUNS}/points"
+for committed in experiments/claims_at_convergence/points/*/; do
+  name=$(basename "$committed")
+  if [ ! -e "${RUNS}/points/${name}" ]; then
+    mkdir -p "${RUNS}/points/${name}"
+    cp "$committed"/results.json "$committed"/config.json "${RUNS}/points/${name}/"
+  fi
+done
 for study in ablation_cbam ablation_linear_dw ablation_lambda baselines; do
   python -m amobilenet_jax.main --config "configs/${study}.py:converged" --workdir "${RUNS}/${study}" \
     --points_dir "${RUNS}/points" --config.data.dir="$DATA" ${CACHE_DIR:+--config.data.cache_dir="$CACHE_DIR"}
