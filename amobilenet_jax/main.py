@@ -27,7 +27,9 @@ flags.DEFINE_enum(
     ["train", "eval", "summary", "list", "table"],
     "train | eval | summary; for a config with a sweep also list (one command per point) | table (aggregate only).",
 )
-flags.DEFINE_integer("sweep_index", None, "Run only this point of the config's sweep (for array jobs).")
+flags.DEFINE_list(
+    "sweep_index", None, "Run only this point of the config's sweep, or these (I,J,...: one vectorised group)."
+)
 flags.DEFINE_string(
     "points_dir",
     None,
@@ -40,6 +42,18 @@ flags.DEFINE_enum(
     "Train sweep points that differ only in seed/lr/lambda/alpha as one vmapped program: "
     "true | false | auto (off-CPU only).",
 )
+flags.DEFINE_enum(
+    "launch",
+    "none",
+    ["none", "local", "slurm"],
+    "Train a study as one task per point (or vectorised group) through submitit: none (in this process) | "
+    "local (tasks on this machine, then the tables) | slurm (an array job, then a table job).",
+)
+flags.DEFINE_string("partition", None, "--launch=slurm: the Slurm partition (default: the cluster's).")
+flags.DEFINE_integer("time_min", 240, "--launch: a task's time limit in minutes (preempted tasks resume).")
+flags.DEFINE_integer("gpus_per_task", 1, "--launch=slurm: GPUs per task (0: CPU nodes).")
+flags.DEFINE_integer("cpus_per_task", None, "--launch=slurm: CPU cores per task.")
+flags.DEFINE_integer("launch_parallel", None, "--launch: tasks running at once (local default 1, Slurm default 256).")
 flags.DEFINE_string(
     "coordinator_address",
     None,
@@ -110,17 +124,37 @@ def run(argv):
 
     spec = config_flags.get_config_filename(FLAGS["config"])
     points = sweep.load_sweep(spec)
+    sweep_index = _sweep_index(FLAGS.sweep_index)
+    if FLAGS.launch != "none" and (points is None or FLAGS.mode != "train" or sweep_index is not None):
+        raise app.UsageError("--launch trains a whole study: a config with a sweep, --mode train, no --sweep_index")
     if points is not None:
         extra = [a for a in sys.argv[1:] if a.startswith("--config.")]
-        sweep.run(config, spec, points, FLAGS.mode, FLAGS.workdir, FLAGS.sweep_index, FLAGS.vectorize, extra,
+        extra += [] if FLAGS.cpu_tuning else ["--nocpu_tuning"]
+        if FLAGS.launch != "none":
+            from amobilenet_jax import launch
+
+            launch.launch(FLAGS.launch, config, spec, points, FLAGS.workdir, FLAGS.vectorize, FLAGS.points_dir, extra,
+                          FLAGS.partition, FLAGS.time_min, FLAGS.gpus_per_task, FLAGS.cpus_per_task,
+                          FLAGS.launch_parallel)  # fmt: skip
+            return
+        sweep.run(config, spec, points, FLAGS.mode, FLAGS.workdir, sweep_index, FLAGS.vectorize, extra,
                   FLAGS.points_dir)  # fmt: skip
-    elif FLAGS.mode in ("list", "table") or FLAGS.sweep_index is not None:
+    elif FLAGS.mode in ("list", "table") or sweep_index is not None:
         raise app.UsageError(f"{spec} defines no sweep (get_sweep): --mode {FLAGS.mode} needs one")
     elif FLAGS.mode == "train":
         train.train_and_evaluate(config, FLAGS.workdir)
     else:
         result = evaluate.evaluate_checkpoint(config, FLAGS.workdir)
         print(json.dumps({k: result[k] for k in ("split", "step", "accuracy", "mean_class_accuracy")}))
+
+
+def _sweep_index(values: list[str] | None) -> list[int] | None:
+    if values is None:
+        return None
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise app.UsageError(f"--sweep_index takes point numbers (I or I,J,...), got {','.join(values)!r}") from None
 
 
 def parse_flags(argv: list[str]) -> list[str]:

@@ -165,17 +165,21 @@ def run_sweep(
     config: ml_collections.ConfigDict,
     points: list[dict[str, Any]],
     workdir: str,
-    sweep_index: int | None = None,
+    sweep_index: int | Sequence[int] | None = None,
     vectorize: bool = True,
     points_dir: str | None = None,
 ) -> list[str]:
-    """Runs every point (or only ``sweep_index``) into ``<points_dir or workdir>/<name>`` (see
-    ``point_dir``); returns the run dirs."""
+    """Runs every point (or only those of ``sweep_index``: one index, or several, as a launched
+    task's vectorised group) into ``<points_dir or workdir>/<name>`` (see ``point_dir``); returns
+    the run dirs."""
     from amobilenet_jax import train
 
-    chosen = range(len(points)) if sweep_index is None else [sweep_index]
-    if sweep_index is not None and not 0 <= sweep_index < len(points):
-        raise ConfigError(f"--sweep_index={sweep_index} is out of range: the sweep has {len(points)} points")
+    if isinstance(sweep_index, int):
+        sweep_index = [sweep_index]
+    chosen = range(len(points)) if sweep_index is None else list(dict.fromkeys(sweep_index))
+    for i in chosen:
+        if not 0 <= i < len(points):
+            raise ConfigError(f"--sweep_index={i} is out of range: the sweep has {len(points)} points")
     configs = {i: apply_overrides(config, points[i]) for i in chosen}
     for i in chosen:
         validate(configs[i])
@@ -507,7 +511,7 @@ def run(
     points: list[dict[str, Any]],
     mode: str,
     workdir: str,
-    sweep_index: int | None = None,
+    sweep_index: int | Sequence[int] | None = None,
     vectorize: str = "auto",
     extra_args: Sequence[str] = (),
     points_dir: str | None = None,
@@ -523,7 +527,6 @@ def run(
 
     from amobilenet_jax import evaluate
 
-    title = os.path.basename(config_spec.partition(":")[0])[:-3]
     for point in points:  # every override names a field, before any point runs
         apply_overrides(config, point)
     if mode == "list":
@@ -539,9 +542,23 @@ def run(
     if mode == "train":
         run_sweep(config, points, workdir, sweep_index, resolve_vectorize(vectorize, jax.default_backend()), points_dir)
     if sweep_index is None:  # one array job does not tabulate the others
-        write_tables(workdir, points, title, bool(config.paper_table), dirs, load_reference(config_spec))
-        with open(os.path.join(workdir, "ablation.md")) as f:
-            print(f.read())
+        tabulate(config, config_spec, points, workdir, points_dir)
+
+
+def tabulate(
+    config: ml_collections.ConfigDict,
+    config_spec: str,
+    points: list[dict[str, Any]],
+    workdir: str,
+    points_dir: str | None = None,
+) -> None:
+    """Writes the study's tables and figures into ``workdir`` from its finished points, and prints
+    the Markdown table."""
+    title = os.path.basename(config_spec.partition(":")[0])[:-3]
+    dirs = point_dirs(config, points, points_dir or workdir)
+    write_tables(workdir, points, title, bool(config.paper_table), dirs, load_reference(config_spec))
+    with open(os.path.join(workdir, "ablation.md")) as f:
+        print(f.read())
 
 
 def list_commands(config_spec: str, workdir: str, points: list[dict[str, Any]], extra: list[str]) -> list[str]:
