@@ -239,15 +239,42 @@ def evaluate(name, threshold, all_cal, all_found, all_empty, ms, calib, frames, 
     return row
 
 
+def markdown(result: dict) -> str:
+    """The study's table: one row per detector and threshold."""
+    lines = [
+        "| detector | threshold | faces found (%) | by size 120/160/200/260 px | false boxes / 100 face-free frames "
+        "| end-to-end acc. (%) | + eyes levelled (%) | stored-crop acc. of found faces (%) | ms / frame |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        sizes = "/".join(f"{100 * v:.0f}" for v in r["found_by_size"].values())
+        levelled = r.get("end_to_end_accuracy (calibrated crop, eyes levelled)")
+        lines.append(
+            f"| {r['detector']} | {r['threshold'] if r['threshold'] is not None else '-'} | {100 * r['found']:.1f} "
+            f"| {sizes} | {r['false_boxes_per_100_empty_frames']:.1f} "
+            f"| {100 * r['end_to_end_accuracy (calibrated crop)']:.1f} "
+            f"| {'-' if levelled is None else f'{100 * levelled:.1f}'} "
+            f"| {100 * r['stored_crop_accuracy_of_found_faces']:.1f} | {r['ms_per_frame_median']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data_dir", required=True)
+    parser.add_argument("--table", metavar="JSON", help="only print the Markdown table of a finished study")
+    parser.add_argument("--data_dir")
     parser.add_argument("--cache_dir", default="")
     parser.add_argument("--detectors", default="haar,ssd,retinaface,retinaface@640,lbp")
     parser.add_argument("--num_faces", type=int, default=0, help="Valid faces used (0: all)")
     parser.add_argument("--out", default="experiments/faces/detectors_cpu.json")
     parser.add_argument("--figure", default="experiments/faces/frames.png")
     args = parser.parse_args()
+    if args.table:
+        with open(args.table) as f:
+            print(markdown(json.load(f)), end="")
+        return
+    if not args.data_dir:
+        parser.error("--data_dir is required")
     from amobilenet_jax import runtime
 
     runtime.configure()
