@@ -186,6 +186,11 @@ def crop(
 
 DETECTORS = ("haar", "ssd", "retinaface")
 DEFAULT_DETECTOR = "haar"
+DETECTOR_NAMES = {
+    "haar": "OpenCV's Haar cascade",
+    "ssd": "OpenCV's res10 SSD",
+    "retinaface": "RetinaFace-MobileNet0.25",
+}
 # How each detector's box maps to a FER+ crop (crop_box), measured on FERPlus Train faces by
 # experiments/faces/study.py (its "calibration"); Valid was not used to choose them.
 CROP_GEOMETRY: dict[str, dict[str, float] | None] = {"haar": None, "ssd": None, "retinaface": None}

