@@ -49,3 +49,24 @@ def write_video(path: str, frames: int, fps: float = 25.0, size=(640, 480), face
             canvas[y : y + head.shape[0], x : x + head.shape[1]] = head
         writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
     writer.release()
+
+
+def write_crossing_video(path: str, frames: int = 16, fps: float = 10.0, size=(640, 480)) -> None:
+    """Two faces that cross: the astronaut moving right in the upper half, a mirrored copy moving
+    left in the lower half; their paths cross mid-video."""
+    import cv2
+
+    head = cv2.resize(head_and_shoulders(), None, fx=0.75, fy=0.75, interpolation=cv2.INTER_AREA)
+    mirrored = head[:, ::-1]
+    width, height = size
+    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    span = width - head.shape[1]
+    for i in range(frames):
+        canvas = np.full((height, width, 3), 90, np.uint8)
+        a = int(span * i / (frames - 1))
+        canvas[10 : 10 + head.shape[0], a : a + head.shape[1]] = head
+        b = span - a
+        top = height - head.shape[0] - 10
+        canvas[top : top + head.shape[0], b : b + head.shape[1]] = mirrored
+        writer.write(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR))
+    writer.release()

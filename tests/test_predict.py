@@ -146,6 +146,22 @@ def test_video_every_nth_frame_annotated_copy_and_mood_player(python, tmp_path):
     capture.release()
 
 
+@needs_shipped
+def test_two_faces_that_cross_keep_their_tracks(python, tmp_path):
+    video = tmp_path / "crossing.mp4"
+    media.write_crossing_video(str(video))
+    done, lines = run_predict(python, str(video), "--smooth_s", "0.5", "--detect_width", "640", "--no_progress")
+    assert done.returncode == 0, done.stderr[-2000:]
+    faces = [r for r in lines if r.get("face") is not None]
+    assert {r["track"] for r in faces} == {0, 1}
+    for track in (0, 1):
+        xs = [r["box"][0] for r in faces if r["track"] == track]
+        ys = {r["box"][1] < 200 for r in faces if r["track"] == track}
+        assert len(xs) >= 12 and len(ys) == 1  # one face per track: always in its own half
+        assert xs == sorted(xs) or xs == sorted(xs, reverse=True)  # and moving one way
+    assert all(sum(r["probabilities"].values()) == pytest.approx(1.0, abs=2e-3) for r in faces)
+
+
 def test_bad_model_and_camera_are_one_line_errors(python, tmp_path):
     done, _ = run_predict(python, "--weights", str(tmp_path / "missing.msgpack"), "x.jpg")
     assert done.returncode == 2

@@ -44,6 +44,12 @@ def parse_args(argv: list[str] | None = None):
         default=0.0,
         help="grow the face box by this much of its side (0 matches FER+ crops best)",
     )
+    parser.add_argument(
+        "--smooth_s",
+        type=float,
+        default=0.0,
+        help="video: average each tracked face's probabilities over this many seconds (0: each frame its own)",
+    )
     parser.add_argument("--playlist_dir", help="mood player: DIR/<expression>/ holds the tracks for each expression")
     parser.add_argument(
         "--mood_window_s", type=float, default=3.0, help="mood player: seconds the expression is averaged over"
@@ -58,8 +64,8 @@ def parse_args(argv: list[str] | None = None):
         parser.error("name at least one image, folder or video, or --camera N")
     if args.every < 1 or args.batch_frames < 1 or args.min_face < 1 or args.detect_width < 0:
         parser.error("--every, --batch_frames and --min_face must be positive, --detect_width >= 0")
-    if args.margin < 0 or args.mood_window_s <= 0:
-        parser.error("--margin must be >= 0 and --mood_window_s > 0")
+    if args.margin < 0 or args.mood_window_s <= 0 or args.smooth_s < 0:
+        parser.error("--margin and --smooth_s must be >= 0 and --mood_window_s > 0")
     if args.play and not args.playlist_dir:
         parser.error("--play needs --playlist_dir")
     return args

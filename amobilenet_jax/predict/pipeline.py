@@ -35,6 +35,7 @@ class Predictor:
         self.emit_record = emit
         self.csv = csv_sink
         self.mood = mood
+        self.tracker = None  # a video's (tracking.Tracker): face ids across frames, smoothing
         self.frames = self.faces = 0
 
     def emit(self, record: dict) -> None:
@@ -55,14 +56,19 @@ class Predictor:
         probabilities = self.model.probabilities(np.stack(crops)) if crops else np.zeros((0, 0))
         out, k = [], 0
         for frame, faces in zip(frames, found):
-            records = []
+            tracked = self.tracker is not None and frame.time_s is not None
+            ids = self.tracker.update(frame.time_s, [f.box for f in faces]) if tracked else [None] * len(faces)
+            records, shown = [], []
             for i, face in enumerate(faces):
-                records.append(face_record(frame, i, face, probabilities[k], self.model.class_names))
+                p = self.tracker.smooth(ids[i], frame.time_s, probabilities[k]) if tracked else probabilities[k]
+                shown.append(p)
+                records.append(face_record(frame, i, face, p, self.model.class_names, ids[i]))
                 k += 1
             for record in records or [no_face_record(frame)]:
                 self.emit(record)
             if self.mood is not None and frame.time_s is not None:
-                self.mood.update(frame.time_s, [probabilities[k - len(faces) + i] for i in range(len(faces))])
+                # the largest face (faces come largest first), smoothed along its track
+                self.mood.update(frame.time_s, shown[:1] if tracked else shown)
             self.frames += 1
             self.faces += len(faces)
             out.append(records)
@@ -165,7 +171,10 @@ def _run_images(predictor: Predictor, images: list[tuple[str, str]], args) -> in
 
 
 def _run_video(predictor: Predictor, source, key: str, args, camera: bool) -> int:
+    from amobilenet_jax.predict.tracking import Tracker
+
     predictor.detector.detect_width = args.detect_width or VIDEO_DETECT_WIDTH
+    predictor.tracker = Tracker(smooth_s=args.smooth_s)
     name = f"camera:{source}" if camera else source
     try:
         capture, fps, count = open_video(source)

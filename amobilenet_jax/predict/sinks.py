@@ -12,13 +12,15 @@ from amobilenet_jax import files
 from amobilenet_jax.predict.media import Frame
 
 
-def face_record(frame: Frame, index: int, face, probabilities: np.ndarray, class_names) -> dict:
+def face_record(frame: Frame, index: int, face, probabilities: np.ndarray, class_names, track=None) -> dict:
+    """One face: in video, ``track`` is its id across frames (photos have none)."""
     top = int(np.argmax(probabilities))
     return {
         "file": frame.source,
         "frame": frame.frame,
         "time_s": frame.time_s,
         "face": index,
+        "track": track,
         "box": [int(v) for v in face.box],
         "score": round(float(probabilities[top]), 4),
         "label": class_names[top],
@@ -46,7 +48,8 @@ class CsvSink:
 
     def __init__(self, path: str, class_names):
         self.path = path
-        self.columns = ["file", "frame", "time_s", "face", "x", "y", "w", "h", "score", "label", "detector_score"]
+        self.columns = ["file", "frame", "time_s", "face", "track", "x", "y", "w", "h", "score", "label"]
+        self.columns += ["detector_score"]
         self.columns += [f"p_{name}" for name in class_names] + ["message", "error"]
         self.output = files.AtomicOutput(path)
         self.file = open(self.output.tmp, "w", newline="")  # noqa: SIM115 - closed in close()

@@ -1,0 +1,88 @@
+"""Faces over time: each face of a video keeps an id across frames, and its expression can be
+smoothed over a time window.
+
+A track is matched to a face of the next frame by the overlap (IoU) of the face's box with
+the track's box moved on by its last velocity, one face per track (``linear_sum_assignment``
+on the overlaps); a face that matches no track starts one; a track not seen for ``max_gap_s``
+ends. Moving the box on by its velocity is what keeps two faces that cross apart.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+
+import numpy as np
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+@dataclasses.dataclass
+class Track:
+    id: int
+    box: tuple[float, float, float, float]
+    time_s: float
+    velocity: tuple[float, float] = (0.0, 0.0)  # box centre, pixels per second
+    history: collections.deque = dataclasses.field(default_factory=collections.deque)  # (time_s, probabilities)
+
+    def predicted(self, time_s: float) -> tuple[float, float, float, float]:
+        dt = time_s - self.time_s
+        x, y, w, h = self.box
+        return x + self.velocity[0] * dt, y + self.velocity[1] * dt, w, h
+
+
+class Tracker:
+    """Track ids for the faces of successive frames; ``smooth_s`` > 0 averages each track's
+    probabilities over that many seconds."""
+
+    def __init__(self, smooth_s: float = 0.0, max_gap_s: float = 1.0, min_iou: float = 0.2):
+        self.smooth_s, self.max_gap_s, self.min_iou = float(smooth_s), float(max_gap_s), float(min_iou)
+        self.tracks: list[Track] = []
+        self.next_id = 0
+
+    def update(self, time_s: float, boxes: list) -> list[int]:
+        """The track id of each box of the frame at ``time_s`` (in order)."""
+        from scipy.optimize import linear_sum_assignment
+
+        self.tracks = [t for t in self.tracks if time_s - t.time_s <= self.max_gap_s]
+        ids: list[int | None] = [None] * len(boxes)
+        if self.tracks and boxes:
+            overlap = np.array([[iou(t.predicted(time_s), b) for b in boxes] for t in self.tracks])
+            rows, cols = linear_sum_assignment(-overlap)
+            for r, c in zip(rows, cols):
+                if overlap[r, c] >= self.min_iou:
+                    self._move(self.tracks[r], boxes[c], time_s)
+                    ids[c] = self.tracks[r].id
+        for i, box in enumerate(boxes):
+            if ids[i] is None:
+                track = Track(self.next_id, tuple(float(v) for v in box), time_s)
+                self.tracks.append(track)
+                self.next_id += 1
+                ids[i] = track.id
+        return ids  # type: ignore[return-value]
+
+    @staticmethod
+    def _move(track: Track, box, time_s: float) -> None:
+        dt = time_s - track.time_s
+        if dt > 0:
+            (x0, y0, w0, h0), (x1, y1, w1, h1) = track.box, box
+            track.velocity = ((x1 + w1 / 2 - x0 - w0 / 2) / dt, (y1 + h1 / 2 - y0 - h0 / 2) / dt)
+        track.box, track.time_s = tuple(float(v) for v in box), time_s
+
+    def smooth(self, track_id: int, time_s: float, probabilities: np.ndarray) -> np.ndarray:
+        """Adds a frame's probabilities to the track; returns their mean over the last ``smooth_s``
+        seconds (the frame's own when smoothing is off)."""
+        if self.smooth_s <= 0:
+            return probabilities
+        track = next(t for t in self.tracks if t.id == track_id)
+        track.history.append((time_s, np.asarray(probabilities, np.float64)))
+        while track.history and track.history[0][0] < time_s - self.smooth_s:
+            track.history.popleft()
+        return np.mean([p for _, p in track.history], axis=0).astype(np.float32)

@@ -1,0 +1,42 @@
+"""predict/tracking.py: ids across frames, faces that cross, smoothing over a window."""
+
+import numpy as np
+import pytest
+
+from amobilenet_jax.predict.tracking import Tracker
+
+
+def test_crossing_boxes_keep_their_ids_by_their_motion():
+    """Two boxes on one row moving towards each other: at the crossing they overlap each other
+    more than their own last boxes; the velocity keeps each id on its own box."""
+    tracker = Tracker()
+    seen = {}
+    for step in range(11):
+        t = step / 10
+        a = (40.0 * step, 100.0, 60.0, 60.0)  # moving right
+        b = (400.0 - 40.0 * step, 104.0, 60.0, 60.0)  # moving left
+        order = [a, b] if step % 2 else [b, a]  # the detector's order says nothing
+        for box, track in zip(order, tracker.update(t, order)):
+            seen.setdefault(track, []).append(box[0])
+    assert len(seen) == 2
+    for xs in seen.values():
+        assert xs == sorted(xs) or xs == sorted(xs, reverse=True)
+
+
+def test_a_track_ends_after_a_gap_and_a_new_face_gets_a_new_id():
+    tracker = Tracker(max_gap_s=0.5)
+    assert tracker.update(0.0, [(0, 0, 50, 50)]) == [0]
+    assert tracker.update(0.1, [(2, 0, 50, 50), (300, 300, 50, 50)]) == [0, 1]
+    assert tracker.update(1.0, [(2, 0, 50, 50)]) == [2]  # both ended: a new id
+
+
+def test_smoothing_averages_a_track_over_its_window():
+    tracker = Tracker(smooth_s=0.25)
+    (track,) = tracker.update(0.0, [(0, 0, 50, 50)])
+    first = tracker.smooth(track, 0.0, np.array([1.0, 0.0]))
+    tracker.update(0.1, [(0, 0, 50, 50)])
+    second = tracker.smooth(track, 0.1, np.array([0.0, 1.0]))
+    tracker.update(0.4, [(0, 0, 50, 50)])
+    third = tracker.smooth(track, 0.4, np.array([0.0, 1.0]))  # 0.0 and 0.1 fell out of the window
+    assert first == pytest.approx([1, 0]) and second == pytest.approx([0.5, 0.5]) and third == pytest.approx([0, 1])
+    assert Tracker().smooth(0, 0.0, np.array([0.3, 0.7])) == pytest.approx([0.3, 0.7])  # off: as given
