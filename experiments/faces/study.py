@@ -149,20 +149,21 @@ class LbpDetector:
 
 # Each network detector runs once at a low score threshold; its rows at higher thresholds keep
 # only the boxes scoring above them (the same detections, filtered).
-LOW_THRESHOLD = {"ssd": 0.3, "retinaface": 0.5, "retinaface@640": 0.5}
-THRESHOLDS = {"ssd": (0.5, 0.7, 0.8, 0.9), "retinaface": (0.8, 0.9, 0.95), "retinaface@640": (0.8, 0.9, 0.95)}
+LOW_THRESHOLD = {"ssd": 0.3, "retinaface": 0.4, "retinaface@640": 0.4}
+THRESHOLDS = {"ssd": (0.5, 0.7, 0.8, 0.9), "retinaface": (0.5, 0.8), "retinaface@640": (0.5, 0.7, 0.8, 0.9)}
+MIN_FACE = 40  # predict's default --min_face
 
 
 def make(name: str):
     from amobilenet_jax import faces
 
     if name == "lbp":
-        return LbpDetector(min_face=80)
+        return LbpDetector(min_face=MIN_FACE)
     if name == "retinaface@640":  # the frame at full size: slower, smaller faces found
-        return faces.RetinaFaceDetector(min_face=80, detect_width=640, threshold=LOW_THRESHOLD[name])
+        return faces.RetinaFaceDetector(min_face=MIN_FACE, detect_width=640, threshold=LOW_THRESHOLD[name])
     if name in LOW_THRESHOLD:
-        return faces.make_detector(name, min_face=80, threshold=LOW_THRESHOLD[name])
-    return faces.make_detector(name, min_face=80)
+        return faces.make_detector(name, min_face=MIN_FACE, threshold=LOW_THRESHOLD[name])
+    return faces.make_detector(name, min_face=MIN_FACE)
 
 
 def above(found: list, threshold: float | None) -> list:
