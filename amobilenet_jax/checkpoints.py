@@ -17,6 +17,7 @@ Restoring never starts over a checkpoint it cannot use:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import warnings
@@ -29,6 +30,16 @@ import orbax.checkpoint as ocp
 
 from amobilenet_jax.config import check_resumable
 from amobilenet_jax.errors import CheckpointError
+
+
+def _quiet_save_timing(record: logging.LogRecord) -> bool:
+    """Orbax warns when a save waited for the previous one ("Waiting for previous save to
+    complete took 1.1 seconds"): a timing note on a loaded machine, not a fault. On stderr it
+    broke the rule that a stopped run ends in one line, so it is dropped."""
+    return "Waiting for previous save to complete" not in record.getMessage()
+
+
+logging.getLogger("absl").addFilter(_quiet_save_timing)
 
 CHECKPOINT_DIR = "checkpoints"
 CORRUPT_DIR = "checkpoints.corrupt"

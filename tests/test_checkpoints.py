@@ -56,3 +56,17 @@ def test_no_readable_checkpoint_is_an_error_not_a_fresh_start(finished_run, tiny
     with pytest.raises(CheckpointError, match="no readable checkpoint.*step 16: cannot read its train state"):
         train.train_and_evaluate(tiny_config, broken)
     assert sorted(os.listdir(os.path.join(broken, "checkpoints"))) == steps  # nothing moved or deleted
+
+
+def test_orbax_save_timing_notes_stay_off_stderr():
+    """Under load Orbax warns that a save waited for the previous one; a stopped run must still
+    end in one line on stderr."""
+    import logging
+
+    from amobilenet_jax import checkpoints  # noqa: F401 (installs the filter)
+
+    absl_logger = logging.getLogger("absl")
+    note = absl_logger.makeRecord("absl", logging.WARNING, "checkpoint_manager.py", 1466,
+                                  "Waiting for previous save to complete took %f seconds.", (1.1,), None)  # fmt: skip
+    other = absl_logger.makeRecord("absl", logging.WARNING, "x.py", 1, "something else", (), None)
+    assert not absl_logger.filter(note) and absl_logger.filter(other)
