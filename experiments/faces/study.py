@@ -27,13 +27,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "use"))
+
+from crop_margin import machine  # noqa: E402  (the CPU model and core count, for the record)
+
+from amobilenet_jax.predict.tracking import iou  # noqa: E402  (the box overlap predict's tracker uses)
 
 SIZES = (120, 160, 200, 260)
 FRAME = (480, 640)
@@ -54,16 +58,6 @@ BACKGROUNDS = {
     "page": "a printed page",
     "cell": "a cell under a microscope",
 }
-
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def backgrounds() -> list[np.ndarray]:
@@ -116,14 +110,6 @@ def command_line(argv: list[str]) -> str:
             out.append(arg)
             skip = placeholder
     return " ".join(out)
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0, min(ay + ah, by + bh) - max(ay, by))
-    return w * h / (aw * ah + bw * bh - w * h)
 
 
 class LbpDetector:
