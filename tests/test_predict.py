@@ -150,10 +150,11 @@ def test_video_every_nth_frame_annotated_copy_and_mood_player(python, tmp_path):
 def test_two_faces_that_cross_keep_their_tracks(python, tmp_path):
     video = tmp_path / "crossing.mp4"
     media.write_crossing_video(str(video))
-    done, lines = run_predict(python, str(video), "--smooth_s", "0.5", "--detect_width", "640", "--no_progress")
+    done, lines = run_predict(python, str(video), "--smooth_s", "0.5", "--detect_every", "2", "--no_progress")
     assert done.returncode == 0, done.stderr[-2000:]
     faces = [r for r in lines if r.get("face") is not None]
     assert {r["track"] for r in faces} == {0, 1}
+    assert {r["frame"] % 2 for r in faces if r["detector_score"] is None} == {1}  # carried between detections
     for track in (0, 1):
         xs = [r["box"][0] for r in faces if r["track"] == track]
         ys = {r["box"][1] < 200 for r in faces if r["track"] == track}
@@ -191,6 +192,74 @@ class _CountingModel:
     def probabilities(self, crops):
         self.calls.append(crops.shape)
         return np.tile([[0.25, 0.75]], (len(crops), 1)).astype(np.float32)
+
+
+class _ScriptedDetector:
+    """A detector whose faces per call are given; it records the frames it was asked about."""
+
+    def __init__(self, boxes):
+        self.boxes, self.asked = boxes, []
+
+    def detect(self, rgb):
+        self.asked.append(int(rgb[0, 0, 0]))  # each frame's number is written in its corner
+        return [faces.Face(box, 0.9) for box in self.boxes(int(rgb[0, 0, 0]))]
+
+
+def test_the_detector_looks_at_every_nth_video_frame_once_a_face_is_tracked():
+    from amobilenet_jax.predict.tracking import Tracker
+
+    detector = _ScriptedDetector(lambda n: [] if n < 2 else [(10 * n, 40, 60, 60)])  # a face from frame 2, moving
+    predictor = predict.Predictor(_CountingModel(), detector, 0.0, lambda r: None, detect_every=3)
+    predictor.tracker = Tracker()
+    frames = []
+    for n in range(10):
+        rgb = np.zeros((200, 300, 3), np.uint8)
+        rgb[0, 0] = n
+        frames.append(predict.Frame("clip.mp4", n, n / 10, rgb, "clip.mp4"))
+    records = [r for batch in (frames[:4], frames[4:]) for r in predictor.run_batch(batch)]
+    assert detector.asked == [0, 1, 2, 5, 8]  # every frame until the face is found, then every 3rd
+    assert [len(r) for r in records] == [0, 0] + [1] * 8
+    carried = [r[0] for n, r in enumerate(records) if n in (3, 4, 6, 7, 9)]
+    assert all(r["detector_score"] is None and r["track"] == 0 for r in carried)
+    assert [r["box"][0] for r in carried] == [20, 20, 60, 70, 90]  # moved on by the velocity of its detections
+    assert all(r[0]["detector_score"] == 0.9 for n, r in enumerate(records) if n in (2, 5, 8))
+
+
+class _BrightnessModel(_CountingModel):
+    """Class "a" for a dark face, "b" for a bright one."""
+
+    def probabilities(self, crops):
+        bright = (crops.reshape(len(crops), -1).mean(1) > 127).astype(np.float32)
+        return np.stack([1 - bright, bright], 1) * 0.9 + 0.05
+
+
+def test_the_mood_player_follows_the_largest_tracked_face(tmp_path):
+    """Two faces, a dark one (class a) and a bright one (class b); whichever is larger sets the
+    mood, also in the frames where they are carried along their tracks."""
+    from amobilenet_jax.predict.tracking import Tracker
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.mp3").write_bytes(b"")
+    emitted = []
+    mood = predict.MoodPlayer(str(tmp_path), ("a", "b"), window_s=0.25, emit=emitted.append)
+
+    def frame(n):  # the dark face grows from 45 to 135 px, the bright one stays 80 px
+        rgb = np.zeros((240, 400, 3), np.uint8)
+        rgb[0, 0] = n
+        dark, bright = 45 + 10 * n, 80
+        rgb[100:180, 300:380] = 255
+        return predict.Frame("clip.mp4", n, n / 10, rgb, "clip.mp4"), [(10, 10, dark, dark), (300, 100, bright, bright)]
+
+    frames = [frame(n) for n in range(10)]
+    boxes = {n: b for n, (_, b) in enumerate(frames)}
+    detector = _ScriptedDetector(lambda n: sorted(boxes[n], key=lambda b: -b[2]))
+    predictor = predict.Predictor(_BrightnessModel(), detector, 0.0, lambda r: None, mood=mood, detect_every=2)
+    predictor.tracker = Tracker()
+    records = predictor.run_batch([f for f, _ in frames])
+    assert [len(r) for r in records] == [2] * 10 and detector.asked == [0, 2, 4, 6, 8]
+    assert [r[0]["label"] for r in records] == ["b"] * 4 + ["a"] * 6  # the largest face first, carried or not
+    assert [(e["mood"], e["time_s"]) for e in emitted] == [("b", 0.0), ("a", 0.5)]
 
 
 def test_all_faces_of_a_batch_of_frames_go_through_the_model_in_one_call():

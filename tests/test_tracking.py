@@ -40,3 +40,30 @@ def test_smoothing_averages_a_track_over_its_window():
     third = tracker.smooth(track, 0.4, np.array([0.0, 1.0]))  # 0.0 and 0.1 fell out of the window
     assert first == pytest.approx([1, 0]) and second == pytest.approx([0.5, 0.5]) and third == pytest.approx([0, 1])
     assert Tracker().smooth(0, 0.0, np.array([0.3, 0.7])) == pytest.approx([0.3, 0.7])  # off: as given
+
+
+def test_carried_faces_are_the_last_detected_ones_moved_on_by_their_velocity():
+    tracker = Tracker()
+    assert tracker.carried(0.0) == []  # nothing detected yet
+    tracker.update(0.0, [(100, 50, 40, 40), (300, 50, 40, 40)])
+    tracker.update(0.1, [(110, 50, 40, 40)])  # the second face was not found again
+    (carried,) = tracker.carried(0.3)
+    assert carried[0] == 0 and carried[1] == pytest.approx((130, 50, 40, 40))
+    assert tracker.carried(0.3) == [carried]  # carrying leaves the tracks as they are
+    tracker.update(0.4, [])
+    assert tracker.carried(0.5) == []  # the last detection found no face
+
+
+def test_a_frame_is_smoothed_after_a_later_frame_of_its_batch_ended_its_track():
+    """predict assigns a batch's ids first and smooths afterwards."""
+    tracker = Tracker(smooth_s=0.5, max_gap_s=0.5)
+    (first,) = tracker.update(0.0, [(0, 0, 50, 50)])
+    tracker.update(2.0, [(300, 300, 50, 50)])  # the first track has ended
+    assert tracker.smooth(first, 0.0, np.array([1.0, 0.0])) == pytest.approx([1.0, 0.0])
+
+
+def test_a_face_that_moved_most_of_its_width_between_detections_keeps_its_track():
+    tracker = Tracker()
+    ids = [tracker.update(0.2 * step, [(60.0 * step, 100.0, 70.0, 70.0)])[0] for step in range(5)]
+    assert ids == [0] * 5  # 60 px per detection on a 70-px face: IoU 0.08 as they are, 0.4 grown
+    assert tracker.update(1.0, [(600.0, 100.0, 70.0, 70.0)]) == [1]  # a face far from it is another

@@ -9,7 +9,7 @@
 Each face prints one JSON line on stdout::
 
     {"file": "photo.jpg", "frame": null, "time_s": null, "face": 0, "track": null, "box": [x, y, w, h],
-     "score": 0.93, "label": "happiness", "probabilities": {"neutral": 0.01, ...}, "detector_score": 5.8}
+     "score": 0.93, "label": "happiness", "probabilities": {"neutral": 0.01, ...}, "detector_score": 0.998}
 
 ``box`` is in the input's own pixels; ``score`` is the probability of ``label``; ``frame``
 and ``time_s`` number video and camera frames (null for a photo). An input or frame with no
@@ -18,9 +18,12 @@ cannot be read prints one line with ``"error"`` and the rest goes on. ``--csv`` 
 same records as a table, ``--out`` annotated copies (box, label, confidence) of the images
 and videos. Folders are searched recursively. Progress and a closing summary go to stderr.
 
-Faces are found by OpenCV's Haar cascade (``--detector`` picks another) and cropped as the
-training data was (``faces``); all faces of a batch of frames are classified in one compiled
-call. In video each face keeps a ``"track"`` id across frames (``tracking``).
+Faces are found by RetinaFace-MobileNet0.25, whose ONNX file ships in the package
+(``--detector`` picks another), and cropped as the training data was (``faces``); all faces of
+a batch of frames are classified in one compiled call. In video each face keeps a ``"track"`` id
+across frames (``tracking``), and once a face is tracked the detector looks at every
+``--detect_every``-th frame (default 3): the faces between move along their tracks, with
+``"detector_score": null``.
 
 Mood player (the paper's demo): ``--playlist_dir DIR`` holds one folder of tracks per
 expression, named as the model's classes (``DIR/happiness/``, ``DIR/sadness/``, ...). The

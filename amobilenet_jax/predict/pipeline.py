@@ -21,17 +21,29 @@ from amobilenet_jax.predict.sinks import (
     write_atomic_image,
 )
 
-# Face detection time grows with the pixels searched: video frames are searched at a width
-# that keeps a 640x480 stream above real time on 2 cores (experiments/use/predict_speed_cpu.json),
-# photos at one that keeps the faces of a group photo.
-PHOTO_DETECT_WIDTH, VIDEO_DETECT_WIDTH = 640, 320
+# Face detection time grows with the pixels searched. Photos are searched at a width that keeps
+# the faces of a group photo; video frames at one per detector: the Haar cascade at 320 px, which
+# keeps a 640x480 stream above real time on 2 cores (experiments/use/predict_speed_cpu.json);
+# RetinaFace on the whole 640 px frame, which at 320 px misses faces under about 160 px
+# (experiments/faces/README.md). The SSD always looks at 300 x 300.
+PHOTO_DETECT_WIDTH = 640
+VIDEO_DETECT_WIDTH = {"haar": 320, "ssd": 0, "retinaface": 640}
+# Video: once it has found a face, the detector runs on every DETECT_EVERY-th frame looked at, and
+# the faces between move along their tracks (while no face is tracked it runs on every frame);
+# speed and agreement measured in experiments/faces/README.md.
+DETECT_EVERY = 3
 
 
 class Predictor:
     """Detects, crops and classifies the faces of batches of frames; emits the records."""
 
-    def __init__(self, model, detector, margin: float, emit, csv_sink=None, mood=None):
+    def __init__(self, model, detector, margin: float, emit, csv_sink=None, mood=None, detect_every: int = 1):
         self.model, self.detector, self.margin = model, detector, margin
+        self.detect_every = int(detect_every)  # video: the detector looks at every Nth frame
+        from amobilenet_jax.faces import CROP_GEOMETRY
+
+        self.geometry = CROP_GEOMETRY.get(getattr(detector, "name", ""))  # its box -> a FER+ crop
+        self._since_detection = 0
         self.emit_record = emit
         self.csv = csv_sink
         self.mood = mood
@@ -47,22 +59,35 @@ class Predictor:
         """Records per frame, in order; all faces of the batch go through the model in one call."""
         from amobilenet_jax import faces as faces_lib
 
-        found = [self.detector.detect(f.rgb) for f in frames]
+        found, ids = [], []
+        for frame in frames:
+            tracked = self.tracker is not None and frame.time_s is not None
+            due = self._since_detection >= self.detect_every
+            carried = self.tracker.carried(frame.time_s) if tracked and not due else []
+            if carried:  # between detections: the last detected faces, moved along their tracks
+                carried.sort(key=lambda c: -c[1][2] * c[1][3])
+                found.append([faces_lib.Face(tuple(int(round(v)) for v in box), None) for _, box in carried])
+                ids.append([track for track, _ in carried])
+                self._since_detection += 1
+            else:  # the detector looks: every Nth frame, and every frame while no face is tracked
+                found.append(self.detector.detect(frame.rgb))
+                ids.append(self.tracker.update(frame.time_s, [f.box for f in found[-1]]) if tracked else None)
+                self._since_detection = 1
         crops = [
-            faces_lib.crop(f.rgb, face.box, self.model.native_shape, self.margin)
+            faces_lib.crop(f.rgb, face.box, self.model.native_shape, self.margin, self.geometry)
             for f, fs in zip(frames, found)
             for face in fs
         ]
         probabilities = self.model.probabilities(np.stack(crops)) if crops else np.zeros((0, 0))
         out, k = [], 0
-        for frame, faces in zip(frames, found):
-            tracked = self.tracker is not None and frame.time_s is not None
-            ids = self.tracker.update(frame.time_s, [f.box for f in faces]) if tracked else [None] * len(faces)
+        for frame, faces, frame_ids in zip(frames, found, ids):
+            tracked = frame_ids is not None
             records, shown = [], []
             for i, face in enumerate(faces):
-                p = self.tracker.smooth(ids[i], frame.time_s, probabilities[k]) if tracked else probabilities[k]
+                p = self.tracker.smooth(frame_ids[i], frame.time_s, probabilities[k]) if tracked else probabilities[k]
                 shown.append(p)
-                records.append(face_record(frame, i, face, p, self.model.class_names, ids[i]))
+                track = frame_ids[i] if tracked else None
+                records.append(face_record(frame, i, face, p, self.model.class_names, track))
                 k += 1
             for record in records or [no_face_record(frame)]:
                 self.emit(record)
@@ -105,7 +130,7 @@ def run(args) -> int:
         if args.playlist_dir
         else None
     )
-    predictor = Predictor(model, detector, args.margin, emit, csv_sink, mood)
+    predictor = Predictor(model, detector, args.margin, emit, csv_sink, mood, args.detect_every)
     failures = 0
     start = time.perf_counter()
     completed = False
@@ -173,8 +198,9 @@ def _run_images(predictor: Predictor, images: list[tuple[str, str]], args) -> in
 def _run_video(predictor: Predictor, source, key: str, args, camera: bool) -> int:
     from amobilenet_jax.predict.tracking import Tracker
 
-    predictor.detector.detect_width = args.detect_width or VIDEO_DETECT_WIDTH
+    predictor.detector.detect_width = args.detect_width or VIDEO_DETECT_WIDTH[args.detector]
     predictor.tracker = Tracker(smooth_s=args.smooth_s)
+    predictor._since_detection = 0
     name = f"camera:{source}" if camera else source
     try:
         capture, fps, count = open_video(source)

