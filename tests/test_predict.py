@@ -407,7 +407,8 @@ def test_play_opens_each_chosen_track_with_the_system_player(python, tmp_path, t
         if opened.exists() and len(opened.read_text().splitlines()) == len(moods):
             break
         time.sleep(0.1)
-    assert opened.read_text().splitlines() == [m["track"] for m in moods]
+    # each chosen track opened once; players started a moment apart may write in either order
+    assert sorted(opened.read_text().splitlines()) == sorted(m["track"] for m in moods)
 
 
 def test_predict_on_onnx_runtime_gives_the_jax_answer(python, photos, tiny_model, tmp_path):
