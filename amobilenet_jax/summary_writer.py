@@ -16,9 +16,12 @@ from tensorboardX.summary import hparams as hparams_summary
 
 
 class TensorBoardWriter:
-    def __init__(self, logdir: str, enabled: bool = True):
+    def __init__(self, logdir: str, enabled: bool = True, purge_step: int | None = None):
+        """``purge_step``: the step a resumed run restarts from; TensorBoard (and ``read_scalars``)
+        then drop what the interrupted attempt logged from that step on, instead of showing the
+        steps between its last checkpoint and its death twice."""
         # Only one process of a multi-host job writes; the others get a no-op writer.
-        self._writer = SummaryWriter(logdir) if enabled else None
+        self._writer = SummaryWriter(logdir, purge_step=purge_step) if enabled else None
 
     def write_scalars(self, step: int, scalars: Mapping[str, Any]) -> None:
         if self._writer is None:
@@ -56,25 +59,41 @@ class TensorBoardWriter:
 
 def read_scalars(logdir: str, wall_time: bool = False) -> dict[str, list[tuple]]:
     """tag -> [(step, value)] from the event files in ``logdir`` (no TensorFlow needed);
-    ``wall_time``: [(step, value, seconds since the epoch when it was written)]."""
+    ``wall_time``: [(step, value, seconds since the epoch when it was written)].
+
+    Read as TensorBoard reads them: a file's torn last record (its writer was killed in the
+    middle of it) ends that file instead of failing, and a resumed run's purge marker (written
+    by ``TensorBoardWriter(purge_step=...)``) drops the points the killed attempt logged at or
+    after the step it resumes from, so each step is counted once."""
     import glob
     import os
     import struct
 
     from tensorboardX.proto import event_pb2
+    from tensorboardX.record_writer import masked_crc32c
 
-    scalars: dict[str, list[tuple[int, float]]] = {}
+    scalars: dict[str, list[tuple]] = {}
     for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
         with open(path, "rb") as f:
             data = f.read()
         pos = 0
-        while pos + 12 <= len(data):  # TFRecord framing: length, crc, payload, crc
-            (length,) = struct.unpack("<Q", data[pos : pos + 8])
-            event = event_pb2.Event()
-            event.ParseFromString(data[pos + 12 : pos + 12 + length])
+        while pos + 12 <= len(data):  # TFRecord framing: length, its crc, payload, its crc
+            header = data[pos : pos + 8]
+            (length,) = struct.unpack("<Q", header)
+            payload = data[pos + 12 : pos + 12 + length]
+            if (
+                struct.unpack("<I", data[pos + 8 : pos + 12])[0] != masked_crc32c(header)
+                or pos + 16 + length > len(data)
+                or struct.unpack("<I", data[pos + 12 + length : pos + 16 + length])[0] != masked_crc32c(payload)
+            ):
+                break  # a torn or damaged record: nothing after it in this file can be trusted
             pos += 16 + length
+            event = event_pb2.Event()
+            event.ParseFromString(payload)
+            if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+                scalars = {tag: [p for p in points if p[0] < event.step] for tag, points in scalars.items()}
             for value in event.summary.value:
                 if value.HasField("simple_value"):
                     point = (int(event.step), float(value.simple_value))
                     scalars.setdefault(value.tag, []).append((*point, event.wall_time) if wall_time else point)
-    return {tag: sorted(points) for tag, points in scalars.items()}
+    return {tag: sorted(points) for tag, points in scalars.items() if points}

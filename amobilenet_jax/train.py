@@ -235,7 +235,7 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
     if is_chief:
         files.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     start_step = int(jax.device_get(state.step))
-    writer = TensorBoardWriter(workdir, enabled=is_chief)
+    writer = TensorBoardWriter(workdir, enabled=is_chief, purge_step=start_step or None)
     if start_step == 0:
         writer.write_hparams(flat_hparams(config))
     else:

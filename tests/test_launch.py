@@ -2,6 +2,7 @@
 results land, a killed task resumes, the table is written); Slurm as the submission it would
 make (scripts, array size, commands), with a stand-in `sbatch`."""
 
+import glob
 import json
 import os
 import pickle
@@ -86,6 +87,15 @@ def test_preempted_task_stops_its_run_and_is_requeued_as_the_same_command(tmp_pa
     assert pickle.loads(pickle.dumps(task)).__dict__ == {"command": task.command, "_process": None}
 
 
+def _task_logs(workdir: str) -> str:
+    """The tasks' own logs, for a failure message: the launcher's output only names them."""
+    tails = []
+    for path in sorted(glob.glob(os.path.join(workdir, "launch", "*", "*_log.*"))):
+        with open(path, errors="replace") as f:
+            tails.append(f"--- {os.path.basename(path)}\n" + f.read()[-3000:])
+    return "\n".join(tails)
+
+
 def test_local_launch_runs_the_tasks_resumes_a_killed_one_and_tabulates(tmp_path):
     study = tmp_path / "study.py"
     study.write_text(TWO_SEEDS.format(repo=REPO))
@@ -107,7 +117,7 @@ def test_local_launch_runs_the_tasks_resumes_a_killed_one_and_tabulates(tmp_path
     assert not os.path.exists(os.path.join(workdir, "seed=0", "results.json"))
 
     second = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert second.returncode == 0, second.stdout + second.stderr[-3000:]
+    assert second.returncode == 0, second.stdout + second.stderr[-3000:] + _task_logs(workdir)
     assert "[2/2] seed=1: finished, skipped" in second.stdout and "task 0 seed=0: done" in second.stdout
     with open(os.path.join(workdir, "launch.json")) as f:
         record = json.load(f)

@@ -1,0 +1,48 @@
+"""TensorBoard files of a run that was killed and resumed: ``read_scalars`` (the curves of
+``curves.png`` and the study tables) reads them as TensorBoard does."""
+
+import glob
+import os
+import time
+
+import pytest
+
+from amobilenet_jax.summary_writer import TensorBoardWriter, read_scalars
+
+TAG = "eval/valid_accuracy"
+
+
+def _attempt(logdir, steps, purge_step=None):
+    writer = TensorBoardWriter(logdir, purge_step=purge_step)
+    for step in steps:
+        writer.write_scalars(step, {TAG: step / 100})
+    writer.close()
+    time.sleep(1.1)  # event file names carry the second they were opened: the next attempt sorts after
+
+
+@pytest.mark.parametrize("torn_bytes", [1, 30])
+def test_a_killed_attempts_torn_record_ends_its_file_and_the_resumed_run_replaces_its_steps(tmp_path, torn_bytes):
+    logdir = str(tmp_path)
+    _attempt(logdir, range(1, 9))  # checkpoint at 4; killed while writing step 8's record
+    (first,) = glob.glob(os.path.join(logdir, "events.out.tfevents.*"))
+    with open(first, "rb") as f:
+        data = f.read()
+    with open(first, "wb") as f:
+        f.write(data[:-torn_bytes])
+    _attempt(logdir, range(5, 13), purge_step=5)  # resumed from the checkpoint at step 4 (state.step 4 -> logs 5..)
+
+    points = read_scalars(logdir)[TAG]
+    assert [step for step, _ in points] == list(range(1, 13))  # each step once, none lost, no error
+    assert points[6] == (7, pytest.approx(0.07))
+
+
+def test_a_damaged_record_is_not_read_as_data(tmp_path):
+    logdir = str(tmp_path)
+    _attempt(logdir, range(1, 4))
+    (path,) = glob.glob(os.path.join(logdir, "events.out.tfevents.*"))
+    with open(path, "rb") as f:
+        data = bytearray(f.read())
+    data[-6] ^= 0xFF  # a flipped byte inside the last record's payload: its CRC no longer matches
+    with open(path, "wb") as f:
+        f.write(bytes(data))
+    assert [step for step, _ in read_scalars(logdir)[TAG]] == [1, 2]
