@@ -73,6 +73,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.b2 = 0.999
     c.optimizer.eps = 1e-7  # Keras' Adam default (the paper trained with Keras)
     c.optimizer.weight_decay = 0.0
+    c.optimizer.ema_decay = 0.0  # > 0: evaluate, save and ship an exponential moving average of the weights
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 64
@@ -132,6 +133,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("config: train.num_epochs or train.num_steps must be positive")
     if not 0.0 <= config.loss.label_smoothing < 1.0:
         raise ConfigError(f"config: loss.label_smoothing={config.loss.label_smoothing!r} must be in [0, 1)")
+    if not 0.0 <= config.optimizer.ema_decay < 1.0:
+        raise ConfigError(f"config: optimizer.ema_decay={config.optimizer.ema_decay!r} must be in [0, 1) (0: none)")
     if config.optimizer.warmup_steps < 0:
         raise ConfigError(f"config: optimizer.warmup_steps={config.optimizer.warmup_steps!r} must be >= 0")
     if config.model.stem_stride is not None and config.model.stem_stride not in (1, 2):

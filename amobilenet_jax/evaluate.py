@@ -13,6 +13,7 @@ import ml_collections
 
 from amobilenet_jax import checkpoints, files
 from amobilenet_jax.errors import RunNotFoundError
+from amobilenet_jax.steps import with_evaluated_params
 from amobilenet_jax.train import Experiment
 
 
@@ -58,6 +59,7 @@ def _evaluate_weights(config: ml_collections.ConfigDict, workdir: str, path: str
     exp = Experiment.for_evaluation(config, split)
     split = exp.default_eval_split
     state = weights.restore_into(exp.init_state(), path)
+    state = with_evaluated_params(state, state.params)  # where the config keeps a weight average, it is the file's too
     print(f"evaluating {split} ({len(exp.dataset.split(split))} images) with {path}", flush=True)
     result = exp.evaluate(state, split, progress=True)
     return _record_eval(workdir, result, split=split, step=None, weights=path)

@@ -17,7 +17,7 @@ import jax
 from amobilenet_jax import checkpoints, files, weights
 from amobilenet_jax.config import from_json
 from amobilenet_jax.errors import RunNotFoundError
-from amobilenet_jax.steps import state_without_data
+from amobilenet_jax.steps import evaluated_params, state_without_data
 
 
 def restore_run_state(workdir: str):
@@ -43,7 +43,7 @@ def export_run(workdir: str, out: str | None = None) -> str:
     """Writes the newest checkpoint of run ``workdir`` as a weights file; returns its path."""
     _, state = restore_run_state(workdir)
     out = out or os.path.join(workdir, weights.WEIGHTS_FILE)
-    size = weights.save(out, state.params, state.batch_stats)
+    size = weights.save(out, evaluated_params(state), state.batch_stats)  # the moving average, if the run keeps one
     print(f"wrote {out} ({size / 1e6:.1f} MB, step {int(jax.device_get(state.step))})")
     return out
 

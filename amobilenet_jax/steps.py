@@ -9,7 +9,7 @@ move by the paper's Eq. 9.
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -122,8 +122,38 @@ def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int |
     return lambda step: lr * factor(step)
 
 
+class WeightAverageState(NamedTuple):
+    """The exponential moving average of the parameters (``optimizer.ema_decay``)."""
+
+    count: jax.Array
+    average: Any
+
+
+def weight_average(decay: float) -> optax.GradientTransformation:
+    """Keeps an exponential moving average of the parameters in the optimizer state, leaving the
+    updates as they are (as ``optax.lookahead`` keeps its slow weights).
+
+    Each step folds in the parameters the step starts from, with the decay warmed up as
+    ``min(decay, (1 + t) / (10 + t))``, so the first steps are not averaged with the initial
+    weights for thousands of steps. It lives in the optimizer state, not in ``TrainState``,
+    so that runs without it keep their checkpoint layout.
+    """
+
+    def init(params):
+        return WeightAverageState(jnp.zeros((), jnp.int32), jax.tree.map(jnp.array, params))
+
+    def update(updates, state, params):
+        count = state.count + 1
+        rate = 1.0 - jnp.minimum(decay, (1.0 + count) / (10.0 + count))
+        average = jax.tree.map(lambda a, p: a + rate * (p - a), state.average, params)
+        return updates, WeightAverageState(count, average)
+
+    return optax.GradientTransformation(init, update)
+
+
 def make_optimizer(config: ml_collections.ConfigDict, total_steps: int | None = None) -> optax.GradientTransformation:
-    """Adam(W) with the schedule's factor, *without* the base learning rate.
+    """Adam(W) with the schedule's factor, *without* the base learning rate; with
+    ``optimizer.ema_decay`` > 0 it also keeps the weights' moving average (``weight_average``).
 
     The base rate lives in ``TrainState.hparams`` and multiplies the updates in the
     train step; ``-learning_rate_factor`` here completes lr_t (e.g. lr / (1 + decay * t)).
@@ -134,7 +164,38 @@ def make_optimizer(config: ml_collections.ConfigDict, total_steps: int | None = 
     if o.weight_decay > 0:
         parts.append(optax.add_decayed_weights(o.weight_decay))
     parts.append(optax.scale_by_schedule(lambda step: -factor(step)))
+    if o.get("ema_decay", 0.0) > 0:
+        parts.append(weight_average(float(o.ema_decay)))
     return optax.chain(*parts)
+
+
+def _average_index(opt_state) -> int | None:
+    for i, part in enumerate(opt_state if isinstance(opt_state, tuple) else ()):
+        if isinstance(part, WeightAverageState):
+            return i
+    return None
+
+
+def evaluated_params(state: TrainState):
+    """The parameters evaluation, the weights file and the shipped model use: the moving
+    average where the run keeps one (``optimizer.ema_decay``), else the trained parameters."""
+    i = _average_index(state.opt_state)
+    return state.params if i is None else state.opt_state[i].average
+
+
+def evaluated_variables(state: TrainState) -> dict:
+    return {"params": evaluated_params(state), "batch_stats": state.batch_stats}
+
+
+def with_evaluated_params(state: TrainState, params) -> TrainState:
+    """``state`` whose trained parameters and moving average (if any) are both ``params``:
+    weights loaded from a file, or an initialisation the average must start from."""
+    i = _average_index(state.opt_state)
+    if i is None:
+        return state.replace(params=params)
+    parts = list(state.opt_state)
+    parts[i] = WeightAverageState(jnp.zeros_like(parts[i].count), jax.tree.map(jnp.array, params))
+    return state.replace(params=params, opt_state=tuple(parts))
 
 
 def create_train_state(
@@ -243,7 +304,7 @@ def make_eval_step(config: ml_collections.ConfigDict, num_classes: int, num_atte
 
     def eval_step(state: TrainState, batch: dict[str, jax.Array]):
         images = prepare_images(batch["image"], config)
-        variables = {"params": state.params, "batch_stats": state.batch_stats}
+        variables = evaluated_variables(state)
         logits, aux = state.apply_fn(variables, images, train=False, return_attention=True)
         if config.eval_flip:  # test-time flip: the image and its mirror vote together
             mirrored, _ = state.apply_fn(variables, images[:, :, ::-1, :], train=False)

@@ -24,7 +24,15 @@ from amobilenet_jax.data import Dataset, load_dataset, split_names
 from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
 from amobilenet_jax.models import build_model, count_params, forward_flops, model_kwargs
 from amobilenet_jax.periodic import Periodic
-from amobilenet_jax.steps import TrainState, create_train_state, make_eval_step, make_train_step, params_fingerprint
+from amobilenet_jax.steps import (
+    TrainState,
+    create_train_state,
+    evaluated_variables,
+    make_eval_step,
+    make_train_step,
+    params_fingerprint,
+    with_evaluated_params,
+)
 from amobilenet_jax.summary_writer import TensorBoardWriter, read_scalars
 
 
@@ -230,12 +238,16 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
     state, position = checkpoints.restore_run(mngr, exp.init_state(), config)  # raises before anything is written
     if config.model.init_from and not resuming:  # a checkpoint always wins over model.init_from
         state, line = imagenet.init_from_file(state, config.model.init_from)
+        state = with_evaluated_params(state, state.params)  # the weight average starts from them too
         if is_chief:
             print(line, flush=True)
     if is_chief:
         files.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     start_step = int(jax.device_get(state.step))
     writer = TensorBoardWriter(workdir, enabled=is_chief, purge_step=start_step or None)
+    if is_chief and config.optimizer.ema_decay > 0:
+        print(f"evaluating and saving the weights' moving average (optimizer.ema_decay {config.optimizer.ema_decay:g})",
+              flush=True)  # fmt: skip
     if start_step == 0:
         writer.write_hparams(flat_hparams(config))
     else:
@@ -298,8 +310,8 @@ def final_results(exp, state, config, workdir, writer, train_time, start_step, b
     split = exp.default_eval_split
     result = _write_eval(writer, exp, state, step)
     png = result.pop("confusion_png")
-    variables = {"params": state.params, "batch_stats": state.batch_stats}
-    params = jax.device_get(state.params)
+    variables = evaluated_variables(state)  # the moving average where the run keeps one
+    params = jax.device_get(variables["params"])
     result.update(
         {
             "split": split,
@@ -327,7 +339,7 @@ def final_results(exp, state, config, workdir, writer, train_time, start_step, b
     if jax.process_index() == 0:
         files.write_atomic(os.path.join(workdir, "confusion_matrix.png"), png)
         # The trained model in one file: what predict, export and visualize load (no Orbax there).
-        weights.save(os.path.join(workdir, weights.WEIGHTS_FILE), state.params, state.batch_stats)
+        weights.save(os.path.join(workdir, weights.WEIGHTS_FILE), params, state.batch_stats)
         # A resumed run adds its training time to what the earlier results recorded.
         previous = files.read_json(os.path.join(workdir, "results.json"))
         if start_step > 0 and previous and previous.get("final_step", 0) <= start_step:

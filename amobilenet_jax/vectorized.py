@@ -43,7 +43,13 @@ from amobilenet_jax.data import load_dataset
 from amobilenet_jax.data.pipeline import TrainOrder
 from amobilenet_jax.errors import CheckpointError
 from amobilenet_jax.periodic import Periodic
-from amobilenet_jax.steps import VECTORIZABLE_HPARAMS, TrainState, create_train_state, make_train_step
+from amobilenet_jax.steps import (
+    VECTORIZABLE_HPARAMS,
+    TrainState,
+    create_train_state,
+    make_train_step,
+    with_evaluated_params,
+)
 from amobilenet_jax.summary_writer import TensorBoardWriter
 
 # What the vmapped program may differ in: the seed and the array-valued hparams.
@@ -179,6 +185,7 @@ def train_and_evaluate_group(
             for i, c in enumerate(configs):
                 if c.model.init_from:
                     states[i], line = imagenet.init_from_file(states[i], c.model.init_from)
+                    states[i] = with_evaluated_params(states[i], states[i].params)
                     if jax.process_index() == 0:
                         print(f"point {i}: {line}", flush=True)
         stacked = stack_states(states)
