@@ -123,7 +123,7 @@ def bench_input() -> dict:
 
     config = _data_config()
     split = load_dataset(config.data).split("train")
-    order = TrainOrder(0, split.labels, FLAGS.batch, config.data.balance)
+    order = TrainOrder(0, split.labels, FLAGS.batch, config.data.balance, config.data.balance_power)
     total = FLAGS.steps * (FLAGS.repeats + 1)
     if FLAGS.pipeline == "device":
         device_split = DeviceSplit(split, make_mesh())

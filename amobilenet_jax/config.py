@@ -47,7 +47,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.num_train = 8000  # synthetic only
     c.data.num_test = 2000  # synthetic only
     c.data.difficulty = 1.0  # synthetic only
-    c.data.balance = "none"  # none | oversample (every class drawn up to the largest class's size per epoch)
+    c.data.balance = "none"  # none | oversample (every class drawn up to the largest class's size per epoch) | power
+    c.data.balance_power = 0.5  # power: class c drawn n_c^(1-p) * n_max^p times an epoch (0: none, 1: oversample)
     c.data.pipeline = "device"  # device: split on the accelerator, augment in jit | grain: host-side Grain loader
     c.data.grain_workers = 2  # grain pipeline: worker processes (0: in the main process)
     c.data.on_error = "raise"  # a bad image or row: raise (one line naming file and row) | skip (count and list them)
@@ -133,6 +134,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("config: train.num_epochs or train.num_steps must be positive")
     if not 0.0 <= config.loss.label_smoothing < 1.0:
         raise ConfigError(f"config: loss.label_smoothing={config.loss.label_smoothing!r} must be in [0, 1)")
+    if not 0.0 <= config.data.balance_power <= 1.0:
+        raise ConfigError(f"config: data.balance_power={config.data.balance_power!r} must be in [0, 1]")
     if not 0.0 <= config.optimizer.ema_decay < 1.0:
         raise ConfigError(f"config: optimizer.ema_decay={config.optimizer.ema_decay!r} must be in [0, 1) (0: none)")
     if config.optimizer.warmup_steps < 0:

@@ -73,7 +73,9 @@ class Experiment:
         if training:
             train = self.dataset.split("train")
             self.train_split = DeviceSplit(train, self.mesh) if config.data.pipeline == "device" else None
-            self.order = TrainOrder(config.seed, train.labels, config.train.batch_size, config.data.balance)
+            self.order = TrainOrder(
+                config.seed, train.labels, config.train.batch_size, config.data.balance, config.data.balance_power
+            )
             self.total_steps = num_train_steps(config, self.order.steps_per_epoch)
             self.train_step = jax.jit(
                 make_train_step(config, self.total_steps), donate_argnums=0, out_shardings=self.replicated

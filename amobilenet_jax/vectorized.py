@@ -174,7 +174,7 @@ def train_and_evaluate_group(
     exp = train.Experiment(configs[0], dataset)
     labels = dataset.split("train").labels
     bs = configs[0].train.batch_size
-    orders = [TrainOrder(c.seed, labels, bs, c.data.balance) for c in configs]
+    orders = [TrainOrder(c.seed, labels, bs, c.data.balance, c.data.balance_power) for c in configs]
     per_epoch = exp.order.steps_per_epoch  # the epoch size does not depend on the seed
     total = exp.total_steps
 

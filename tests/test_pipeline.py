@@ -145,3 +145,25 @@ def test_oversampling_balances_each_epoch():
     np.testing.assert_array_equal(again.indices(16), order.indices(16))
     with pytest.raises(ValueError, match="data.balance"):
         TrainOrder(seed=3, labels=labels, batch_size=10, balance="undersample")
+
+
+def test_power_sampling_lies_between_plain_and_oversampled_epochs():
+    from amobilenet_jax.data.pipeline import TrainOrder, class_draws
+
+    labels = np.array([0] * 100 + [1] * 25 + [2] * 4)
+    np.testing.assert_array_equal(class_draws(np.array([100, 25, 4]), "power", 0.5), [100, 50, 20])
+    order = TrainOrder(seed=3, labels=labels, batch_size=10, balance="power", power=0.5)
+    assert order.epoch_size == 170 and order.steps_per_epoch == 17
+    epoch = np.concatenate([order.indices(s) for s in range(order.steps_per_epoch)])
+    np.testing.assert_array_equal(np.bincount(labels[epoch]), [100, 50, 20])
+    assert set(epoch.tolist()) == set(range(len(labels)))  # every example drawn, the minority ones repeated
+    # The ends of the range are the two other modes, draw for draw.
+    for power, mode in ((1.0, "oversample"), (0.0, None)):
+        same = TrainOrder(seed=3, labels=labels, batch_size=10, balance="power", power=power)
+        if mode:
+            np.testing.assert_array_equal(same.indices(7), TrainOrder(3, labels, 10, mode).indices(7))
+        else:
+            counted = np.concatenate([same.indices(s) for s in range(same.steps_per_epoch)])
+            assert same.epoch_size == len(labels) and len(np.unique(counted)) == len(counted)
+    with pytest.raises(ValueError, match="data.balance_power must be in"):
+        TrainOrder(seed=3, labels=labels, batch_size=10, balance="power", power=1.5)

@@ -21,27 +21,46 @@ def make_mesh(devices=None) -> Mesh:
     return Mesh(np.asarray(jax.devices() if devices is None else devices), ("data",))
 
 
-BALANCE_MODES = ("none", "oversample")
+BALANCE_MODES = ("none", "oversample", "power")
 
 
-def epoch_order(seed: int, epoch: int, labels: np.ndarray, balance: str) -> np.ndarray:
+def class_draws(counts: np.ndarray, balance: str, power: float = 0.5) -> np.ndarray:
+    """How many examples of each class (of ``counts`` examples each) one epoch draws.
+
+    ``none``: each class's own count. ``oversample``: the largest class's count for every
+    class. ``power``: ``n_c ** (1 - power) * n_max ** power``, between the two (``power``
+    0 is ``none``, 1 is ``oversample``; 0.5 draws each class at the geometric mean of its
+    own and the largest class's size, i.e. in proportion to the square root of its size).
+    """
+    counts = np.asarray(counts, np.int64)
+    if balance == "none":
+        return counts
+    if balance == "oversample":
+        return np.full_like(counts, counts.max())
+    if balance == "power":
+        if not 0.0 <= power <= 1.0:
+            raise ValueError(f"data.balance_power must be in [0, 1], got {power!r}")
+        return np.round(counts ** (1.0 - power) * float(counts.max()) ** power).astype(np.int64)
+    raise ValueError(f"data.balance must be one of {BALANCE_MODES}, got {balance!r}")
+
+
+def epoch_order(seed: int, epoch: int, labels: np.ndarray, balance: str, power: float = 0.5) -> np.ndarray:
     """The example indices of one epoch, a pure function of (seed, epoch).
 
-    ``none``: a permutation of the split. ``oversample``: every class is drawn up to
-    the size of the largest class (whole passes over its own shuffled examples, then
-    a random remainder), and the result is shuffled, so each epoch is balanced; the
-    repeats of minority examples differ through augmentation.
+    ``none``: a permutation of the split. ``oversample`` and ``power``: each class is drawn
+    ``class_draws`` times (whole passes over its own shuffled examples, then a random
+    remainder), and the result is shuffled; the repeats of minority examples differ through
+    augmentation. ``oversample`` balances every epoch.
     """
     rng = np.random.default_rng([seed, epoch])
     if balance == "none":
         return rng.permutation(len(labels))
-    if balance != "oversample":
-        raise ValueError(f"data.balance must be one of {BALANCE_MODES}, got {balance!r}")
-    by_class = [np.flatnonzero(labels == k) for k in np.unique(labels)]
-    target = max(len(members) for members in by_class)
+    classes = np.unique(labels)
+    by_class = [np.flatnonzero(labels == k) for k in classes]
+    draws = class_draws(np.array([len(members) for members in by_class]), balance, power)
     parts = []
-    for members in by_class:
-        repeats, remainder = divmod(target, len(members))
+    for members, target in zip(by_class, draws):
+        repeats, remainder = divmod(int(target), len(members))
         parts += [rng.permutation(members) for _ in range(repeats)]
         parts.append(rng.choice(members, remainder, replace=False))
     return rng.permutation(np.concatenate(parts))
@@ -50,12 +69,13 @@ def epoch_order(seed: int, epoch: int, labels: np.ndarray, balance: str) -> np.n
 class TrainOrder:
     """Indices of training step ``step``: seeded per-epoch orders, optionally class-balanced."""
 
-    def __init__(self, seed: int, labels: np.ndarray, batch_size: int, balance: str = "none"):
+    def __init__(self, seed: int, labels: np.ndarray, batch_size: int, balance: str = "none", power: float = 0.5):
         self.seed = seed
         self.labels = np.asarray(labels)
         self.balance = balance
+        self.power = power
         self.batch_size = batch_size
-        self.epoch_size = len(epoch_order(seed, 0, self.labels, balance))
+        self.epoch_size = len(epoch_order(seed, 0, self.labels, balance, power))
         if self.epoch_size < batch_size:
             raise ValueError(f"the training split has {self.epoch_size} examples, fewer than one batch ({batch_size})")
         self.steps_per_epoch = self.epoch_size // batch_size  # the last partial batch is dropped
@@ -65,7 +85,7 @@ class TrainOrder:
     def indices(self, step: int) -> np.ndarray:
         epoch, offset = divmod(step, self.steps_per_epoch)
         if epoch != self._cached_epoch:
-            self._order = epoch_order(self.seed, epoch, self.labels, self.balance)
+            self._order = epoch_order(self.seed, epoch, self.labels, self.balance, self.power)
             self._cached_epoch = epoch
         start = offset * self.batch_size
         return self._order[start : start + self.batch_size].astype(np.int32)

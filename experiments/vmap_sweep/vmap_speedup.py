@@ -58,7 +58,7 @@ def measure(num_points: int, steps: int) -> dict:
         configs.append(c)
     exp = train.Experiment(configs[0])
     labels = exp.dataset.split("train").labels
-    orders = [TrainOrder(c.seed, labels, c.train.batch_size, c.data.balance) for c in configs]
+    orders = [TrainOrder(c.seed, labels, c.train.batch_size, c.data.balance, c.data.balance_power) for c in configs]
 
     sequential = 0.0
     for config, order in zip(configs, orders, strict=True):
