@@ -85,6 +85,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.train.max_checkpoints = 3
     c.train.eval_every_epochs = 1
     c.train.eval_batch_size = 256
+    c.train.coarse_stem_epochs = 0.0  # > 0: these first epochs with the stem at stride 2, then at model.stem_stride=1
     c.lock()  # a variant that sets a misspelt field fails here instead of adding a new one
     return c
 
@@ -134,6 +135,13 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError("config: train.num_epochs or train.num_steps must be positive")
     if not 0.0 <= config.loss.label_smoothing < 1.0:
         raise ConfigError(f"config: loss.label_smoothing={config.loss.label_smoothing!r} must be in [0, 1)")
+    if config.train.coarse_stem_epochs < 0:
+        raise ConfigError(f"config: train.coarse_stem_epochs={config.train.coarse_stem_epochs!r} must be >= 0")
+    if config.train.coarse_stem_epochs > 0 and config.model.stem_stride != 1:
+        raise ConfigError(
+            f"config: train.coarse_stem_epochs={config.train.coarse_stem_epochs!r} trains the first epochs with the "
+            f"stem at stride 2 and the rest at stride 1: needs model.stem_stride=1 (got {config.model.stem_stride!r})"
+        )
     if not 0.0 <= config.data.balance_power <= 1.0:
         raise ConfigError(f"config: data.balance_power={config.data.balance_power!r} must be in [0, 1]")
     if not 0.0 <= config.optimizer.ema_decay < 1.0:

@@ -22,6 +22,7 @@ from amobilenet_jax import checkpoints, evaluation, files, imagenet, weights
 from amobilenet_jax.config import flatten, num_train_steps
 from amobilenet_jax.data import Dataset, load_dataset, split_names
 from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
+from amobilenet_jax.errors import ConfigError
 from amobilenet_jax.models import build_model, count_params, forward_flops, model_kwargs
 from amobilenet_jax.periodic import Periodic
 from amobilenet_jax.steps import (
@@ -77,11 +78,21 @@ class Experiment:
                 config.seed, train.labels, config.train.batch_size, config.data.balance, config.data.balance_power
             )
             self.total_steps = num_train_steps(config, self.order.steps_per_epoch)
+            self.coarse_steps = round(float(config.train.coarse_stem_epochs) * self.order.steps_per_epoch)
+            if self.coarse_steps >= self.total_steps:
+                raise ConfigError(
+                    f"config: train.coarse_stem_epochs={config.train.coarse_stem_epochs!r} is {self.coarse_steps} "
+                    f"steps, not fewer than the run's {self.total_steps}: it would end with the stem at stride 2"
+                )
+            coarse = config.model.copy_and_resolve_references()
+            coarse.stem_stride = 2
+            self.coarse_model = build_model(coarse, self.num_classes) if self.coarse_steps else None
             self.train_step = jax.jit(
                 make_train_step(config, self.total_steps), donate_argnums=0, out_shardings=self.replicated
             )
         else:  # evaluation only: the state's structure does not depend on the run's length
             self.train_split, self.order, self.total_steps = None, None, 1
+            self.coarse_steps, self.coarse_model = 0, None
         self.eval_step = jax.jit(make_eval_step(config, self.num_classes), out_shardings=self.replicated)
         self._eval_splits: dict[str, DeviceSplit] = {}
         self.default_eval_split = resolve_eval_split(config.eval_split, list(self.dataset.splits))
@@ -123,6 +134,11 @@ class Experiment:
             local = next(iterator)  # this process's rows of the global batch
             make = jax.make_array_from_process_local_data
             yield step, {k: make(self.batch_sharding, v, (batch_size, *v.shape[1:])) for k, v in local.items()}
+
+    def apply_fn(self, step: int):
+        """The model that trains step ``step``: with ``train.coarse_stem_epochs``, the same parameters
+        with the stem at stride 2 (a quarter of the pixels in every layer) before ``coarse_steps``."""
+        return self.coarse_model.apply if step < self.coarse_steps else self.model.apply
 
     def data_position(self, step: int) -> dict:
         position = {"step": step, "epoch": step / self.order.steps_per_epoch}
@@ -260,6 +276,10 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
     best = BestEval(position)
     with Periodic(config.train, total, per_epoch, start_step, mngr, bs) as periodic:
         for step, batch in exp.train_batches(start_step, position.get("grain_iterator")):
+            if state.apply_fn != exp.apply_fn(step):  # the coarse stem's first step, or its end
+                state = state.replace(apply_fn=exp.apply_fn(step))  # another program: jit compiles it once
+                if is_chief:
+                    print(_stem_line(step, exp), flush=True)
             state, metrics = exp.train_step(state, batch)
             done = step + 1
             due = periodic.after_step(done, metrics)
@@ -268,6 +288,8 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
                 computed = accumulated.compute()
                 scalars = {f"train/{k}": float(v) for k, v in computed.items() if k != "nonfinite_step"}
                 scalars["train/images_per_s"] = images_per_s
+                if exp.coarse_steps:
+                    scalars["train/stem_stride"] = 2.0 if step < exp.coarse_steps else 1.0
                 writer.write_scalars(done, scalars)
                 if is_chief:
                     eta_s = (total - done) * bs / images_per_s
@@ -284,6 +306,15 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
     result = final_results(exp, state, config, workdir, writer, periodic.train_time, start_step, best)
     writer.close()
     return result
+
+
+def _stem_line(step: int, exp: Experiment) -> str:
+    if step < exp.coarse_steps:
+        return (
+            f"steps {step}-{exp.coarse_steps - 1}: the stem at stride 2 (train.coarse_stem_epochs "
+            f"{exp.config.train.coarse_stem_epochs:g}); evaluations meanwhile run the same stem"
+        )
+    return f"step {step} on: the stem at stride 1 (model.stem_stride)"
 
 
 def _write_eval(writer: TensorBoardWriter, exp: Experiment, state: TrainState, step: int) -> dict:

@@ -72,10 +72,13 @@ def vectorizable_key(config: ml_collections.ConfigDict) -> str:
 
 
 def group_points(configs: list[ml_collections.ConfigDict]) -> list[list[int]]:
-    """Indices of ``configs`` grouped by ``vectorizable_key``, in first-seen order."""
+    """Indices of ``configs`` grouped by ``vectorizable_key``, in first-seen order. A point that
+    changes its program during training (``train.coarse_stem_epochs``) is a group of its own:
+    it trains on the sequential path."""
     groups: dict[str, list[int]] = {}
     for i, config in enumerate(configs):
-        groups.setdefault(vectorizable_key(config), []).append(i)
+        key = f"alone {i}" if config.train.coarse_stem_epochs > 0 else vectorizable_key(config)
+        groups.setdefault(key, []).append(i)
     return list(groups.values())
 
 
@@ -118,6 +121,8 @@ def _check_group(configs: list, workdirs: list[str]) -> None:
         )
     if configs[0].data.pipeline != "device":
         raise ValueError("vectorised training needs data.pipeline='device'")
+    if configs[0].train.coarse_stem_epochs > 0:
+        raise ValueError("train.coarse_stem_epochs changes the program mid-run: such points train one by one")
 
 
 def _restore_group(mngr: ocp.CheckpointManager, stacked: TrainState, configs: list) -> TrainState:
