@@ -129,3 +129,20 @@ def test_recipe_lever_study_puts_back_one_lever_per_point():
         "data.balance",
         "optimizer.schedule",
     ]
+
+
+def test_full_length_lever_study_changes_one_field_of_the_recipe_per_point():
+    from amobilenet_jax import sweep
+    from amobilenet_jax.config import config_differences, load_config_file, validate
+    from tests.conftest import REPO
+
+    recipe = load_config_file(os.path.join(REPO, "configs", "ferplus_cpu.py"))
+    spec = os.path.join(REPO, "configs", "ferplus_cpu.py:levers_full")
+    assert load_config_file(spec).to_json() == recipe.to_json()  # the full recipe, not the 4-epoch scale
+    changed = []
+    for point in sweep.load_sweep(spec):
+        config = sweep.apply_overrides(recipe, point)
+        validate(config)
+        diffs = config_differences(json.loads(recipe.to_json()), json.loads(config.to_json()))
+        changed.append([d.split(" ")[0] for d in diffs if not d.startswith("seed ")])
+    assert changed == [[], ["optimizer.ema_decay"], ["data.balance"], ["train.coarse_stem_epochs"]]
