@@ -88,7 +88,11 @@ def run(args) -> int:
             print(json.dumps({"file": path, "face": None, "message": "no face found"}), flush=True)
             continue
         geometry = faces_lib.CROP_GEOMETRY[args.detector]
-        crops = np.stack([faces_lib.crop(rgb, f.box, model.native_shape, args.margin, geometry) for f in found])
+        levelled = [None if args.no_align else f.landmarks for f in found]  # eyes level, as predict crops
+        crops = np.stack([
+            faces_lib.crop(rgb, f.box, model.native_shape, args.margin, geometry, landmarks)
+            for f, landmarks in zip(found, levelled)
+        ])  # fmt: skip
         logits, attention = model.logits(crops, return_attention=True)
         probabilities = inference.probabilities_from_logits(logits, model.config)
         stem = os.path.splitext(key)[0].replace(os.sep, "_")
@@ -143,6 +147,9 @@ def parse_args(argv=None):
     parser.add_argument("--min_face", type=int, default=40, help="smallest face side kept, in pixels")
     parser.add_argument("--detect_width", type=int, default=640, help="images are shrunk to this width to find faces")
     parser.add_argument("--margin", type=float, default=0.0, help="grow the face box by this much of its side")
+    parser.add_argument(
+        "--no_align", action="store_true", help="cut faces out as found, without levelling the eyes (as predict)"
+    )
     parser.add_argument("--max_grid", type=int, default=24, help="faces in the grid image at most")
     return parser.parse_args(argv)
 

@@ -100,6 +100,33 @@ def test_photo_and_folder_with_the_default_model(python, photos, tmp_path):
 
 
 @needs_shipped
+def test_no_align_cuts_the_face_out_as_found(python, tmp_path):
+    """The astronaut turned by 20 degrees: by default predict levels her eyes before the crop;
+    with --no_align its probabilities are those of the crop cut from the box as found."""
+    import cv2
+
+    image = media.astronaut()
+    turn = cv2.getRotationMatrix2D((image.shape[1] / 2, image.shape[0] / 2), 20, 1.0)
+    turned = cv2.warpAffine(image, turn, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+    Image.fromarray(turned).save(tmp_path / "turned.png")
+    done, (record,) = run_predict(python, str(tmp_path / "turned.png"), "--no_align")
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    model = inference.load_model()
+    (face,) = faces.make_detector("retinaface").detect(turned)
+    assert record["box"] == list(face.box) and abs(faces.eye_angle(face.landmarks)) > 10
+    as_found, levelled = (
+        model.probabilities(
+            faces.crop(turned, face.box, model.native_shape, geometry=faces.CROP_GEOMETRY["retinaface"],
+                       landmarks=landmarks)[None]
+        )[0]
+        for landmarks in (None, face.landmarks)
+    )  # fmt: skip
+    got = np.array([record["probabilities"][c] for c in model.class_names])
+    np.testing.assert_allclose(got, as_found, atol=2e-4)
+    assert np.abs(levelled - as_found).max() > 1e-3  # the default, levelled crop reads differently
+
+
 @needs_shipped
 def test_another_detector_is_chosen_by_name(python, photos):
     """--detector ssd (OpenCV's res10 SSD, a default dependency): the astronaut's one face, none in the coffee."""
@@ -429,3 +456,50 @@ def test_predict_on_onnx_runtime_gives_the_jax_answer(python, photos, tiny_model
             assert o["probabilities"][name] == pytest.approx(p, abs=2e-4)
     done, _ = run_predict(python, "--onnx", str(onnx_file), "--workdir", str(tiny_model), photo)
     assert done.returncode == 2 and "not both" in done.stderr
+
+
+class _CropRecordingModel(_CountingModel):
+    def __init__(self):
+        super().__init__()
+        self.crops = []
+
+    def probabilities(self, crops):
+        self.crops.extend(crops)
+        return super().probabilities(crops)
+
+
+def test_faces_with_landmarks_are_levelled_before_the_crop_also_when_carried():
+    """A face found with its eyes 20 degrees off level is turned upright before it is cut out, in
+    the frames the detector looked at and in those where the face moved along its track (its
+    landmarks move with it); with align off it is cut out as found."""
+    from amobilenet_jax.predict.tracking import Tracker
+
+    def eyes(box):  # 20 degrees below level from the image-left eye to the image-right one
+        x, y, w, _ = box
+        turn = np.radians(20)
+        cx, cy, r = x + w / 2, y + w * 0.4, w * 0.2
+        return ((cx - r * np.cos(turn), cy - r * np.sin(turn)), (cx + r * np.cos(turn), cy + r * np.sin(turn)))
+
+    class Detector(_ScriptedDetector):
+        def detect(self, rgb):
+            return [faces.Face(f.box, f.detector_score, eyes(f.box)) for f in super().detect(rgb)]
+
+    frames = []
+    for n in range(6):
+        rgb = np.random.default_rng(n).integers(0, 255, (200, 300, 3), dtype=np.uint8)
+        rgb[0, 0] = n
+        frames.append(predict.Frame("clip.mp4", n, n / 10, rgb, "clip.mp4"))
+    crops = {}
+    for align in (True, False):
+        model, detector = _CropRecordingModel(), Detector(lambda n: [(40 + 10 * n, 50, 80, 80)])
+        predictor = predict.Predictor(model, detector, 0.0, lambda r: None, detect_every=2, align=align)
+        predictor.tracker = Tracker()
+        records = predictor.run_batch(frames)
+        assert detector.asked == [0, 2, 4] and [r[0]["detector_score"] for r in records][:2] == [0.9, None]
+        boxes = [tuple(r[0]["box"]) for r in records]
+        assert boxes[3] == (70, 50, 80, 80)  # carried: moved on by the track's velocity
+        for frame, box, crop in zip(frames, boxes, model.crops):
+            expected = faces.crop(frame.rgb, box, (48, 48, 1), landmarks=eyes(box) if align else None)
+            np.testing.assert_array_equal(crop, expected)
+        crops[align] = np.stack(model.crops)
+    assert np.abs(crops[True].astype(int) - crops[False]).mean() > 10

@@ -55,6 +55,12 @@ def parse_args(argv: list[str] | None = None):
         help="grow the face box by this much of its side (0 matches FER+ crops best)",
     )
     parser.add_argument(
+        "--no_align",
+        action="store_true",
+        help="cut faces out as found; by default a face found with landmarks (retinaface) is first turned so that "
+        "its eyes are level",
+    )
+    parser.add_argument(
         "--smooth_s",
         type=float,
         default=0.0,

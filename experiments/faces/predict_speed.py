@@ -30,7 +30,8 @@ from predict_speed import make_video, run  # noqa: E402
 DETECTORS = {
     "retinaface, detector on every frame (whole 640 px frame)": ["--detect_every", "1"],
     "retinaface, detector on every 2nd frame": ["--detect_every", "2"],
-    "retinaface (default: detector on every 3rd frame)": [],
+    "retinaface (default: detector on every 3rd frame, eyes levelled)": [],
+    "retinaface, every 3rd frame, --no_align": ["--no_align"],
     "retinaface, frame at 320 px, every frame": ["--detect_width", "320", "--detect_every", "1"],
     "haar (frame at 320 px)": ["--detector", "haar", "--detect_every", "1"],
     "ssd": ["--detector", "ssd", "--detect_every", "1"],
