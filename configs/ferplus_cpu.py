@@ -5,7 +5,9 @@
     python -m amobilenet_jax.main --config configs/ferplus_cpu.py:levers --workdir runs/ferplus_cpu_levers \\
         --config.data.dir=/data/ferplus
     python -m amobilenet_jax.main --config configs/ferplus_cpu.py:levers_full --workdir runs/ferplus_cpu_levers_full \\
-        --config.data.dir=/data/ferplus
+        --points_dir runs/ferplus_cpu_points --config.data.dir=/data/ferplus
+    python -m amobilenet_jax.main --config configs/ferplus_cpu.py:seeds --workdir runs/ferplus_cpu_seeds \\
+        --points_dir runs/ferplus_cpu_points --config.data.dir=/data/ferplus
 
 Every change from the paper's recipe (configs/ferplus.py) is a config field whose default is
 the paper's value (see ``amobilenet_jax.config.ferplus_cpu_recipe``): the native 48x48 input
@@ -20,6 +22,9 @@ alternative. experiments/ferplus_cpu/README.md records what each lever measured.
 of the levers that need the full length to show: a moving average of the weights, minority
 classes drawn at the square root of their share, and the stem at stride 2 for the first 4
 epochs (a quarter of the pixels per layer, so those epochs cost about a third).
+
+``:seeds`` is the recipe as it is at seeds 0, 1 and 2: its table row is the recipe's mean and
+spread. With one ``--points_dir`` for both, its seed 0 is ``:levers_full``'s first point, run once.
 """
 
 from amobilenet_jax.config import cpu_study, ferplus_cpu_recipe
@@ -41,7 +46,8 @@ FULL_LENGTH_LEVERS = [
     {"train.coarse_stem_epochs": 4.0},
 ]
 
-VARIANTS = ("levers", "levers_full")
+SEEDS = (0, 1, 2)
+VARIANTS = ("levers", "levers_full", "seeds")
 
 
 def get_config(variant=None):
@@ -54,4 +60,6 @@ def get_config(variant=None):
 def get_sweep(variant=None):
     if variant == "levers":
         return with_seeds(LEVERS, (0,))
+    if variant == "seeds":
+        return with_seeds([{}], SEEDS)
     return with_seeds(FULL_LENGTH_LEVERS, (0,)) if variant == "levers_full" else None

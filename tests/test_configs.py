@@ -146,3 +146,22 @@ def test_full_length_lever_study_changes_one_field_of_the_recipe_per_point():
         diffs = config_differences(json.loads(recipe.to_json()), json.loads(config.to_json()))
         changed.append([d.split(" ")[0] for d in diffs if not d.startswith("seed ")])
     assert changed == [[], ["optimizer.ema_decay"], ["data.balance"], ["train.coarse_stem_epochs"]]
+
+
+def test_recipe_seeds_share_their_seed_0_with_the_full_length_lever_study(tmp_path):
+    """``:seeds`` is the recipe at three seeds, one table row; under one --points_dir its seed 0
+    is the lever study's first point (the recipe as it is), found by experiment, not by name."""
+    from amobilenet_jax import sweep
+    from amobilenet_jax.config import load_config_file
+    from tests.conftest import REPO
+
+    recipe = load_config_file(os.path.join(REPO, "configs", "ferplus_cpu.py"))
+    seeds = sweep.load_sweep(os.path.join(REPO, "configs", "ferplus_cpu.py:seeds"))
+    assert seeds == [{"seed": 0}, {"seed": 1}, {"seed": 2}]
+    assert {sweep.point_name(sweep.group_key(p)) for p in seeds} == {""}  # one row ("base")
+    levers = sweep.load_sweep(os.path.join(REPO, "configs", "ferplus_cpu.py:levers_full"))
+    lever_dir = tmp_path / sweep.point_name(levers[0])
+    lever_dir.mkdir()
+    (lever_dir / "config.json").write_text(sweep.apply_overrides(recipe, levers[0]).to_json())
+    dirs = sweep.point_dirs(recipe, seeds, str(tmp_path))
+    assert dirs[0] == str(lever_dir) and dirs[1] == str(tmp_path / "seed=1")
