@@ -4,7 +4,10 @@ and the one atomic writer every caller uses for JSON and figures.
 A checkpoint holds the train state, the config and the data position together (three items of
 one Orbax step directory). Orbax writes a step into a temporary directory and renames it when
 complete, so a process killed mid-write leaves the previous step as the newest; the temporary
-directory is swept up by the next manager (``cleanup_tmp_directories``).
+directory is swept up by the next run that writes there (``cleanup_tmp_directories``). Only a
+writer sweeps: a reader (the resumability check, ``evaluate``, ``ship``) may look at a run
+that is still training, whose temporary directory is a save in progress, and two managers
+sweeping the same directory at once race each other to delete it (the second one fails).
 
 Restoring never starts over a checkpoint it cannot use:
 
@@ -47,13 +50,15 @@ CORRUPT_DIR = "checkpoints.corrupt"
 # ---------------------------------------------------------------- the manager
 
 
-def manager(workdir: str, max_to_keep: int) -> ocp.CheckpointManager:
-    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True)
+def manager(workdir: str, max_to_keep: int, writer: bool = True) -> ocp.CheckpointManager:
+    """The Orbax manager of ``workdir/checkpoints``; ``writer=False`` for one that only reads,
+    which leaves unfinished (temporary) step directories to the run that writes there."""
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=writer)
     return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), CHECKPOINT_DIR), options=options)
 
 
-def run_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
-    return manager(workdir, config.train.max_checkpoints)
+def run_manager(workdir: str, config: ml_collections.ConfigDict, writer: bool = True) -> ocp.CheckpointManager:
+    return manager(workdir, config.train.max_checkpoints, writer)
 
 
 def step_path(mngr: ocp.CheckpointManager, step: int) -> str:
@@ -152,7 +157,7 @@ def check_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
     """Refuses, before any work, a run directory whose newest checkpoint is another experiment's."""
     if not os.path.isdir(os.path.join(workdir, CHECKPOINT_DIR)):
         return
-    mngr = run_manager(workdir, config)
+    mngr = run_manager(workdir, config, writer=False)
     try:
         step = mngr.latest_step()
         if step is None:

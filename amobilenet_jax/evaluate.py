@@ -28,7 +28,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, split: 
             f"{workdir}: not a run directory (no {checkpoints.CHECKPOINT_DIR}/ or {weights.WEIGHTS_FILE} to evaluate)"
         )
     checkpoints.check_workdir(workdir, config)
-    mngr = checkpoints.run_manager(workdir, config)
+    mngr = checkpoints.run_manager(workdir, config, writer=False)
     try:
         if mngr.latest_step() is None:
             raise RunNotFoundError(f"{os.path.join(workdir, checkpoints.CHECKPOINT_DIR)}: no checkpoint to evaluate")

@@ -29,7 +29,7 @@ def restore_run_state(workdir: str):
     config = from_json(saved, config_path)
     if not os.path.isdir(os.path.join(workdir, checkpoints.CHECKPOINT_DIR)):
         raise RunNotFoundError(f"{workdir}: no {checkpoints.CHECKPOINT_DIR}/ and no {weights.WEIGHTS_FILE}")
-    mngr = checkpoints.run_manager(workdir, config)
+    mngr = checkpoints.run_manager(workdir, config, writer=False)
     try:
         if mngr.latest_step() is None:
             raise RunNotFoundError(f"{os.path.join(workdir, checkpoints.CHECKPOINT_DIR)}: no checkpoint")

@@ -70,3 +70,29 @@ def test_orbax_save_timing_notes_stay_off_stderr():
                                   "Waiting for previous save to complete took %f seconds.", (1.1,), None)  # fmt: skip
     other = absl_logger.makeRecord("absl", logging.WARNING, "x.py", 1, "something else", (), None)
     assert not absl_logger.filter(note) and absl_logger.filter(other)
+
+
+def test_an_unfinished_save_is_left_to_the_writer_and_swept_when_the_run_resumes(finished_run, tiny_config, tmp_path):
+    """A run killed mid-save leaves ``<step>.orbax-checkpoint-tmp``. Reading the run (the
+    resumability check, ``evaluate``) must leave it alone, since for a run still training it is
+    the save in progress, and a reader sweeping it raced the resumed run's own sweep, which then
+    failed (FileNotFoundError). The run that resumes there sweeps it and finishes."""
+    from amobilenet_jax import evaluate
+
+    workdir, result = finished_run
+    broken = str(tmp_path / "broken")
+    shutil.copytree(workdir, broken)
+    os.remove(os.path.join(broken, "results.json"))
+    final = str(result["final_step"])
+    unfinished = os.path.join(broken, "checkpoints", f"{final}.orbax-checkpoint-tmp")
+    os.rename(os.path.join(broken, "checkpoints", final), unfinished)
+
+    evaluated = evaluate.evaluate_checkpoint(tiny_config, broken)
+    assert evaluated["step"] == 12  # the newest finished step
+    assert os.path.isdir(unfinished)
+
+    again = train.train_and_evaluate(tiny_config, broken)
+    assert again["resumed_from_step"] == 12
+    assert again["params_fingerprint"] == result["params_fingerprint"]
+    assert not os.path.exists(unfinished)
+    assert final in os.listdir(os.path.join(broken, "checkpoints"))
