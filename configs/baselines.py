@@ -28,6 +28,6 @@ def get_reference(variant=None):
 
 
 def get_sweep(variant=None):
-    if variant == "converged":  # two seeds: the paper's model shares them with the ablations' runs
-        return seeds_first(product({"model.name": MODELS[::-1]}), (0, 1))
+    if variant == "converged":  # the paper's model shares its three seeds with the ablations' runs
+        return seeds_first(product({"model.name": MODELS[::-1]}), (0, 1, 2))
     return with_seeds(product({"model.name": MODELS}), (0, 1) if variant in ("synthetic", "cpu") else (0, 1, 2))

@@ -2,7 +2,7 @@
 # The paper's claims at convergence on real FERPlus (issue: full-length studies with seeds):
 # the `:converged` variants of the three ablations and the baselines, one after another, all
 # sharing one points directory so that the paper's model (A-MobileNet, lambda 0.01) runs once
-# per seed for all four studies (21 runs of about 20 minutes each on 2 cores).
+# per seed for all four studies (24 runs of about 20 minutes each on 2 cores).
 #
 #   DATA=/data/ferplus bash experiments/claims_at_convergence/run.sh [RUNS_DIR]   # default runs/converged
 #
