@@ -1,6 +1,7 @@
 """Copies each finished study point into the repository: results.json, config.json (with this
 machine's data paths cleared) and curve.json (Valid accuracy and mean per-class accuracy at each
-evaluation, with wall-clock seconds since the first), never checkpoints.
+evaluation, with wall-clock seconds since the first and since the run's TensorBoard writer
+opened, i.e. after data preparation, before compilation), never checkpoints.
 
     python experiments/claims_at_convergence/harvest.py runs/converged/points [--out DIR]
 
@@ -22,17 +23,40 @@ from amobilenet_jax.summary_writer import read_scalars  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def curve(run_dir: str) -> dict:
+def writer_opened(run_dir: str) -> float | None:
+    """When the run's newest event file was opened (its first record, the file-version event):
+    after the data is prepared and the model built, before the train step compiles. The newest,
+    so that an attempt killed before its first checkpoint (the run restarted from step 0) does
+    not count."""
+    from tensorboardX.proto import event_pb2
+
+    files = sorted(f for f in os.listdir(run_dir) if f.startswith("events.out.tfevents"))
+    if not files:
+        return None
+    with open(os.path.join(run_dir, files[-1]), "rb") as f:
+        header = f.read(12)
+        if len(header) < 12:
+            return None
+        event = event_pb2.Event()
+        event.ParseFromString(f.read(int.from_bytes(header[:8], "little")))
+    return float(event.wall_time)
+
+
+def curve(run_dir: str, resumed: bool = False) -> dict:
     scalars = read_scalars(run_dir, wall_time=True)
     acc = scalars.get("eval/valid_accuracy", [])
     mca = {step: value for step, value, _ in scalars.get("eval/valid_mean_class_accuracy", [])}
     start = acc[0][2] if acc else 0.0
-    return {
+    result = {
         "step": [int(s) for s, _, _ in acc],
         "valid_accuracy": [float(v) for _, v, _ in acc],
         "valid_mean_class_accuracy": [mca.get(s) for s, _, _ in acc],
         "wall_s_since_first_eval": [float(t - start) for _, _, t in acc],
     }
+    opened = writer_opened(run_dir)
+    if opened is not None and not resumed:  # a resumed run's clock includes the time it was stopped
+        result["wall_s_since_writer_opened"] = [float(t - opened) for _, _, t in acc]
+    return result
 
 
 def main() -> None:
@@ -49,12 +73,14 @@ def main() -> None:
             continue  # a committed point copied in by run.sh: the repository already holds it
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(run_dir, "results.json")) as f:
-            write_json_atomic(os.path.join(out, "results.json"), json.load(f))
+            results = json.load(f)
+        write_json_atomic(os.path.join(out, "results.json"), results)
         with open(os.path.join(run_dir, "config.json")) as f:
             config = json.load(f)
         config["data"]["dir"] = config["data"]["cache_dir"] = ""  # where this machine keeps the data
         write_json_atomic(os.path.join(out, "config.json"), config)
-        write_json_atomic(os.path.join(out, "curve.json"), curve(run_dir))
+        resumed = bool(results.get("resumed_from_step"))
+        write_json_atomic(os.path.join(out, "curve.json"), curve(run_dir, resumed=resumed))
         print(f"harvested {name}")
 
 
