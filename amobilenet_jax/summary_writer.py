@@ -57,6 +57,33 @@ class TensorBoardWriter:
             self._writer.close()
 
 
+def read_events(path: str):
+    """The events of one TensorBoard event file, in order (no TensorFlow needed). A torn last
+    record (its writer was killed in the middle of it) or a damaged one ends the file there."""
+    import struct
+
+    from tensorboardX.proto import event_pb2
+    from tensorboardX.record_writer import masked_crc32c
+
+    with open(path, "rb") as f:
+        data = f.read()
+    pos = 0
+    while pos + 12 <= len(data):  # TFRecord framing: length, its crc, payload, its crc
+        header = data[pos : pos + 8]
+        (length,) = struct.unpack("<Q", header)
+        payload = data[pos + 12 : pos + 12 + length]
+        if (
+            struct.unpack("<I", data[pos + 8 : pos + 12])[0] != masked_crc32c(header)
+            or pos + 16 + length > len(data)
+            or struct.unpack("<I", data[pos + 12 + length : pos + 16 + length])[0] != masked_crc32c(payload)
+        ):
+            return  # nothing after a torn or damaged record in this file can be trusted
+        pos += 16 + length
+        event = event_pb2.Event()
+        event.ParseFromString(payload)
+        yield event
+
+
 def read_scalars(logdir: str, wall_time: bool = False) -> dict[str, list[tuple]]:
     """tag -> [(step, value)] from the event files in ``logdir`` (no TensorFlow needed);
     ``wall_time``: [(step, value, seconds since the epoch when it was written)].
@@ -67,29 +94,12 @@ def read_scalars(logdir: str, wall_time: bool = False) -> dict[str, list[tuple]]
     after the step it resumes from, so each step is counted once."""
     import glob
     import os
-    import struct
 
     from tensorboardX.proto import event_pb2
-    from tensorboardX.record_writer import masked_crc32c
 
     scalars: dict[str, list[tuple]] = {}
     for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
-        with open(path, "rb") as f:
-            data = f.read()
-        pos = 0
-        while pos + 12 <= len(data):  # TFRecord framing: length, its crc, payload, its crc
-            header = data[pos : pos + 8]
-            (length,) = struct.unpack("<Q", header)
-            payload = data[pos + 12 : pos + 12 + length]
-            if (
-                struct.unpack("<I", data[pos + 8 : pos + 12])[0] != masked_crc32c(header)
-                or pos + 16 + length > len(data)
-                or struct.unpack("<I", data[pos + 12 + length : pos + 16 + length])[0] != masked_crc32c(payload)
-            ):
-                break  # a torn or damaged record: nothing after it in this file can be trusted
-            pos += 16 + length
-            event = event_pb2.Event()
-            event.ParseFromString(payload)
+        for event in read_events(path):
             if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
                 scalars = {tag: [p for p in points if p[0] < event.step] for tag, points in scalars.items()}
             for value in event.summary.value:

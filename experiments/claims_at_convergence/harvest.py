@@ -18,7 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from amobilenet_jax.files import write_json_atomic  # noqa: E402
-from amobilenet_jax.summary_writer import read_scalars  # noqa: E402
+from amobilenet_jax.summary_writer import read_events, read_scalars  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -28,18 +28,9 @@ def writer_opened(run_dir: str) -> float | None:
     after the data is prepared and the model built, before the train step compiles. The newest,
     so that an attempt killed before its first checkpoint (the run restarted from step 0) does
     not count."""
-    from tensorboardX.proto import event_pb2
-
     files = sorted(f for f in os.listdir(run_dir) if f.startswith("events.out.tfevents"))
-    if not files:
-        return None
-    with open(os.path.join(run_dir, files[-1]), "rb") as f:
-        header = f.read(12)
-        if len(header) < 12:
-            return None
-        event = event_pb2.Event()
-        event.ParseFromString(f.read(int.from_bytes(header[:8], "little")))
-    return float(event.wall_time)
+    first = next(read_events(os.path.join(run_dir, files[-1])), None) if files else None
+    return None if first is None else float(first.wall_time)
 
 
 def curve(run_dir: str, resumed: bool = False) -> dict:
