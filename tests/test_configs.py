@@ -145,7 +145,7 @@ def test_full_length_lever_study_changes_one_field_of_the_recipe_per_point():
         validate(config)
         diffs = config_differences(json.loads(recipe.to_json()), json.loads(config.to_json()))
         changed.append([d.split(" ")[0] for d in diffs if not d.startswith("seed ")])
-    assert changed == [[], ["optimizer.ema_decay"], ["data.balance"], ["train.coarse_stem_epochs"]]
+    assert changed == [[], ["optimizer.ema_decay"], ["data.balance", "train.num_steps"], ["train.coarse_stem_epochs"]]
 
 
 def test_recipe_seeds_share_their_seed_0_with_the_full_length_lever_study(tmp_path):
