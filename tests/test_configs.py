@@ -148,20 +148,23 @@ def test_full_length_lever_study_changes_one_field_of_the_recipe_per_point():
     assert changed == [[], ["optimizer.ema_decay"], ["data.balance", "train.num_steps"], ["train.coarse_stem_epochs"]]
 
 
-def test_recipe_seeds_share_their_seed_0_with_the_full_length_lever_study(tmp_path):
-    """``:seeds`` is the recipe at three seeds, one table row; under one --points_dir its seed 0
-    is the lever study's first point (the recipe as it is), found by experiment, not by name."""
+def test_final_recipe_seeds_share_their_seed_0_with_the_full_length_lever_study(tmp_path):
+    """``:seeds`` is the final recipe (square-root class sampling) at three seeds, one table row;
+    under one --points_dir its seed 0 is the lever study's point of that lever, found by
+    experiment, not by name."""
     from amobilenet_jax import sweep
     from amobilenet_jax.config import load_config_file
     from tests.conftest import REPO
 
     recipe = load_config_file(os.path.join(REPO, "configs", "ferplus_cpu.py"))
     seeds = sweep.load_sweep(os.path.join(REPO, "configs", "ferplus_cpu.py:seeds"))
-    assert seeds == [{"seed": 0}, {"seed": 1}, {"seed": 2}]
-    assert {sweep.point_name(sweep.group_key(p)) for p in seeds} == {""}  # one row ("base")
+    final = {"data.balance": "power", "train.num_steps": 7514}
+    assert seeds == [{**final, "seed": 0}, {**final, "seed": 1}, {**final, "seed": 2}]
+    assert {sweep.point_name(sweep.group_key(p)) for p in seeds} == {"balance=power,num_steps=7514"}  # one row
     levers = sweep.load_sweep(os.path.join(REPO, "configs", "ferplus_cpu.py:levers_full"))
-    lever_dir = tmp_path / sweep.point_name(levers[0])
+    assert levers[2] == seeds[0]
+    lever_dir = tmp_path / "the lever study's run"  # found by its config, whatever its name
     lever_dir.mkdir()
-    (lever_dir / "config.json").write_text(sweep.apply_overrides(recipe, levers[0]).to_json())
+    (lever_dir / "config.json").write_text(sweep.apply_overrides(recipe, levers[2]).to_json())
     dirs = sweep.point_dirs(recipe, seeds, str(tmp_path))
-    assert dirs[0] == str(lever_dir) and dirs[1] == str(tmp_path / "seed=1")
+    assert dirs[0] == str(lever_dir) and dirs[1] == str(tmp_path / "balance=power,num_steps=7514,seed=1")

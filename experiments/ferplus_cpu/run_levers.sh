@@ -2,8 +2,8 @@
 # The CPU recipe's full-length levers and its seed spread on real FERPlus (issue: time to
 # accuracy, round two): `configs/ferplus_cpu.py:levers_full` (the recipe, a moving average of the
 # weights, square-root class sampling, the coarse stem for the first 4 epochs) and `:seeds` (the
-# recipe at seeds 0-2), sharing one points directory so the recipe's seed 0 runs once. Six runs
-# of about an hour each on 2 cores.
+# final recipe, square-root class sampling, at seeds 0-2), sharing one points directory so its
+# seed 0 runs once. Six runs of about an hour each on 2 cores.
 #
 #   DATA=/data/ferplus bash experiments/ferplus_cpu/run_levers.sh [RUNS_DIR]   # default runs
 #
