@@ -80,7 +80,7 @@ def _free_port() -> int:
 def _run(tmp_path, num_processes: int, devices_per_process: int) -> list[dict]:
     env = dict(
         os.environ,
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices_per_process}",
+        XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices_per_process}",
         JAX_PLATFORMS="cpu",
     )
     config = os.path.join(REPO, "configs", "quickstart.py") + ":tiny"

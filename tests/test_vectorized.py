@@ -1,7 +1,10 @@
-"""Vectorised training: a vmapped group of sweep points trains as its points would alone."""
+"""Vectorised training: a vmapped group of sweep points trains as its points would alone, from the
+command line (``--vectorize=true``) as a user starts it."""
 
 import json
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -9,7 +12,7 @@ import pytest
 
 from amobilenet_jax import checkpoints, train, vectorized
 from amobilenet_jax.errors import CheckpointError
-from tests.conftest import load_config
+from tests.conftest import REPO, load_config
 
 # Training length of the equivalence tests. On the tiny model (32 px, batch 16) the
 # last blocks see 1x1 maps, and BatchNorm over 16 near-constant values amplifies the
@@ -48,39 +51,57 @@ def _assert_same_state(a, b):
     np.testing.assert_allclose(a.centers, b.centers, rtol=1e-4, atol=1e-5)
 
 
-def _group_matches_sequential(configs, tmp_path, alone_points=None):
-    """Trains ``configs`` as one group, and the points ``alone_points`` (default all) alone: equal."""
-    group_dirs = [str(tmp_path / f"point{i}") for i in range(len(configs))]
-    results = vectorized.train_and_evaluate_group(configs, group_dirs, str(tmp_path / "group"))
-    for i, config in enumerate(configs):
-        if alone_points is not None and i not in alone_points:
-            continue
-        alone = str(tmp_path / f"alone{i}")
-        single = train.train_and_evaluate(config, alone)
-        _assert_same_state(_restore(config, group_dirs[i]), _restore(config, alone))
-        assert results[i]["vectorized_group_size"] == len(configs)
-        assert set(single) | {"vectorized_group_size"} == set(results[i])
-        with open(os.path.join(group_dirs[i], "results.json")) as f:
-            assert json.load(f) == json.loads(json.dumps(results[i]))
-        assert os.path.getsize(os.path.join(group_dirs[i], "confusion_matrix.png")) > 1000
-    return results
+# The study of the first test: the tiny run at EQUIVALENCE_STEPS, with _config's eps, and two
+# points that differ in both seed and lambda.
+TWO_POINTS = """
+import os, sys
+sys.path.insert(0, {repo!r})
+from amobilenet_jax.config import load_config_file
+
+
+def get_config(variant=None):
+    c = load_config_file(os.path.join({repo!r}, "configs", "quickstart.py") + ":tiny")
+    c.unlock()
+    c.optimizer.eps = 1e-3
+    c.train.num_steps = {steps}
+    return c
+
+
+def get_sweep(variant=None):
+    return [{{"seed": 0}}, {{"loss.center_weight": 0.0, "seed": 1}}]
+"""
+POINTS = ("seed=0", "center_weight=0.0,seed=1")
 
 
 def test_vmapped_points_match_sequential_runs_and_resume_exactly(tmp_path):
-    """Two points in one program (other seed, other lambda) train as they would alone; the group,
-    stopped after its first step and run again for two, ends bit-identical to a group that ran
-    two steps straight; and its checkpoint is not resumed by other points."""
-    configs = [
-        _config(seed=0, num_steps=EQUIVALENCE_STEPS),
-        _config(seed=1, center_weight=0.0, num_steps=EQUIVALENCE_STEPS),
-    ]
-    # The second point differs from the first in both seed and lambda: alone, it is what the group made of it.
-    results = _group_matches_sequential(configs, tmp_path, alone_points=[1])
+    """``--vectorize=true`` trains a study's two points (other seed, other lambda) as one vmapped
+    group, as they train alone; the group, stopped after its first step and run again for two,
+    ends bit-identical to a group that ran two steps straight; and its checkpoint is not resumed
+    by other points."""
+    study = tmp_path / "study.py"
+    study.write_text(TWO_POINTS.format(repo=REPO, steps=EQUIVALENCE_STEPS))
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "amobilenet_jax.main", "--config", str(study), "--workdir", str(runs)]
+    proc = subprocess.run([*command, "--vectorize=true"], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "[group of 2]" in proc.stdout and (runs / "ablation.md").exists()
+    workdirs = [str(runs / name) for name in POINTS]
+    results = []
+    for workdir in workdirs:
+        with open(os.path.join(workdir, "results.json")) as f:
+            results.append(json.load(f))
+        assert results[-1]["vectorized_group_size"] == 2
+        assert os.path.getsize(os.path.join(workdir, "confusion_matrix.png")) > 1000
     assert len({r["params_fingerprint"] for r in results}) == 2
+    # The second point differs from the first in both seed and lambda: alone, it is what the group made of it.
+    config = _config(seed=1, center_weight=0.0, num_steps=EQUIVALENCE_STEPS)
+    single = train.train_and_evaluate(config, str(tmp_path / "alone"))
+    _assert_same_state(_restore(config, workdirs[1]), _restore(config, str(tmp_path / "alone")))
+    assert set(single) | {"vectorized_group_size"} == set(results[1])
     # The group above is a group "killed" after 1 step: the same points for 2 steps resume it.
     two = [_config(seed=0, num_steps=2), _config(seed=1, center_weight=0.0, num_steps=2)]
-    workdirs = [str(tmp_path / f"point{i}") for i in range(2)]
-    resumed = vectorized.train_and_evaluate_group(two, workdirs, str(tmp_path / "group"))
+    group_dir = str(runs / "_vectorized" / "0+1")
+    resumed = vectorized.train_and_evaluate_group(two, workdirs, group_dir)
     assert [r["resumed_from_step"] for r in resumed] == [1, 1] and [r["final_step"] for r in resumed] == [2, 2]
     straight = vectorized.train_and_evaluate_group(
         two, [str(tmp_path / "s0"), str(tmp_path / "s1")], str(tmp_path / "straight")
@@ -88,9 +109,7 @@ def test_vmapped_points_match_sequential_runs_and_resume_exactly(tmp_path):
     assert [r["params_fingerprint"] for r in resumed] == [r["params_fingerprint"] for r in straight]
     other = [_config(seed=1, num_steps=2), _config(seed=0, num_steps=2)]
     with pytest.raises(CheckpointError, match="another experiment"):
-        vectorized.train_and_evaluate_group(
-            other, [str(tmp_path / "o0"), str(tmp_path / "o1")], str(tmp_path / "group")
-        )
+        vectorized.train_and_evaluate_group(other, [str(tmp_path / "o0"), str(tmp_path / "o1")], group_dir)
 
 
 def test_group_points_splits_on_shape_changing_fields():
