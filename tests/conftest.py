@@ -57,25 +57,17 @@ def finished_run(tiny_config, tmp_path_factory):
 
 
 # The modules that take longest, first: the workers (pytest-xdist, one module per worker at a
-# time) then end together instead of one running a long module alone at the end. Ordered by
-# their time from an empty compilation cache (test_configs' long tests need real FERPlus and
-# skip in CI).
+# time) then end together instead of one running a long module alone at the end.
 LONGEST_FIRST = (
-    "test_reliability.py",
     "test_multihost.py",
     "test_vectorized.py",
-    "test_pipeline.py",
-    "test_bench.py",
-    "test_coarse_stem.py",
-    "test_predict.py",
-    "test_launch.py",
-    "test_imagenet.py",
-    "test_models.py",
+    "test_reliability.py",
+    "test_configs.py",
     "test_sweep.py",
+    "test_bench.py",
+    "test_imagenet.py",
+    "test_pipeline.py",
     "test_ship.py",
-    "test_checkpoints.py",
-    "test_weight_average.py",
-    "test_export.py",
 )
 
 
