@@ -33,6 +33,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.linear_depthwise = config_dict.placeholder(bool)
     c.model.depthwise_impl = "auto"  # xla | shift | shift_ffi | shift_autodiff | auto
     c.model.stem_stride = config_dict.placeholder(int)  # MobileNetV1/A-MobileNet: 2 (paper) | 1 for 48x48 inputs
+    # MobileNetV1/A-MobileNet: the body as (pointwise channels, depthwise stride) pairs, one per
+    # depthwise-separable block; None: the paper's 13 (models/mobilenet_v1.py BLOCKS)
+    c.model.blocks = config_dict.placeholder(tuple)
     c.model.dtype = "float32"  # compute dtype: float32 | bfloat16; params stay float32
     # ImageNet backbone for a fresh run (mobilenet_v1/amobilenet, width 1.0): the file that
     # `python -m amobilenet_jax.imagenet` writes (or Keras' .h5); "" initialises at random.
@@ -158,8 +161,17 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"backbone), not model.name={config.model.name!r}"
         )
     from amobilenet_jax.models import model_kwargs
+    from amobilenet_jax.models.mobilenet_v1 import BLOCKS, PAPER_CBAM_BLOCKS
 
-    model_kwargs(config.model, 1)  # fields the chosen architecture does not have
+    kwargs = model_kwargs(config.model, 1)  # fields the chosen architecture does not have
+    if config.model.init_from and kwargs.get("blocks", BLOCKS) != BLOCKS:
+        raise ConfigError(
+            "config: model.init_from fills the ImageNet MobileNet v1 body, 13 blocks: leave model.blocks None"
+        )
+    if "blocks" in kwargs and kwargs.get("cbam"):
+        cbam_blocks, count = kwargs.get("cbam_blocks", PAPER_CBAM_BLOCKS), len(kwargs["blocks"])
+        if not set(cbam_blocks) <= set(range(1, count + 1)):
+            raise ConfigError(f"config: model.cbam_blocks={list(cbam_blocks)} must be within model.blocks' 1..{count}")
     if not config.model.width > 0:
         raise ConfigError(f"config: model.width={config.model.width!r} must be positive")
 
@@ -410,7 +422,7 @@ def _with_model_defaults(flat: dict[str, Any], defaults: dict[str, Any]) -> dict
     resolved = dict(flat)
     for field, value in arch_defaults.items():
         if resolved.get(f"model.{field}") is None:
-            resolved[f"model.{field}"] = list(value) if isinstance(value, tuple) else value
+            resolved[f"model.{field}"] = json.loads(json.dumps(value))  # tuples read as config.json has them
     return resolved
 
 

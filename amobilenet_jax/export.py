@@ -214,7 +214,7 @@ def to_onnx(model, depthwise: str = "group_conv"):
     ``onnx.checker``. ``depthwise="shift"`` writes the depthwise convs as shifted multiply-adds
     (only for measuring that form; the grouped Conv is faster on ONNX Runtime)."""
     from amobilenet_jax.models.layers import ConvBN
-    from amobilenet_jax.models.mobilenet_v1 import BLOCKS, MobileNetV1
+    from amobilenet_jax.models.mobilenet_v1 import MobileNetV1
 
     onnx = _onnx()
     name = model.config.model.name
@@ -232,7 +232,7 @@ def to_onnx(model, depthwise: str = "group_conv"):
     x = g.op("Transpose", [INPUT], "nchw", perm=[0, 3, 1, 2])
     x = w.conv_bn(x, "stem", int(module.stem_stride), "relu6", depthwise=False)
     dw_activation = "linear" if module.linear_depthwise else "relu6"
-    for i, (_, stride) in enumerate(BLOCKS, start=1):
+    for i, (_, stride) in enumerate(module.blocks, start=1):
         x = w.conv_bn(x, f"block{i}_dw", stride, dw_activation, depthwise=True)
         x = w.conv_bn(x, f"block{i}_pw", 1, "relu6", depthwise=False)
         if module.cbam and i in module.cbam_blocks:

@@ -274,3 +274,65 @@ def test_stem_stride_one_keeps_twice_the_resolution_with_the_same_parameters():
     c.model.name = "mobilenet_v2"
     with pytest.raises(ConfigError, match="model.stem_stride applies to mobilenet_v1 and amobilenet only"):
         validate(c)
+
+
+def test_blocks_set_the_body_from_the_config_and_bad_ones_are_config_errors():
+    """model.blocks replaces the paper's 13 (channels, stride) blocks: a 3-block body has those
+    blocks' parameters only and its CBAM where cbam_blocks says; None is the paper's body."""
+    from amobilenet_jax.config import validate
+    from amobilenet_jax.errors import ConfigError
+
+    c = base_config()
+    c.model.width = 0.25
+    x = jnp.zeros((1, 32, 32, 3))
+
+    def shapes(model_config):
+        model = build_model(model_config, 8)
+        variables = jax.eval_shape(lambda: model.init({"params": jax.random.PRNGKey(0)}, x))
+        _, aux = jax.eval_shape(lambda v: model.apply(v, x, return_attention=True), variables)
+        return variables["params"], aux
+
+    params, aux = shapes(c.model)
+    assert len([k for k in params if k.endswith("_dw")]) == 13 and set(aux["attention"]) == {
+        "block4",
+        "block6",
+        "block11",
+        "block13",
+    }
+    c.model.blocks = ((16, 1), (64, 2), (32, 2))
+    c.model.cbam_blocks = (1, 3)
+    validate(c)
+    params, aux = shapes(c.model)
+    assert sorted(k for k in params if k.startswith("block")) == [
+        "block1_cbam",
+        "block1_dw",
+        "block1_pw",
+        "block2_dw",
+        "block2_pw",
+        "block3_cbam",
+        "block3_dw",
+        "block3_pw",
+    ]
+    assert params["block2_pw"]["conv"]["kernel"].shape == (1, 1, 8, 16)  # 16 and 64 channels at width 0.25
+    assert {k: v.shape for k, v in aux["attention"].items()} == {"block1": (1, 16, 16), "block3": (1, 4, 4)}
+    assert aux["embedding"].shape == (1, 8)
+    # JSON gives lists (a run's config.json): the same body
+    c.model.blocks = [[16, 1], [64, 2], [32, 2]]
+    assert model_kwargs(c.model, 8)["blocks"] == ((16, 1), (64, 2), (32, 2))
+
+    c.model.cbam_blocks = (4,)
+    with pytest.raises(ConfigError, match=r"model.cbam_blocks=\[4\] must be within model.blocks' 1..3"):
+        validate(c)
+    c.model.cbam_blocks = None
+    for bad in ([[16, 3]], [[16]], [], [[0, 1]]):
+        c.model.blocks = bad
+        with pytest.raises(ConfigError, match="model.blocks must be \\(channels, stride\\) pairs"):
+            validate(c)
+    c.model.blocks = ((16, 1),)
+    c.model.init_from = "imagenet.npz"
+    with pytest.raises(ConfigError, match="model.init_from fills the ImageNet MobileNet v1 body, 13 blocks"):
+        validate(c)
+    c.model.init_from = ""
+    c.model.name = "mobilenet_v2"
+    with pytest.raises(ConfigError, match="model.blocks applies to mobilenet_v1 and amobilenet only"):
+        validate(c)

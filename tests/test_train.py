@@ -51,7 +51,7 @@ def test_run_directory_holds_everything(finished_run, tiny_config):
         assert [s for s, _ in found[tag]] == list(range(4, total + 1, 4)), tag
     assert {s for s, _ in found["eval/test_accuracy"]} == {8, 16}
     assert found["eval/test_confusion_matrix"][0][1] == "image"
-    assert "attention/block13" in found and "attention/input" in found
+    assert "attention/block4" in found and "attention/input" in found  # the tiny model's last CBAM
 
 
 def test_finished_run_is_not_retrained(finished_run, tiny_config):

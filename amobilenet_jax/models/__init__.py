@@ -12,16 +12,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from amobilenet_jax.errors import ConfigError
-from amobilenet_jax.models.mobilenet_v1 import PAPER_CBAM_BLOCKS, MobileNetV1
+from amobilenet_jax.models.mobilenet_v1 import BLOCKS, PAPER_CBAM_BLOCKS, MobileNetV1
 from amobilenet_jax.models.mobilenet_v2 import MobileNetV2
 from amobilenet_jax.models.mobilenet_v3 import MobileNetV3Small
 
 # name -> (module class, defaults for fields the config leaves as None)
 MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {
-    "mobilenet_v1": (MobileNetV1, {"cbam": False, "linear_depthwise": False, "dropout": 0.5}),
+    "mobilenet_v1": (MobileNetV1, {"cbam": False, "linear_depthwise": False, "dropout": 0.5, "blocks": BLOCKS}),
     "amobilenet": (
         MobileNetV1,
-        {"cbam": True, "linear_depthwise": True, "cbam_blocks": PAPER_CBAM_BLOCKS, "dropout": 0.5},
+        {"cbam": True, "linear_depthwise": True, "cbam_blocks": PAPER_CBAM_BLOCKS, "dropout": 0.5, "blocks": BLOCKS},
     ),
     "mobilenet_v2": (MobileNetV2, {"cbam": False, "dropout": 0.2}),
     "mobilenet_v3_small": (MobileNetV3Small, {"cbam": False, "dropout": 0.2}),
@@ -40,9 +40,23 @@ MODEL_FIELDS = (
     "linear_depthwise",
     "depthwise_impl",
     "stem_stride",
+    "blocks",
 )
 # Fields only some architectures have: set on another one, they are a config error.
-ONLY_FOR = {"stem_stride": ("mobilenet_v1", "amobilenet")}
+ONLY_FOR = {"stem_stride": ("mobilenet_v1", "amobilenet"), "blocks": ("mobilenet_v1", "amobilenet")}
+
+
+def _blocks(value) -> tuple[tuple[int, int], ...]:
+    """``model.blocks`` as the module takes it: (pointwise channels, depthwise stride) pairs."""
+    try:
+        blocks = tuple((int(channels), int(stride)) for channels, stride in value)
+    except (TypeError, ValueError):
+        blocks = ()
+    if not blocks or any(channels < 1 or stride not in (1, 2) for channels, stride in blocks):
+        raise ConfigError(
+            f"config: model.blocks must be (channels, stride) pairs, channels >= 1 and stride 1 or 2, got {value!r}"
+        )
+    return blocks
 
 
 def model_kwargs(model_config, num_classes: int) -> dict[str, Any]:
@@ -58,7 +72,11 @@ def model_kwargs(model_config, num_classes: int) -> dict[str, Any]:
         if value is not None:
             if field in ONLY_FOR and model_config.name not in ONLY_FOR[field]:
                 raise ConfigError(f"config: model.{field} applies to {' and '.join(ONLY_FOR[field])} only")
-            kwargs[field] = tuple(value) if field == "cbam_blocks" else value
+            if field == "cbam_blocks":
+                value = tuple(value)
+            elif field == "blocks":
+                value = _blocks(value)
+            kwargs[field] = value
     if model_config.get("dtype", "float32") not in DTYPES:
         raise ValueError(f"model.dtype must be one of {sorted(DTYPES)}, got {model_config.dtype!r}")
     return kwargs

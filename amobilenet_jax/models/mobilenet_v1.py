@@ -2,7 +2,8 @@
 
 One module covers both: A-MobileNet is MobileNetV1 with a linear (BN only)
 depthwise output and CBAM after the pointwise conv of blocks 4, 6, 11 and 13.
-Each of those choices is a field, so an ablation flips a config value.
+Each of those choices is a field, so an ablation flips a config value; so is the body
+itself (``blocks``: a shallower net for small inputs, or a test-size one that compiles fast).
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class MobileNetV1(nn.Module):
     linear_depthwise: bool = False
     depthwise_impl: str = "auto"
     stem_stride: int = 2  # the paper's; 1 keeps twice the resolution for small (48x48) inputs
+    blocks: tuple[tuple[int, int], ...] = BLOCKS  # (pointwise channels, depthwise stride) per block
     dtype: Dtype = jnp.float32
 
     def _channels(self, c: int) -> int:
@@ -60,14 +62,14 @@ class MobileNetV1(nn.Module):
 
     @nn.compact
     def __call__(self, x, train: bool = False, return_attention: bool = False):
-        unknown = set(self.cbam_blocks) - set(range(1, len(BLOCKS) + 1))
+        unknown = set(self.cbam_blocks) - set(range(1, len(self.blocks) + 1))
         if self.cbam and unknown:
-            raise ValueError(f"model.cbam_blocks must be within 1..{len(BLOCKS)}, got {sorted(unknown)}")
+            raise ValueError(f"model.cbam_blocks must be within 1..{len(self.blocks)}, got {sorted(unknown)}")
         x = x.astype(self.dtype)
         x = ConvBN(self._channels(32), 3, self.stem_stride, "relu6", dtype=self.dtype, name="stem")(x, train)
         attention = {}
         dw_act = "linear" if self.linear_depthwise else "relu6"
-        for i, (out, stride) in enumerate(BLOCKS, start=1):
+        for i, (out, stride) in enumerate(self.blocks, start=1):
             x = ConvBN(None, 3, stride, dw_act, self.depthwise_impl, dtype=self.dtype, name=f"block{i}_dw")(x, train)
             x = ConvBN(self._channels(out), 1, 1, "relu6", dtype=self.dtype, name=f"block{i}_pw")(x, train)
             if self.cbam and i in self.cbam_blocks:
