@@ -8,7 +8,7 @@ translation, flip).
 
 Develop on Valid (``eval_split``); FER2013Test is the split papers report:
 ``--mode eval --config.eval_split=test``. ``:runlocal`` shrinks everything for a CPU
-check (a few steps, 48x48, width 0.25).
+check (a few steps, 48x48, width 0.25, 4 blocks).
 """
 
 from amobilenet_jax.config import paper_recipe, runlocal

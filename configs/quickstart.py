@@ -7,7 +7,7 @@ paper's 13, with CBAM after blocks 2 and 4: it compiles in a fraction of the tim
 with a learning rate that blows up within a few steps, to show the non-finite guard.
 """
 
-from amobilenet_jax.config import base_config
+from amobilenet_jax.config import SMALL_BODY, base_config
 
 
 def get_config(variant=None):
@@ -31,8 +31,7 @@ def get_config(variant=None):
     c.train.checkpoint_every_steps = 250
     if variant in ("tiny", "diverge"):
         c.model.width = 0.25
-        c.model.blocks = ((64, 1), (128, 2), (256, 2), (1024, 2))
-        c.model.cbam_blocks = (2, 4)
+        c.model.update(SMALL_BODY)
         c.data.image_size = 32
         c.data.num_train = 128
         c.data.num_test = 64

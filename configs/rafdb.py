@@ -7,7 +7,7 @@ translation, flip).
         --config.data.dir=/data/RAF-DB
 
 RAF-DB basic has no validation split: the test split is what the paper reports.
-``:runlocal`` shrinks everything for a CPU check (a few steps, 48x48, width 0.25).
+``:runlocal`` shrinks everything for a CPU check (a few steps, 48x48, width 0.25, 4 blocks).
 """
 
 from amobilenet_jax.config import paper_recipe, runlocal
