@@ -15,7 +15,7 @@ from amobilenet_jax.errors import CheckpointError
 from tests.conftest import REPO, load_config
 
 # Training length of the equivalence tests. On the tiny model (32 px, batch 16) the
-# last blocks see 1x1 maps, and BatchNorm over 16 near-constant values amplifies the
+# last block sees 2x2 maps, and BatchNorm over 16 near-constant values amplifies the
 # ~1e-6 difference between vmapped (batched) and plain convolutions: after one step
 # vmapped and sequential parameters agree to 1e-5, from the second step on they drift
 # apart by ~1e-3 and keep growing. One step still checks the per-point data order,
