@@ -55,6 +55,21 @@ def test_numpy_warp_equals_the_in_jit_warp():
     np.testing.assert_array_equal(np.asarray(same), images.astype(np.float32))
 
 
+def test_warp_reads_edge_pixels_outside_and_maps_identity_and_mirror_exactly():
+    images = np.random.default_rng(4).integers(0, 256, (2, 48, 48, 1), dtype=np.uint8)
+    eye, mirror = np.eye(2, dtype=np.float32), np.diag([1.0, -1.0]).astype(np.float32)
+    zero = np.zeros(2, np.float32)
+    for matrix, want in ((eye, images), (mirror, images[:, :, ::-1])):
+        device = jax.vmap(lambda im: augment._warp(im, jnp.asarray(matrix), jnp.asarray(zero), 48))(jnp.asarray(images))
+        host = grain_pipeline.warp_np(images, np.stack([matrix] * 2), np.stack([zero] * 2), 48)
+        np.testing.assert_allclose(np.asarray(device), want.astype(np.float32), atol=1e-3)  # the first row/column too
+        np.testing.assert_allclose(host, want.astype(np.float32), atol=1e-3)
+    # Shifted a whole side up-left, every pixel lies outside: the output is the corner pixel.
+    far = np.array([-2.0, -2.0], np.float32)
+    device = augment._warp(jnp.asarray(images[0]), jnp.asarray(eye), jnp.asarray(far), 48)
+    np.testing.assert_allclose(np.asarray(device), np.full((48, 48, 1), float(images[0, 0, 0, 0])), atol=1e-3)
+
+
 def test_augmented_images_have_matching_pixel_statistics():
     image = np.zeros((1, 48, 48, 1), np.uint8)
     image[0, 16:32, 16:32] = 255  # a centred bright square

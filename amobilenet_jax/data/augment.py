@@ -19,10 +19,12 @@ def _bilinear(image_HxWxC: jax.Array, ys: jax.Array, xs: jax.Array) -> jax.Array
     x0 = jnp.floor(xs)
     wy = (ys - y0)[..., None]
     wx = (xs - x0)[..., None]
+    # Both taps clip from the unclipped floor: a coordinate just below 0 (the identity map
+    # gives -1e-6 at the first row) reads row 0 twice, not rows 0 and 1.
     y0i = jnp.clip(y0.astype(jnp.int32), 0, h - 1)
     x0i = jnp.clip(x0.astype(jnp.int32), 0, w - 1)
-    y1i = jnp.clip(y0i + 1, 0, h - 1)
-    x1i = jnp.clip(x0i + 1, 0, w - 1)
+    y1i = jnp.clip(y0.astype(jnp.int32) + 1, 0, h - 1)
+    x1i = jnp.clip(x0.astype(jnp.int32) + 1, 0, w - 1)
     img = image_HxWxC.astype(jnp.float32)
     top = img[y0i, x0i] * (1 - wx) + img[y0i, x1i] * wx
     bottom = img[y1i, x0i] * (1 - wx) + img[y1i, x1i] * wx

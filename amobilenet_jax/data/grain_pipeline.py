@@ -47,10 +47,12 @@ def warp_np(images_BxHxWxC: np.ndarray, matrix_Bx2x2: np.ndarray, shift_Bx2: np.
     x0 = np.floor(xs)
     wy = (ys - y0)[..., None]
     wx = (xs - x0)[..., None]
+    # Both taps clip from the unclipped floor: a coordinate just below 0 (the identity map
+    # gives -1e-6 at the first row) reads row 0 twice, not rows 0 and 1.
     y0i = np.clip(y0.astype(np.int32), 0, h - 1)
     x0i = np.clip(x0.astype(np.int32), 0, w - 1)
-    y1i = np.clip(y0i + 1, 0, h - 1)
-    x1i = np.clip(x0i + 1, 0, w - 1)
+    y1i = np.clip(y0.astype(np.int32) + 1, 0, h - 1)
+    x1i = np.clip(x0.astype(np.int32) + 1, 0, w - 1)
     bi = np.arange(b)[:, None, None]
     img = images_BxHxWxC.astype(np.float32)
     top = img[bi, y0i, x0i] * (1 - wx) + img[bi, y0i, x1i] * wx
