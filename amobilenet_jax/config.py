@@ -20,6 +20,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.eval_split = "auto"  # split evaluated each epoch and by --mode eval; auto: valid if present, else test
     c.eval_flip = False  # evaluation sums the logits of each image and its mirror (test-time flip)
+    # 5: the final evaluation, --mode eval and predict also vote over zoom-ins on the centre and the
+    # four corners (each with its mirror under eval_flip); per-epoch evaluations stay one view
+    c.eval_crops = 0
+    c.eval_crop_zoom = 0.9  # a crop's side as a fraction of the image's
     c.paper_table = False  # a study's table carries the paper's Table 3/4 numbers beside the measured ones
 
     c.model = ml_collections.ConfigDict()
@@ -111,6 +115,7 @@ def _choices() -> dict[str, tuple]:
         "data.on_error": ("raise", "skip"),
         "optimizer.schedule": ("keras", "cosine"),
         "eval_split": ("auto", "train", "valid", "test"),
+        "eval_crops": (0, 5),
     }
 
 
@@ -145,6 +150,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             f"config: train.coarse_stem_epochs={config.train.coarse_stem_epochs!r} trains the first epochs with the "
             f"stem at stride 2 and the rest at stride 1: needs model.stem_stride=1 (got {config.model.stem_stride!r})"
         )
+    if not 0.0 < config.eval_crop_zoom <= 1.0:
+        raise ConfigError(f"config: eval_crop_zoom={config.eval_crop_zoom!r} must be in (0, 1]")
     if not 0.0 <= config.data.balance_power <= 1.0:
         raise ConfigError(f"config: data.balance_power={config.data.balance_power!r} must be in [0, 1]")
     if not 0.0 <= config.optimizer.ema_decay < 1.0:
@@ -389,6 +396,8 @@ def with_run_config(argv: list[str]) -> list[str]:
 FREE_FIELDS = (
     "eval_split",  # which split --mode eval and the per-epoch evaluation report
     "eval_flip",  # test-time flip: how a trained model is evaluated, not how it trains
+    "eval_crops",  # test-time crops: the same
+    "eval_crop_zoom",
     "paper_table",  # whether a study's table carries the paper's numbers
     "data.dir",  # the same data set moved to another disk
     "data.cache_dir",  # where its prepared copy is cached

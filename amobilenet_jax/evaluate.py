@@ -36,11 +36,17 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, split: 
         split = exp.default_eval_split
         state, _ = checkpoints.restore_run(mngr, exp.init_state(), config)
         step = int(jax.device_get(state.step))
-        print(f"evaluating {split} ({len(exp.dataset.split(split))} images) at step {step}", flush=True)
+        print(f"evaluating {split} ({len(exp.dataset.split(split))} images) at step {step}{_views(config)}", flush=True)
         result = exp.evaluate(state, split, progress=True)
     finally:
         mngr.close()
     return _record_eval(workdir, result, split=split, step=step)
+
+
+def _views(config: ml_collections.ConfigDict) -> str:
+    from amobilenet_jax.train import views_line
+
+    return f", {views_line(config)}" if config.eval_crops else ""
 
 
 def _record_eval(workdir: str, result: dict, **fields) -> dict:
@@ -60,6 +66,6 @@ def _evaluate_weights(config: ml_collections.ConfigDict, workdir: str, path: str
     split = exp.default_eval_split
     state = weights.restore_into(exp.init_state(), path)
     state = with_evaluated_params(state, state.params)  # where the config keeps a weight average, it is the file's too
-    print(f"evaluating {split} ({len(exp.dataset.split(split))} images) with {path}", flush=True)
+    print(f"evaluating {split} ({len(exp.dataset.split(split))} images) with {path}{_views(config)}", flush=True)
     result = exp.evaluate(state, split, progress=True)
     return _record_eval(workdir, result, split=split, step=None, weights=path)

@@ -18,8 +18,9 @@ The graph is written from the parameters with the ``onnx`` package (not traced f
 
 The run's config (as its ``config.json``) and the class names travel in the model's
 ``metadata_props``, so ``OnnxModel(path)`` needs nothing but the file: it prepares faces
-with the same ``data.augment.prepare_images`` and, when the run evaluated with test-time flip,
-adds the mirror image's logits, exactly as ``inference.Model.logits`` does.
+with the same ``data.augment.prepare_images`` and adds the logits of the run's test-time views
+(the mirror image with ``eval_flip``, zoomed crops with ``eval_crops``), exactly as
+``inference.Model.logits`` does.
 
 Why not jax2onnx (the maintained JAX -> ONNX converter)? Its release 0.17.1 needs Python >= 3.11
 (this project supports 3.10), pins orbax-checkpoint below 0.11.37 (this project installs 0.12)
@@ -318,13 +319,13 @@ class OnnxModel(FaceFormat):
 
     @functools.cached_property
     def _prepare(self):
-        """``data.augment.prepare_images`` of uint8 faces, jitted (one program per batch bucket)."""
+        """``data.augment.view_batches`` of uint8 faces (the whole image, then its crops), jitted."""
         import jax
 
-        from amobilenet_jax.data.augment import prepare_images
+        from amobilenet_jax.data.augment import view_batches
 
         config = self.config
-        return jax.jit(lambda images: prepare_images(images, config))
+        return jax.jit(lambda images: view_batches(images, config))
 
     def run(self, images: np.ndarray) -> np.ndarray:
         """Logits of prepared float32 images ``[N, S, S, 3]``: the graph alone, one view."""
@@ -332,17 +333,19 @@ class OnnxModel(FaceFormat):
 
     def logits(self, faces: np.ndarray, return_attention: bool = False) -> np.ndarray:
         """Logits ``[N, K]`` of uint8 faces ``[N, H, W, C]`` at ``native_shape``, as
-        ``inference.Model.logits`` computes them (with the mirror image's when ``eval_flip``)."""
+        ``inference.Model.logits`` computes them: every test-time view's (``data.augment.vote``)."""
         if return_attention:
             raise ValueError("the ONNX model has no attention maps; load the JAX model for them")
         out = []
         for padded, n in self.padded_batches(faces):
-            x = np.asarray(self._prepare(padded), np.float32)[:n]
-            if self.config.eval_flip:  # as evaluation: the face and its mirror image vote together
-                both = self.run(np.concatenate([x, x[:, :, ::-1, :]]))
-                out.append(both[:n] + both[n:])
-            else:
-                out.append(self.run(x))
+            views = [np.asarray(v, np.float32)[:n] for v in self._prepare(padded)]
+            if self.config.eval_flip:  # as evaluation: each view and its mirror image, in vote's order
+                views = [y for x in views for y in (x, x[:, :, ::-1, :])]
+            every = self.run(np.concatenate(views))
+            logits = every[:n]
+            for i in range(1, len(views)):
+                logits = logits + every[i * n : (i + 1) * n]
+            out.append(logits)
         return np.concatenate(out) if out else np.zeros((0, len(self.class_names)), np.float32)
 
 

@@ -7,7 +7,8 @@
 
 ``predict``, ``visualize`` and ``export`` all load through here. A face goes through
 ``data.augment.prepare_images`` (the resize and normalisation of training and evaluation, one
-function) and, when the run evaluated with test-time flip, its mirror image votes too.
+function) and, as in the run's final evaluation, its test-time views vote too
+(``data.augment.vote``: the mirror image with ``eval_flip``, zoomed crops with ``eval_crops``).
 """
 
 from __future__ import annotations
@@ -119,16 +120,16 @@ class Model(FaceFormat):
 
     @functools.cached_property
     def _forward(self):
-        from amobilenet_jax.data.augment import prepare_images
+        from amobilenet_jax.data.augment import vote
 
         config, module = self.config, self.module
-        flip = bool(config.eval_flip)
 
         def forward(variables, images_uint8, return_attention: bool):
-            x = prepare_images(images_uint8, config)
-            logits, aux = module.apply(variables, x, train=False, return_attention=return_attention)
-            if flip:  # as evaluation: the face and its mirror image vote together
-                logits = logits + module.apply(variables, x[:, :, ::-1, :], train=False)[0]
+            def apply(x, attention):
+                return module.apply(variables, x, train=False, return_attention=attention)
+
+            # as evaluation: the face, its mirror image and its crops vote together
+            logits, aux = vote(apply, images_uint8, config, return_attention=return_attention)
             return logits, aux.get("attention", {})
 
         return jax.jit(forward, static_argnums=2)
@@ -154,8 +155,10 @@ class Model(FaceFormat):
 
 
 def probabilities_from_logits(logits: np.ndarray, config) -> np.ndarray:
-    """Softmax of the logits; with test-time flip, of the mean of the two views' logits."""
-    logits = np.asarray(logits, np.float64) / (2.0 if config.eval_flip else 1.0)
+    """Softmax of the mean of the test-time views' logits (``data.augment.num_views``)."""
+    from amobilenet_jax.data.augment import num_views
+
+    logits = np.asarray(logits, np.float64) / num_views(config)
     logits = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(logits)
     return (e / e.sum(axis=-1, keepdims=True)).astype(np.float32)

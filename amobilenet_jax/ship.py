@@ -2,6 +2,7 @@
 
     python -m amobilenet_jax.ship --workdir runs/x            # writes runs/x/weights.msgpack
     python -m amobilenet_jax.ship --workdir runs/x --ship DIR # a shipped model: DIR/ alone evaluates and predicts
+    python -m amobilenet_jax.ship --workdir runs/x --ship DIR --eval_crops 5  # ... voting over 5 crops too
 
 A finished run writes its own ``weights.msgpack``; this reads the newest Orbax checkpoint of
 any run (an unfinished one too). The format is ``amobilenet_jax.weights``'s.
@@ -54,14 +55,25 @@ SHIPPED_FILES = ("results.json", "training_curves.png", "confusion_matrix.png")
 MACHINE_FIELDS = ("dir", "cache_dir")
 
 
-def ship(workdir: str, out_dir: str) -> str:
+def ship(workdir: str, out_dir: str, eval_crops: int | None = None) -> str:
     """A shipped model in ``out_dir``: the weights file, config.json without this machine's data
-    paths, and the run's results and figures. ``--mode eval --workdir out_dir`` evaluates it."""
+    paths, and the run's results and figures. ``--mode eval --workdir out_dir`` evaluates it.
+
+    ``eval_crops`` (a free field: how the model is evaluated, not how it trained) sets the
+    test-time crops its evaluation, ``predict``, ``export`` and ``visualize`` vote over."""
     import shutil
+
+    from amobilenet_jax.config import validate
+
+    config = files.read_json(os.path.join(workdir, "config.json"))
+    if config is None:
+        raise RunNotFoundError(f"{workdir}: not a run directory (no config.json)")
+    if eval_crops is not None:
+        config["eval_crops"] = eval_crops
+        validate(from_json(config, os.path.join(workdir, "config.json")))
 
     os.makedirs(out_dir, exist_ok=True)
     export_run(workdir, os.path.join(out_dir, weights.WEIGHTS_FILE))
-    config = files.read_json(os.path.join(workdir, "config.json"))
     for field in MACHINE_FIELDS:
         config["data"][field] = ""
     files.write_json_atomic(os.path.join(out_dir, "config.json"), config)
@@ -80,10 +92,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--workdir", required=True, help="a run directory with config.json and checkpoints/")
     parser.add_argument("--out", default=None, help=f"the weights file (default: WORKDIR/{weights.WEIGHTS_FILE})")
     parser.add_argument("--ship", default=None, help="write a shipped model (weights, config.json, results) here")
+    parser.add_argument(
+        "--eval_crops",
+        type=int,
+        default=None,
+        help="with --ship: the model votes over this many test-time crops (0, 5)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.ship:
-            ship(args.workdir, args.ship)
+            ship(args.workdir, args.ship, args.eval_crops)
+        elif args.eval_crops is not None:
+            raise UserError("--eval_crops sets a shipped model's config: give it with --ship DIR")
         else:
             export_run(args.workdir, args.out)
     except UserError as e:

@@ -20,7 +20,7 @@ import optax
 from clu import metrics as clu_metrics
 
 from amobilenet_jax import losses
-from amobilenet_jax.data.augment import prepare_images
+from amobilenet_jax.data.augment import prepare_images, vote
 from amobilenet_jax.errors import ConfigError
 from amobilenet_jax.models import build_model, init_variables
 
@@ -293,22 +293,25 @@ def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None =
     return train_step
 
 
-def make_eval_step(config: ml_collections.ConfigDict, num_classes: int, num_attention: int = 4) -> Callable:
+def make_eval_step(
+    config: ml_collections.ConfigDict, num_classes: int, num_attention: int = 4, crops: bool = True
+) -> Callable:
     """Returns ``eval_step(state, batch) -> (confusion [K, K], attention)``.
 
-    Confusion rows are true classes; with ``eval_flip`` the logits of each image and of
-    its mirror image are summed before the argmax. ``attention`` holds the CBAM spatial maps of the
-    batch's first ``num_attention`` images (empty without CBAM): the maps come out of
-    the same forward pass, so showing them costs no second compile.
+    Confusion rows are true classes; the logits of every test-time view are summed before the
+    argmax (``data.augment.vote``: the image, its mirror image with ``eval_flip``, and the
+    ``eval_crops`` zoom-ins when ``crops``). ``attention`` holds the CBAM spatial maps of the
+    batch's first ``num_attention`` images (empty without CBAM): the maps come out of the
+    whole image's forward pass, so showing them costs no second compile.
     """
 
     def eval_step(state: TrainState, batch: dict[str, jax.Array]):
-        images = prepare_images(batch["image"], config)
         variables = evaluated_variables(state)
-        logits, aux = state.apply_fn(variables, images, train=False, return_attention=True)
-        if config.eval_flip:  # test-time flip: the image and its mirror vote together
-            mirrored, _ = state.apply_fn(variables, images[:, :, ::-1, :], train=False)
-            logits = logits + mirrored
+
+        def apply(x, return_attention):
+            return state.apply_fn(variables, x, train=False, return_attention=return_attention)
+
+        logits, aux = vote(apply, batch["image"], config, crops=crops, return_attention=True)
         true = jax.nn.one_hot(batch["label"], num_classes, dtype=jnp.int32)
         pred = jax.nn.one_hot(jnp.argmax(logits, -1), num_classes, dtype=jnp.int32)
         confusion = (true * batch["mask"][:, None].astype(jnp.int32)).T @ pred

@@ -113,14 +113,18 @@ def group_key(overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 # Free fields (config.FREE_FIELDS) that still change what a finished run reports.
-REPORT_FIELDS = ("eval_split", "eval_flip", "train.num_epochs", "train.num_steps")
+REPORT_FIELDS = ("eval_split", "eval_flip", "eval_crops", "eval_crop_zoom", "train.num_epochs", "train.num_steps")
+# A run's config.json from before a report field existed holds its default.
+REPORT_DEFAULTS = {"eval_crops": 0, "eval_crop_zoom": 0.9}
 
 
 def same_experiment(saved: dict, current: dict) -> bool:
     """True when a run with config ``saved`` is this point's run: every field that defines the
     experiment or its reported result is equal (where the data lies, how often it logs... may differ)."""
     old, new = flatten(saved), flatten(current)
-    return not config_differences(saved, current) and all(old.get(k) == new.get(k) for k in REPORT_FIELDS)
+    return not config_differences(saved, current) and all(
+        old.get(k, REPORT_DEFAULTS.get(k)) == new.get(k, REPORT_DEFAULTS.get(k)) for k in REPORT_FIELDS
+    )
 
 
 def is_finished(workdir: str, config: ml_collections.ConfigDict) -> bool:

@@ -94,6 +94,13 @@ class Experiment:
             self.train_split, self.order, self.total_steps = None, None, 1
             self.coarse_steps, self.coarse_model = 0, None
         self.eval_step = jax.jit(make_eval_step(config, self.num_classes), out_shardings=self.replicated)
+        # Per-epoch evaluations during training vote over the whole image (and its mirror) only,
+        # so eval_crops costs one evaluation a run, not one an epoch.
+        self.epoch_eval_step = (
+            jax.jit(make_eval_step(config, self.num_classes, crops=False), out_shardings=self.replicated)
+            if config.eval_crops
+            else self.eval_step
+        )
         self._eval_splits: dict[str, DeviceSplit] = {}
         self.default_eval_split = resolve_eval_split(config.eval_split, list(self.dataset.splits))
 
@@ -157,17 +164,19 @@ class Experiment:
             self._eval_splits[name] = DeviceSplit(self.dataset.split(name), self.mesh)
         return self._eval_splits[name]
 
-    def evaluate(self, state: TrainState, split: str, progress: bool = False) -> dict:
+    def evaluate(self, state: TrainState, split: str, progress: bool = False, crops: bool = True) -> dict:
         """Metrics over the whole split; ``result["attention"]`` holds the first images' CBAM maps.
 
         ``progress``: print how far it got every few seconds (long splits, slow machines).
+        ``crops``: vote over the ``eval_crops`` views too (the per-epoch evaluations do not).
         """
+        eval_step = self.eval_step if crops else self.epoch_eval_step
         confusion, attention = None, None
         device_split = self.eval_split(split)
         batch_size = self.config.train.eval_batch_size
         started = last_print = time.perf_counter()
         for i, batch in enumerate(device_split.eval_batches(batch_size)):
-            counts, maps = self.eval_step(state, batch)
+            counts, maps = eval_step(state, batch)
             confusion = counts if confusion is None else confusion + counts
             attention = maps if attention is None else attention
             now = time.perf_counter()
@@ -317,9 +326,11 @@ def _stem_line(step: int, exp: Experiment) -> str:
     return f"step {step} on: the stem at stride 1 (model.stem_stride)"
 
 
-def _write_eval(writer: TensorBoardWriter, exp: Experiment, state: TrainState, step: int) -> dict:
+def _write_eval(writer: TensorBoardWriter, exp: Experiment, state: TrainState, step: int, final: bool = False) -> dict:
     split = exp.default_eval_split
-    result = exp.evaluate(state, split, progress=True)
+    if final and exp.config.eval_crops:
+        print(f"final evaluation: {views_line(exp.config)}", flush=True)
+    result = exp.evaluate(state, split, progress=True, crops=final)
     attention = result.pop("attention")
     writer.write_scalars(
         step,
@@ -341,7 +352,7 @@ def final_results(exp, state, config, workdir, writer, train_time, start_step, b
     """The last evaluation; writes ``results.json``, the confusion matrix and the curves."""
     step = int(jax.device_get(state.step))
     split = exp.default_eval_split
-    result = _write_eval(writer, exp, state, step)
+    result = _write_eval(writer, exp, state, step, final=True)
     png = result.pop("confusion_png")
     variables = evaluated_variables(state)  # the moving average where the run keeps one
     params = jax.device_get(variables["params"])
@@ -385,6 +396,17 @@ def final_results(exp, state, config, workdir, writer, train_time, start_step, b
         print(f"final {split} accuracy {result['accuracy']:.4f} at step {step}; results in "
               f"{os.path.join(workdir, 'results.json')}", flush=True)  # fmt: skip
     return result
+
+
+def views_line(config: ml_collections.ConfigDict) -> str:
+    """What an evaluation votes over, for the console."""
+    from amobilenet_jax.data.augment import num_views
+
+    mirrors = ", each with its mirror image" if config.eval_flip else ""
+    return (
+        f"{num_views(config)} test-time views (the whole image and {config.eval_crops} crops at zoom "
+        f"{config.eval_crop_zoom:g}{mirrors}; eval_crops)"
+    )
 
 
 def flat_hparams(config: ml_collections.ConfigDict) -> dict:

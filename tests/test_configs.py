@@ -42,6 +42,9 @@ def test_cpu_recipe_command_trains_on_ferplus_with_its_levers(ferplus, tmp_path)
     # The recipe's changes from the paper reached the run.
     assert config["model"]["stem_stride"] == 1 and config["data"]["label_mode"] == "distribution"
     assert (config["data"]["image_size"], config["optimizer"]["schedule"], config["eval_flip"]) == (48, "cosine", True)
+    assert config["eval_crops"] == 5  # the final evaluation votes over 12 views, per-epoch ones over 2
+    out = proc.stdout + proc.stderr
+    assert out.count("final evaluation: 12 test-time views (the whole image and 5 crops at zoom 0.9") == 1
     with open(os.path.join(workdir, "results.json")) as f:
         results = json.load(f)
     assert results["split"] == "valid" and results["final_step"] == 4
@@ -138,7 +141,13 @@ def test_full_length_lever_study_changes_one_field_of_the_recipe_per_point():
 
     recipe = load_config_file(os.path.join(REPO, "configs", "ferplus_cpu.py"))
     spec = os.path.join(REPO, "configs", "ferplus_cpu.py:levers_full")
-    assert load_config_file(spec).to_json() == recipe.to_json()  # the full recipe, not the 4-epoch scale
+    base = load_config_file(spec)
+    # The full recipe, not the 4-epoch scale; evaluated as the study measured it (the whole image
+    # and its mirror), not over the recipe's test-time crops.
+    assert (base.eval_crops, recipe.eval_crops) == (0, 5)
+    base.eval_crops = 5
+    assert base.to_json() == recipe.to_json()
+    recipe = load_config_file(spec)
     changed = []
     for point in sweep.load_sweep(spec):
         config = sweep.apply_overrides(recipe, point)
@@ -156,7 +165,8 @@ def test_final_recipe_seeds_share_their_seed_0_with_the_full_length_lever_study(
     from amobilenet_jax.config import load_config_file
     from tests.conftest import REPO
 
-    recipe = load_config_file(os.path.join(REPO, "configs", "ferplus_cpu.py"))
+    recipe = load_config_file(os.path.join(REPO, "configs", "ferplus_cpu.py:seeds"))
+    assert recipe.eval_crops == 0  # as the committed points were evaluated
     seeds = sweep.load_sweep(os.path.join(REPO, "configs", "ferplus_cpu.py:seeds"))
     final = {"data.balance": "power", "train.num_steps": 7514}
     assert seeds == [{**final, "seed": 0}, {**final, "seed": 1}, {**final, "seed": 2}]

@@ -236,6 +236,12 @@ def test_cli(tmp_path):
     x = np.asarray(prepare_images(jnp.asarray(random_faces(3)), model.config))
     want = np.asarray(model.module.apply(model.variables, x, train=False)[0])
     np.testing.assert_allclose(loaded.logits(random_faces(3)), want, rtol=0, atol=ATOL)  # eval_flip off: one view
+    # With test-time crops and flip, the ONNX model votes over the same 12 views as JAX's.
+    model.config.eval_flip, model.config.eval_crops = True, 5
+    views = export.OnnxModel(export.to_onnx(model).SerializeToString())
+    assert views.config.eval_crops == 5
+    np.testing.assert_allclose(views.logits(random_faces(3)), model.logits(random_faces(3)), rtol=0, atol=4 * ATOL)
+    np.testing.assert_allclose(views.probabilities(random_faces(3)), model.probabilities(random_faces(3)), atol=1e-5)
 
     bad = _cli("--weights", str(tmp_path / "nope.msgpack"), "--out", str(tmp_path / "bad.onnx"))
     assert bad.returncode != 0

@@ -60,7 +60,9 @@ def test_warp_reads_edge_pixels_outside_and_maps_identity_and_mirror_exactly():
     eye, mirror = np.eye(2, dtype=np.float32), np.diag([1.0, -1.0]).astype(np.float32)
     zero = np.zeros(2, np.float32)
     for matrix, want in ((eye, images), (mirror, images[:, :, ::-1])):
-        device = jax.vmap(lambda im: augment._warp(im, jnp.asarray(matrix), jnp.asarray(zero), 48))(jnp.asarray(images))
+        device = jax.vmap(lambda im, m=matrix: augment._warp(im, jnp.asarray(m), jnp.asarray(zero), 48))(
+            jnp.asarray(images)
+        )
         host = grain_pipeline.warp_np(images, np.stack([matrix] * 2), np.stack([zero] * 2), 48)
         np.testing.assert_allclose(np.asarray(device), want.astype(np.float32), atol=1e-3)  # the first row/column too
         np.testing.assert_allclose(host, want.astype(np.float32), atol=1e-3)

@@ -64,6 +64,46 @@ def test_eval_flip_makes_predictions_mirror_invariant(experiment, tiny_config):
         assert same == invariant
 
 
+def test_test_time_crops_vote_over_zoomed_windows(tiny_config):
+    """``vote`` sums one forward pass per view: the whole image, then zoom-ins on the centre and
+    the four corners, each with its mirror under eval_flip; the whole image's aux comes back."""
+    from amobilenet_jax.data.augment import num_views, view_batches, vote
+
+    cfg = tiny_config.copy_and_resolve_references()
+    cfg.data.image_size = 48
+    cfg.eval_flip, cfg.eval_crops, cfg.eval_crop_zoom = True, 5, 0.5
+    image = np.zeros((1, 48, 48, 1), np.uint8)
+    image[0, :24, :24] = 255  # a bright top-left quadrant
+    calls = []
+
+    def mean_pixel(x, attention):
+        calls.append(attention)
+        return x.mean(axis=(1, 2, 3))[:, None], {"attention": {"b": x[:, :2, :2, 0]}} if attention else {}
+
+    logits, aux = vote(mean_pixel, jnp.asarray(image), cfg, return_attention=True)
+    assert num_views(cfg) == len(calls) == 12 and calls == [True] + [False] * 11
+    assert num_views(cfg, crops=False) == 2
+    views = view_batches(jnp.asarray(image), cfg)
+    means = [float(v.mean()) for v in views]
+    # whole image, centre, top-left, top-right, bottom-left, bottom-right (zoom 0.5: quadrants)
+    assert means[2] > means[1] > means[3] and means[3] == pytest.approx(means[4]) and means[5] < means[3]
+    assert float(logits[0, 0]) == pytest.approx(2 * sum(means), rel=1e-5)  # mirrors have the same mean
+    np.testing.assert_array_equal(aux["attention"]["b"], views[0][:, :2, :2, 0])  # the whole image's maps
+
+    # The crops come in mirror pairs, so with eval_flip the vote cannot tell a face from its
+    # mirror image; without eval_flip it can.
+    def left_right(x, attention):
+        half = x.shape[2] // 2
+        return jnp.stack([x[:, :, :half].mean((1, 2, 3)), x[:, :, half:].mean((1, 2, 3))], -1), {}
+
+    rng = np.random.default_rng(0)
+    faces = jnp.asarray(rng.integers(0, 256, (3, 48, 48, 1), dtype=np.uint8))
+    for flip in (True, False):
+        cfg.eval_flip = flip
+        a, b = vote(left_right, faces, cfg)[0], vote(left_right, faces[:, :, ::-1], cfg)[0]
+        assert np.allclose(a, b, atol=1e-4) == flip
+
+
 def test_one_train_step_matches_the_paper_equations(experiment, tiny_config):
     cfg = tiny_config
     state = experiment.init_state()

@@ -88,3 +88,50 @@ def prepare_images(images, config, rng=None):
     size = config.data.image_size
     x = resize(images, size) if rng is None else augment(rng, images, size, config.data.augment)
     return normalize(x, config.data.normalize_mean, config.data.normalize_std)
+
+
+def crop_maps(config) -> list[tuple[jax.Array, jax.Array]]:
+    """``(matrix, shift)`` of each test-time crop of ``eval_crops``: zoom-ins to ``eval_crop_zoom``
+    of the side on the centre, then the top-left, top-right, bottom-left and bottom-right
+    corners (each crop's window stays inside the image)."""
+    if not config.eval_crops:
+        return []
+    zoom = float(config.eval_crop_zoom)
+    m = 1.0 - zoom
+    matrix = jnp.eye(2, dtype=jnp.float32) * zoom
+    shifts = ((0.0, 0.0), (-m, -m), (-m, m), (m, -m), (m, m))
+    return [(matrix, jnp.array(s, jnp.float32)) for s in shifts[: config.eval_crops]]
+
+
+def num_views(config, crops: bool = True) -> int:
+    """How many views' logits an evaluation sums: the whole image and its crops, each with its
+    mirror image under ``eval_flip``."""
+    return (1 + (len(crop_maps(config)) if crops else 0)) * (2 if config.eval_flip else 1)
+
+
+def view_batches(images, config, crops: bool = True) -> list[jax.Array]:
+    """Normalised float batches of the unmirrored test-time views of a uint8 native-size batch:
+    ``prepare_images`` (the whole image) first, then each crop of ``eval_crops`` (``crops``)."""
+    views = [prepare_images(images, config)]
+    size = config.data.image_size
+    for matrix, shift in crop_maps(config) if crops else []:
+        x = jax.vmap(lambda im, m=matrix, s=shift: _warp(im, m, s, size))(images)
+        views.append(normalize(x, config.data.normalize_mean, config.data.normalize_std))
+    return views
+
+
+def vote(apply, images, config, crops: bool = True, return_attention: bool = False):
+    """Summed logits of every test-time view and the whole image's ``aux`` (its attention maps).
+
+    ``apply(x, return_attention) -> (logits, aux)`` is the model in inference mode. The whole
+    image and its mirror come first, so without crops this is evaluation's two-view sum as it
+    always was."""
+    views = view_batches(images, config, crops)
+    logits, aux = apply(views[0], return_attention)
+    if config.eval_flip:
+        logits = logits + apply(views[0][:, :, ::-1, :], False)[0]
+    for x in views[1:]:
+        logits = logits + apply(x, False)[0]
+        if config.eval_flip:
+            logits = logits + apply(x[:, :, ::-1, :], False)[0]
+    return logits, aux
