@@ -125,6 +125,17 @@ def test_no_align_cuts_the_face_out_as_found(python, tmp_path):
     got = np.array([record["probabilities"][c] for c in model.class_names])
     np.testing.assert_allclose(got, as_found, atol=2e-4)
     assert np.abs(levelled - as_found).max() > 1e-3  # the default, levelled crop reads differently
+    # --no_crops: the same face on itself and its mirror only, not on the shipped test-time crops.
+    done, (two_views,) = run_predict(python, str(tmp_path / "turned.png"), "--no_align", "--no_crops")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert model.config.eval_crops == 5
+    plain = inference.load_model()
+    plain.config.eval_crops = 0  # before its first forward pass, as predict sets it
+    crop = faces.crop(turned, face.box, plain.native_shape, geometry=faces.CROP_GEOMETRY["retinaface"])
+    want = plain.probabilities(crop[None])[0]
+    got = np.array([two_views["probabilities"][c] for c in model.class_names])
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    assert np.abs(want - as_found).max() > 1e-4  # the crops changed the answer
 
 
 @needs_shipped

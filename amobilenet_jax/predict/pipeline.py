@@ -270,5 +270,9 @@ def load(args):
             raise ValueError("give --onnx, or --workdir/--weights, not both")
         from amobilenet_jax.export import OnnxModel
 
-        return OnnxModel(args.onnx)
-    return inference.load_model(workdir=args.workdir, weights=args.weights)
+        model = OnnxModel(args.onnx)
+    else:
+        model = inference.load_model(workdir=args.workdir, weights=args.weights)
+    if args.no_crops:  # read when the model first runs, so set before it does
+        model.config.eval_crops = 0
+    return model

@@ -32,6 +32,7 @@ DETECTORS = {
     "retinaface, detector on every 2nd frame": ["--detect_every", "2"],
     "retinaface (default: detector on every 3rd frame, eyes levelled)": [],
     "retinaface, every 3rd frame, --no_align": ["--no_align"],
+    "retinaface, every 3rd frame, --no_crops (2 views a face, not the shipped model's 12)": ["--no_crops"],
     "retinaface, frame at 320 px, every frame": ["--detect_width", "320", "--detect_every", "1"],
     "haar (frame at 320 px)": ["--detector", "haar", "--detect_every", "1"],
     "ssd": ["--detector", "ssd", "--detect_every", "1"],
