@@ -21,7 +21,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval_split = "auto"  # split evaluated each epoch and by --mode eval; auto: valid if present, else test
     c.eval_flip = False  # evaluation sums the logits of each image and its mirror (test-time flip)
     # 5: the final evaluation, --mode eval and predict also vote over zoom-ins on the centre and the
-    # four corners (each with its mirror under eval_flip); per-epoch evaluations stay one view
+    # four corners (each with its mirror under eval_flip); per-epoch evaluations stay on the whole image
     c.eval_crops = 0
     c.eval_crop_zoom = 0.9  # a crop's side as a fraction of the image's
     c.paper_table = False  # a study's table carries the paper's Table 3/4 numbers beside the measured ones

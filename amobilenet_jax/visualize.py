@@ -7,7 +7,7 @@ For every face (found and cropped as ``predict`` does), ``DIR/<image>_face<i>.pn
 model's input crop, then each CBAM block's spatial map (paper Eq. 3; the blocks the model has
 CBAM after, 4, 6, 11 and 13 in the paper) resized to the crop and overlaid on it, titled with the
 predicted expression. ``DIR/attention_grid.png`` stacks all faces, one row each. The maps are
-those of the forward pass that classifies the face (the unflipped view).
+those of the whole, unflipped face's forward pass, the first of the views that classify it.
 """
 
 from __future__ import annotations
