@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from amobilenet_jax import data, inference, runtime
+from amobilenet_jax import data, evaluation, inference, runtime
 from amobilenet_jax.data import augment
 
 BATCH = 256
@@ -60,37 +60,46 @@ def view_sets(zoom: float = 0.9) -> dict[str, list[str]]:
     }
 
 
-def view_logits(model: inference.Model, images: np.ndarray, view) -> np.ndarray:
-    """Logits ``[N, K]`` of one view of uint8 ``images`` ``[N, H, W, C]``."""
-    scale, dy, dx, mirrored = view
-    x_sign = -1.0 if mirrored else 1.0
-    matrix = jnp.array([[scale, 0.0], [0.0, scale * x_sign]], jnp.float32)
-    shift = jnp.array([dy, dx], jnp.float32)
+def make_forward(model: inference.Model):
+    """One compiled forward pass for every view: ``forward(variables, batch, matrix, shift)``
+    (the view's affine map is an argument, so a new view does not recompile)."""
     config, module = model.config, model.module
 
     @jax.jit
-    def forward(variables, batch):
+    def forward(variables, batch, matrix, shift):
         size = config.data.image_size
         x = jax.vmap(lambda im: augment._warp(im, matrix, shift, size))(batch)
         x = augment.normalize(x, config.data.normalize_mean, config.data.normalize_std)
         return module.apply(variables, x, train=False)[0]
 
+    return forward
+
+
+def view_logits(model: inference.Model, forward, images: np.ndarray, view) -> np.ndarray:
+    """Logits ``[N, K]`` of one view of uint8 ``images`` ``[N, H, W, C]``."""
+    scale, dy, dx, mirrored = view
+    x_sign = -1.0 if mirrored else 1.0
+    matrix = jnp.array([[scale, 0.0], [0.0, scale * x_sign]], jnp.float32)
+    shift = jnp.array([dy, dx], jnp.float32)
     out = []
     for start in range(0, len(images), BATCH):
         chunk = images[start : start + BATCH]
         padded = np.zeros((BATCH, *chunk.shape[1:]), np.uint8)
         padded[: len(chunk)] = chunk
-        out.append(np.asarray(forward(model.variables, jnp.asarray(padded)))[: len(chunk)])
+        out.append(np.asarray(forward(model.variables, jnp.asarray(padded), matrix, shift))[: len(chunk)])
     return np.concatenate(out)
 
 
-def scores(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> dict:
-    pred = logits.argmax(-1)
-    per_class = [float(np.mean(pred[labels == k] == k)) for k in range(num_classes) if np.any(labels == k)]
+def scores(logits: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...]) -> dict:
+    """Accuracy, images right and mean per-class accuracy, by the project's own metric."""
+    k = len(class_names)
+    confusion = np.zeros((k, k), np.int64)
+    np.add.at(confusion, (labels, logits.argmax(-1)), 1)
+    metrics = evaluation.confusion_metrics(confusion, class_names)
     return {
-        "accuracy": float(np.mean(pred == labels)),
-        "correct": int(np.sum(pred == labels)),
-        "mean_class_accuracy": float(np.mean(per_class)),
+        "accuracy": metrics["accuracy"],
+        "correct": int(np.trace(confusion)),
+        "mean_class_accuracy": metrics["mean_class_accuracy"],
     }
 
 
@@ -121,17 +130,18 @@ def main(argv=None) -> None:
                 data_config.cache_dir = args.cache_dir
             valid = data.load_dataset(data_config, ["valid"]).split("valid")
         t0 = time.perf_counter()
-        logits = {v: view_logits(model, valid.images, spec_) for v, spec_ in views(args.zoom).items()}
+        forward = make_forward(model)
+        logits = {v: view_logits(model, forward, valid.images, spec_) for v, spec_ in views(args.zoom).items()}
         seconds = time.perf_counter() - t0
         table = {}
         for set_name, members in view_sets(args.zoom).items():
-            table[set_name] = scores(sum(logits[m] for m in members), valid.labels, len(model.class_names))
+            table[set_name] = scores(sum(logits[m] for m in members), valid.labels, model.class_names)
             print(
                 f"{name:>12} | {set_name:<52} | {100 * table[set_name]['accuracy']:.2f} | "
                 f"{100 * table[set_name]['mean_class_accuracy']:.2f}",
                 flush=True,
             )
-        single = {v: scores(lg, valid.labels, len(model.class_names))["accuracy"] for v, lg in logits.items()}
+        single = {v: scores(lg, valid.labels, model.class_names)["accuracy"] for v, lg in logits.items()}
         results["models"][name] = {
             "sets": table,
             "single_view_accuracy": single,
