@@ -1,0 +1,53 @@
+"""A-MobileNet (full width) on real FERPlus, trained long on a 2-core CPU (hours, not one).
+
+    python -m amobilenet_jax.main --config configs/ferplus_long.py:screen --workdir runs/ferplus_long_screen \\
+        --points_dir runs/ferplus_long_points --config.data.dir=/data/ferplus
+
+The base is the one-hour recipe's final form (``configs/ferplus_cpu.py:seeds``: square-root class
+sampling, vote distributions, cosine, label smoothing, 12 test-time views at the end), trained
+for ``LONG_STEPS`` instead of 7,514 steps.
+
+``:screen`` is a study of the levers of a long run at a third of the cost per image: the stem at
+stride 2 (the paper's), one seed, the same number of steps. It varies one lever a point: the
+length, the weight decay (AdamW), the weights' moving average. experiments/ferplus_long/README.md
+records what each lever measured and how far the screen predicts the full run.
+"""
+
+from amobilenet_jax.config import ferplus_cpu_recipe
+from amobilenet_jax.sweep import with_seeds
+
+PLAIN_EPOCH_STEPS = 442  # one pass over FERPlus Train's 28,340 voted images at batch 64
+LONG_STEPS = 50 * PLAIN_EPOCH_STEPS  # 22,100 steps: 50 plain epochs (34 square-root-sampled ones)
+RECIPE_STEPS = 7514  # the one-hour recipe's 17 plain epochs
+
+SCREEN_LEVERS = [
+    {"train.num_steps": LONG_STEPS},  # the long recipe as it is
+    {"train.num_steps": RECIPE_STEPS},  # the one-hour recipe's length
+    {"train.num_steps": LONG_STEPS, "optimizer.weight_decay": 0.05},  # AdamW
+    {"train.num_steps": LONG_STEPS, "optimizer.ema_decay": 0.9995},  # the weights' moving average
+]
+
+VARIANTS = ("screen",)
+
+
+def long_recipe():
+    c = ferplus_cpu_recipe()
+    c.data.balance = "power"  # minority classes drawn at the square root of their share
+    c.train.num_steps = LONG_STEPS
+    c.train.eval_every_epochs = 3  # per-epoch evaluations (two views) every 3 sampled epochs
+    c.eval_crops = 5  # the final evaluation votes over 12 views
+    return c
+
+
+def get_config(variant=None):
+    if variant not in (None, *VARIANTS):
+        raise ValueError(f"unknown variant {variant!r} of configs/ferplus_long.py (known: {', '.join(VARIANTS)})")
+    c = long_recipe()
+    if variant == "screen":
+        c.model.stem_stride = None  # the architecture's own, 2: a third of the cost per image
+        c.train.checkpoint_every_steps = 2000
+    return c
+
+
+def get_sweep(variant=None):
+    return with_seeds(SCREEN_LEVERS, (0,)) if variant == "screen" else None

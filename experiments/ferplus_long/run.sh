@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The long recipe's studies on real FERPlus (issue: past every from-scratch FER+ model):
+# `configs/ferplus_long.py:screen` (one lever a point, stem at stride 2). Each point is about an
+# hour on 2 cores; the whole list is many hours, run across sessions.
+#
+#   DATA=/data/ferplus bash experiments/ferplus_long/run.sh [RUNS_DIR]   # default runs
+#
+# Run it again after an interruption: finished points are skipped, an interrupted one resumes
+# from its newest checkpoint. Points committed under experiments/ferplus_long/points/ (an
+# earlier session, maybe on another machine) count as finished. After each study, harvest.py
+# copies every finished point's results, config and Valid curve there, and `--mode table`
+# rebuilds the study's table from them.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+: "${DATA:?set DATA to the FERPlus directory (FER2013Train/, FER2013Valid/)}"
+RUNS=${1:-runs}
+POINTS=experiments/ferplus_long/points
+mkdir -p "${RUNS}/ferplus_long_points" "$POINTS"
+for committed in "$POINTS"/*/; do
+  [ -e "$committed/results.json" ] || continue
+  name=$(basename "$committed")
+  if [ ! -e "${RUNS}/ferplus_long_points/${name}" ]; then
+    mkdir -p "${RUNS}/ferplus_long_points/${name}"
+    cp "$committed"/results.json "$committed"/config.json "${RUNS}/ferplus_long_points/${name}/"
+  fi
+done
+for variant in ${VARIANTS:-screen}; do
+  python -m amobilenet_jax.main --config "configs/ferplus_long.py:${variant}" --workdir "${RUNS}/ferplus_long_${variant}" \
+    --points_dir "${RUNS}/ferplus_long_points" --config.data.dir="$DATA" ${CACHE_DIR:+--config.data.cache_dir="$CACHE_DIR"}
+  python experiments/claims_at_convergence/harvest.py "${RUNS}/ferplus_long_points" --out "$POINTS"
+  python -m amobilenet_jax.main --config "configs/ferplus_long.py:${variant}" --workdir "experiments/ferplus_long/${variant}" \
+    --points_dir "$POINTS" --mode table
+done
