@@ -64,6 +64,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.augment.crop = 0.2  # zoom in by up to this fraction of the side
     c.data.augment.translate = 0.1  # fraction of the side
     c.data.augment.flip = True
+    c.data.augment.scale_out = 0.0  # also zoom out by up to this fraction of the side (scale jitter)
+    c.data.augment.erase = 0.0  # probability of erasing one random rectangle of an image (random erasing)
+    c.data.augment.mixup = 0.0  # alpha of mixup's Beta(alpha, alpha) share; 0: off
+    c.data.augment.cutmix = 0.0  # alpha of CutMix's Beta(alpha, alpha) share; 0: off (both on: one a batch)
     c.data.normalize_mean = 0.5  # after scaling to [0, 1]
     c.data.normalize_std = 0.5
 
@@ -71,6 +75,12 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.center_weight = 0.01  # lambda in Eq. 10; 0 switches center loss off
     c.loss.center_update_rate = 0.5  # alpha of the center update (Eq. 9)
     c.loss.label_smoothing = 0.0  # mix the softmax target with uniform: (1 - s) * target + s / K
+    # Knowledge distillation: trained run directories (config.json + weights.msgpack) or weights
+    # files (a config.json beside them) whose mean softened prediction, on the same augmented
+    # batch, the student also learns: (1 - w) * softmax loss + w * T^2 * cross-entropy to it.
+    c.loss.distill_from = ()
+    c.loss.distill_weight = 0.0  # w; 0: off
+    c.loss.distill_temperature = 2.0  # T
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 1e-4
@@ -82,6 +92,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.optimizer.eps = 1e-7  # Keras' Adam default (the paper trained with Keras)
     c.optimizer.weight_decay = 0.0
     c.optimizer.ema_decay = 0.0  # > 0: evaluate, save and ship an exponential moving average of the weights
+    c.optimizer.sam_rho = 0.0  # > 0: sharpness-aware minimisation, gradients taken this far uphill (two passes a step)
 
     c.train = ml_collections.ConfigDict()
     c.train.batch_size = 64
@@ -152,6 +163,15 @@ def validate(config: ml_collections.ConfigDict) -> None:
         )
     if not 0.0 < config.eval_crop_zoom <= 1.0:
         raise ConfigError(f"config: eval_crop_zoom={config.eval_crop_zoom!r} must be in (0, 1]")
+    a = config.data.augment
+    for field, value, upper in (("scale_out", a.scale_out, 1.0), ("erase", a.erase, 1.0)):
+        if not 0.0 <= value <= upper:
+            raise ConfigError(f"config: data.augment.{field}={value!r} must be in [0, {upper:g}]")
+    for field, value in (("data.augment.mixup", a.mixup), ("data.augment.cutmix", a.cutmix),
+                         ("optimizer.sam_rho", config.optimizer.sam_rho)):  # fmt: skip
+        if not value >= 0.0:
+            raise ConfigError(f"config: {field}={value!r} must be >= 0 (0: off)")
+    _validate_distillation(config.loss)
     if not 0.0 <= config.data.balance_power <= 1.0:
         raise ConfigError(f"config: data.balance_power={config.data.balance_power!r} must be in [0, 1]")
     if not 0.0 <= config.optimizer.ema_decay < 1.0:
@@ -181,6 +201,21 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config: model.cbam_blocks={list(cbam_blocks)} must be within model.blocks' 1..{count}")
     if not config.model.width > 0:
         raise ConfigError(f"config: model.width={config.model.width!r} must be positive")
+
+
+def _validate_distillation(loss: ml_collections.ConfigDict) -> None:
+    from amobilenet_jax.errors import ConfigError
+
+    if not 0.0 <= loss.distill_weight <= 1.0:
+        raise ConfigError(f"config: loss.distill_weight={loss.distill_weight!r} must be in [0, 1] (0: off)")
+    if not loss.distill_temperature > 0:
+        raise ConfigError(f"config: loss.distill_temperature={loss.distill_temperature!r} must be positive")
+    if loss.distill_weight > 0 and not loss.distill_from:
+        raise ConfigError("config: loss.distill_weight > 0 needs loss.distill_from: the teachers' run directories")
+    if loss.distill_from and not loss.distill_weight > 0:
+        raise ConfigError("config: loss.distill_from names teachers but loss.distill_weight is 0: set the weight")
+    if not all(isinstance(path, str) and path for path in loss.distill_from):
+        raise ConfigError(f"config: loss.distill_from={list(loss.distill_from)!r} must be paths")
 
 
 def from_json(tree: dict, where: str) -> ml_collections.ConfigDict:

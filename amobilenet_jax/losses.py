@@ -31,6 +31,14 @@ def softmax_cross_entropy(logits_BxK: jax.Array, targets: jax.Array, label_smoot
     return optax.softmax_cross_entropy(logits_BxK, targets).mean()
 
 
+def distillation_loss(logits_BxK: jax.Array, teacher_probs_BxK: jax.Array, temperature: float) -> jax.Array:
+    """Hinton et al.'s soft-target loss: ``T^2`` times the cross-entropy from the teachers' softened
+    prediction to the student's softmax at the same temperature ``T`` (the T^2 keeps its gradients
+    on the scale of the hard-target loss's)."""
+    scaled = logits_BxK.astype(jnp.float32) / temperature
+    return temperature**2 * optax.softmax_cross_entropy(scaled, teacher_probs_BxK).mean()
+
+
 def hard_labels(targets: jax.Array) -> jax.Array:
     """Integer class per example: the labels themselves, or the argmax of a distribution."""
     return jnp.argmax(targets, axis=-1) if targets.ndim == 2 else targets

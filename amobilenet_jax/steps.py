@@ -20,7 +20,8 @@ import optax
 from clu import metrics as clu_metrics
 
 from amobilenet_jax import losses
-from amobilenet_jax.data.augment import prepare_images, vote
+from amobilenet_jax.data.augment import mix, prepare_images, random_erase, vote
+from amobilenet_jax.distill import teacher_probabilities
 from amobilenet_jax.errors import ConfigError
 from amobilenet_jax.models import build_model, init_variables
 
@@ -70,6 +71,7 @@ class FirstNonFinite(clu_metrics.Metric):
 class TrainMetrics(clu_metrics.Collection):
     loss: clu_metrics.Average.from_output("loss")
     softmax_loss: clu_metrics.Average.from_output("softmax_loss")
+    distill_loss: clu_metrics.Average.from_output("distill_loss")
     center_loss: clu_metrics.Average.from_output("center_loss")
     accuracy: clu_metrics.Average.from_output("accuracy")
     learning_rate: clu_metrics.LastValue.from_output("learning_rate")
@@ -238,12 +240,24 @@ def state_without_data(config: ml_collections.ConfigDict) -> TrainState:
     return create_train_state(config, model, config.data.image_size, num_classes, total_steps=1)
 
 
-def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None = None) -> Callable:
-    """Returns the pure ``train_step(state, batch) -> (state, TrainMetrics)``."""
+def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None = None, teachers=()) -> Callable:
+    """Returns the pure ``train_step(state, batch, teacher_variables=()) -> (state, TrainMetrics)``.
+
+    ``teachers``: the distillation teachers' Flax modules (``distill.load_teachers``); their
+    variables come in as ``teacher_variables``, an argument, so that jit does not bake them in.
+    """
     lr_factor = learning_rate_factor(config, total_steps)
     smoothing = float(config.loss.label_smoothing)
+    a = config.data.augment
+    erase, mixup, cutmix = float(a.get("erase", 0.0)), float(a.get("mixup", 0.0)), float(a.get("cutmix", 0.0))
+    sam_rho = float(config.optimizer.get("sam_rho", 0.0))
+    distill_weight = float(config.loss.get("distill_weight", 0.0))
+    temperature = float(config.loss.get("distill_temperature", 1.0))
+    teacher_models = tuple(teachers)
+    if distill_weight > 0 and not teacher_models:
+        raise ConfigError("config: loss.distill_weight > 0 but no teachers were loaded (distill.load_teachers)")
 
-    def train_step(state: TrainState, batch: dict[str, jax.Array]):
+    def train_step(state: TrainState, batch: dict[str, jax.Array], teacher_variables=()):
         center_weight = state.hparams["center_weight"]
         learning_rate = state.hparams["learning_rate"]
         step_key = jax.random.fold_in(state.rng, state.step)
@@ -253,6 +267,17 @@ def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None =
             images = prepare_images(images, config, augment_key)
         targets = batch.get("target", batch["label"])
         labels = batch["label"]
+        # Keys of their own, so that a run without these augmentations draws what it always drew.
+        if erase > 0:
+            images = random_erase(jax.random.fold_in(step_key, 1), images, erase)
+        if mixup > 0 or cutmix > 0:
+            if targets.ndim == 1:
+                targets = jax.nn.one_hot(targets, state.centers.shape[0])
+            images, targets, own = mix(jax.random.fold_in(step_key, 2), images, targets, mixup, cutmix)
+            labels = jnp.where(own, labels, labels[::-1])  # the center loss takes the larger share's class
+        teacher_probs = (
+            teacher_probabilities(teacher_models, teacher_variables, images, temperature) if teacher_models else None
+        )
 
         def loss_fn(params):
             variables = {"params": params, "batch_stats": state.batch_stats}
@@ -260,12 +285,23 @@ def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None =
                 variables, images, train=True, rngs={"dropout": dropout_key}, mutable=["batch_stats"]
             )
             softmax_loss = losses.softmax_cross_entropy(logits, targets, smoothing)
+            data_loss, distill_loss = softmax_loss, jnp.zeros(())
+            if teacher_probs is not None:
+                distill_loss = losses.distillation_loss(logits, teacher_probs, temperature)
+                data_loss = (1.0 - distill_weight) * softmax_loss + distill_weight * distill_loss
             center_loss = losses.center_loss(aux["embedding"], labels, state.centers)
-            loss = softmax_loss + center_weight * center_loss
-            return loss, (logits, aux["embedding"], updates, softmax_loss, center_loss)
+            loss = data_loss + center_weight * center_loss
+            return loss, (logits, aux["embedding"], updates, softmax_loss, distill_loss, center_loss)
 
-        grads, (logits, embedding, updates, softmax_loss, center_loss) = jax.grad(loss_fn, has_aux=True)(state.params)
-        loss = softmax_loss + center_weight * center_loss
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (loss, (logits, embedding, updates, softmax_loss, distill_loss, center_loss)), grads = grad_fn(state.params)
+        if sam_rho > 0:
+            # Sharpness-aware minimisation (Foret et al. 2021): the step follows the gradient taken
+            # sam_rho uphill along the first one, on the same batch; batch statistics and metrics
+            # stay the first pass's.
+            norm = optax.global_norm(grads)
+            uphill = jax.tree.map(lambda p, g: p + sam_rho * g / (norm + 1e-12), state.params, grads)
+            _, grads = grad_fn(uphill)
         finite = jax.tree.reduce(lambda ok, g: ok & jnp.all(jnp.isfinite(g)), grads, jnp.isfinite(loss))
         param_updates, opt_state = state.tx.update(grads, state.opt_state, state.params)
         param_updates = jax.tree.map(lambda u: learning_rate * u, param_updates)
@@ -283,6 +319,7 @@ def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None =
         metrics = TrainMetrics.single_from_model_output(
             loss=loss,
             softmax_loss=softmax_loss,
+            distill_loss=distill_loss,
             center_loss=center_loss,
             accuracy=jnp.mean(jnp.argmax(logits, -1) == labels),
             learning_rate=learning_rate * lr_factor(state.step),

@@ -77,9 +77,10 @@ def load_sweep(config_spec: str) -> list[dict[str, Any]] | None:
 
 
 def _format_value(value: Any) -> str:
+    """A value in a run directory's name: a list joined by ``-``, a path by its last part (no ``/``)."""
     if isinstance(value, (tuple, list)):
-        return "-".join(str(v) for v in value)
-    return str(value)
+        return "-".join(_format_value(v) for v in value)
+    return os.path.basename(os.path.normpath(value)) if isinstance(value, str) and "/" in value else str(value)
 
 
 def point_name(overrides: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ and stop request are ``periodic.Periodic``'s, as in a vectorised group.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -18,7 +19,7 @@ import numpy as np
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from amobilenet_jax import checkpoints, evaluation, files, imagenet, weights
+from amobilenet_jax import checkpoints, distill, evaluation, files, imagenet, weights
 from amobilenet_jax.config import flatten, num_train_steps
 from amobilenet_jax.data import Dataset, load_dataset, split_names
 from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
@@ -59,6 +60,8 @@ class Experiment:
         self, config: ml_collections.ConfigDict, dataset: Dataset | None = None, devices=None, training: bool = True
     ):
         self.config = config
+        # The distillation teachers first: a misnamed one fails before the data is read.
+        self.teachers = distill.load_teachers(config) if training else []
         self.dataset = dataset if dataset is not None else load_dataset(config.data)
         self.num_classes = self.dataset.num_classes
         self.mesh = make_mesh(devices)
@@ -87,9 +90,13 @@ class Experiment:
             coarse = config.model.copy_and_resolve_references()
             coarse.stem_stride = 2
             self.coarse_model = build_model(coarse, self.num_classes) if self.coarse_steps else None
-            self.train_step = jax.jit(
-                make_train_step(config, self.total_steps), donate_argnums=0, out_shardings=self.replicated
+            step = jax.jit(
+                make_train_step(config, self.total_steps, [t.model for t in self.teachers]),
+                donate_argnums=0,
+                out_shardings=self.replicated,
             )
+            teacher_variables = jax.device_put(tuple(t.variables for t in self.teachers), self.replicated)
+            self.train_step = functools.partial(step, teacher_variables=teacher_variables) if self.teachers else step
         else:  # evaluation only: the state's structure does not depend on the run's length
             self.train_split, self.order, self.total_steps = None, None, 1
             self.coarse_steps, self.coarse_model = 0, None
@@ -272,6 +279,10 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
         files.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
     start_step = int(jax.device_get(state.step))
     writer = TensorBoardWriter(workdir, enabled=is_chief, purge_step=start_step or None)
+    if is_chief and exp.teachers:
+        print(f"distilling from {len(exp.teachers)} teacher(s) (loss.distill_weight {config.loss.distill_weight:g}, "
+              f"temperature {config.loss.distill_temperature:g}): {', '.join(t.path for t in exp.teachers)}",
+              flush=True)  # fmt: skip
     if is_chief and config.optimizer.ema_decay > 0:
         print(f"evaluating and saving the weights' moving average (optimizer.ema_decay {config.optimizer.ema_decay:g})",
               flush=True)  # fmt: skip
@@ -296,6 +307,8 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
                 accumulated, images_per_s = periodic.take_metrics(done)
                 computed = accumulated.compute()
                 scalars = {f"train/{k}": float(v) for k, v in computed.items() if k != "nonfinite_step"}
+                if not exp.teachers:
+                    scalars.pop("train/distill_loss")
                 scalars["train/images_per_s"] = images_per_s
                 if exp.coarse_steps:
                     scalars["train/stem_stride"] = 2.0 if step < exp.coarse_steps else 1.0

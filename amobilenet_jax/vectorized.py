@@ -73,11 +73,12 @@ def vectorizable_key(config: ml_collections.ConfigDict) -> str:
 
 def group_points(configs: list[ml_collections.ConfigDict]) -> list[list[int]]:
     """Indices of ``configs`` grouped by ``vectorizable_key``, in first-seen order. A point that
-    changes its program during training (``train.coarse_stem_epochs``) is a group of its own:
-    it trains on the sequential path."""
+    changes its program during training (``train.coarse_stem_epochs``) or distils from teachers
+    (``loss.distill_weight``) is a group of its own: it trains on the sequential path."""
     groups: dict[str, list[int]] = {}
     for i, config in enumerate(configs):
-        key = f"alone {i}" if config.train.coarse_stem_epochs > 0 else vectorizable_key(config)
+        alone = config.train.coarse_stem_epochs > 0 or config.loss.distill_weight > 0
+        key = f"alone {i}" if alone else vectorizable_key(config)
         groups.setdefault(key, []).append(i)
     return list(groups.values())
 
@@ -235,7 +236,8 @@ def train_and_evaluate_group(
                         for i in range(num_points)
                     ]
                     for i, writer in enumerate(writers):
-                        scalars = {f"train/{k}": float(v) for k, v in computed[i].items() if k != "nonfinite_step"}
+                        skipped = ("nonfinite_step", "distill_loss")  # a vectorised group never distils
+                        scalars = {f"train/{k}": float(v) for k, v in computed[i].items() if k not in skipped}
                         scalars["train/images_per_s"] = images_per_s
                         writer.write_scalars(done, scalars)
                     if is_chief:

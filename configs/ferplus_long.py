@@ -9,7 +9,8 @@ for ``LONG_STEPS`` instead of 7,514 steps.
 
 ``:screen`` is a study of the levers of a long run at a third of the cost per image: the stem at
 stride 2 (the paper's), one seed, the same number of steps. It varies one lever a point: the
-length, the weight decay (AdamW), the weights' moving average. experiments/ferplus_long/README.md
+length, the weight decay (AdamW), the weights' moving average, mixup/CutMix on the vote
+distributions, random erasing, scale jitter, distillation from two trained models, SAM. experiments/ferplus_long/README.md
 records what each lever measured and how far the screen predicts the full run.
 """
 
@@ -19,12 +20,23 @@ from amobilenet_jax.sweep import with_seeds
 PLAIN_EPOCH_STEPS = 442  # one pass over FERPlus Train's 28,340 voted images at batch 64
 LONG_STEPS = 50 * PLAIN_EPOCH_STEPS  # 22,100 steps: 50 plain epochs (34 square-root-sampled ones)
 RECIPE_STEPS = 7514  # the one-hour recipe's 17 plain epochs
+# Teachers for distillation, relative to the repository's root (where run.sh runs): run C and the
+# square-root recipe's seed 1 (the model shipped from 2026-12-04), each its config.json and weights.
+TEACHERS = ("experiments/ferplus_long/teachers/run_c", "experiments/ferplus_long/teachers/sqrt_seed1")
 
 SCREEN_LEVERS = [
     {"train.num_steps": LONG_STEPS},  # the long recipe as it is
     {"train.num_steps": RECIPE_STEPS},  # the one-hour recipe's length
     {"train.num_steps": LONG_STEPS, "optimizer.weight_decay": 0.05},  # AdamW
     {"train.num_steps": LONG_STEPS, "optimizer.ema_decay": 0.9995},  # the weights' moving average
+    {"train.num_steps": LONG_STEPS, "data.augment.mixup": 0.2, "data.augment.cutmix": 1.0},  # one a batch
+    {"train.num_steps": LONG_STEPS, "data.augment.erase": 0.5},  # random erasing
+    {"train.num_steps": LONG_STEPS, "data.augment.scale_out": 0.1},  # scale jitter: zoom 0.8-1.1
+    # Distillation from the two one-hour models this repository trained (run C and the shipped
+    # square-root seed 1) on each augmented batch: at stride 2 the teachers' forward passes cost
+    # about twice the student's step, so it is screened at the one-hour recipe's length.
+    {"train.num_steps": RECIPE_STEPS, "loss.distill_from": TEACHERS, "loss.distill_weight": 0.5},
+    {"train.num_steps": LONG_STEPS, "optimizer.sam_rho": 0.05},  # SAM: two passes a step
 ]
 
 VARIANTS = ("screen",)

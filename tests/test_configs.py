@@ -178,3 +178,38 @@ def test_final_recipe_seeds_share_their_seed_0_with_the_full_length_lever_study(
     (lever_dir / "config.json").write_text(sweep.apply_overrides(recipe, levers[2]).to_json())
     dirs = sweep.point_dirs(recipe, seeds, str(tmp_path))
     assert dirs[0] == str(lever_dir) and dirs[1] == str(tmp_path / "balance=power,num_steps=7514,seed=1")
+
+
+def test_long_recipe_screen_changes_one_lever_a_point_and_its_teachers_load():
+    """``configs/ferplus_long.py:screen``: the long recipe at the stem's stride 2, one lever a point
+    (the length counts as the baseline's), and the committed teachers fit the paper's model."""
+    from amobilenet_jax import distill, sweep
+    from amobilenet_jax.config import config_differences, load_config_file, validate
+    from tests.conftest import REPO
+
+    long = load_config_file(os.path.join(REPO, "configs", "ferplus_long.py"))
+    assert (long.model.stem_stride, long.data.balance, long.eval_crops) == (1, "power", 5)
+    spec = os.path.join(REPO, "configs", "ferplus_long.py:screen")
+    base = load_config_file(spec)
+    assert base.model.stem_stride is None  # the architecture's own, 2
+    changed = {}
+    for point in sweep.load_sweep(spec):
+        config = sweep.apply_overrides(base, point)
+        validate(config)
+        assert "/" not in sweep.point_name(point)
+        diffs = config_differences(json.loads(base.to_json()), json.loads(config.to_json()))
+        fields = [d.split(" ")[0] for d in diffs if not d.startswith(("seed ", "train.num_steps "))]
+        changed[sweep.point_name(point)] = fields
+        if config.loss.distill_weight > 0:
+            cwd = os.getcwd()
+            os.chdir(REPO)  # the teachers are named from the repository's root, where run.sh runs
+            try:
+                teachers = distill.load_teachers(config)
+            finally:
+                os.chdir(cwd)
+            assert [t.path for t in teachers] == list(config.loss.distill_from) and len(teachers) == 2
+    assert list(changed.values()) == [
+        [], [], ["optimizer.weight_decay"], ["optimizer.ema_decay"], ["data.augment.cutmix", "data.augment.mixup"],
+        ["data.augment.erase"], ["data.augment.scale_out"], ["loss.distill_from", "loss.distill_weight"],
+        ["optimizer.sam_rho"],
+    ]  # fmt: skip

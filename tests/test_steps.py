@@ -163,3 +163,22 @@ def test_params_fingerprint_is_order_and_value_sensitive():
     b = {"a": jnp.ones(3), "b": jnp.zeros(2).at[0].set(1e-7)}
     assert steps.params_fingerprint(a) == steps.params_fingerprint(jax.device_get(a))
     assert steps.params_fingerprint(a) != steps.params_fingerprint(b)
+
+
+def test_sam_steps_from_the_uphill_gradient_with_the_first_pass_metrics(tiny_config):
+    """Mixup/CutMix, random erasing and scale jitter on, with and without SAM: the same batch and
+    keys give the same first pass (the logged loss), SAM another update, each step pure."""
+    cfg = tiny_config.copy_and_resolve_references()
+    cfg.data.augment.update({"mixup": 0.4, "cutmix": 1.0, "erase": 0.5, "scale_out": 0.1})
+    sam_cfg = cfg.copy_and_resolve_references()
+    sam_cfg.optimizer.sam_rho = 0.05
+    plain, sam = train.Experiment(cfg), train.Experiment(sam_cfg)
+    batch = plain.train_split.batch(plain.order.indices(1))
+    p1, m1 = plain.train_step(plain.init_state(), batch)
+    s1, n1 = sam.train_step(sam.init_state(), batch)
+    s2, _ = sam.train_step(sam.init_state(), batch)
+    m1, n1 = m1.compute(), n1.compute()
+    assert float(m1["loss"]) == pytest.approx(float(n1["loss"]), rel=1e-5)
+    assert np.isfinite(float(n1["loss"])) and int(n1["nonfinite_step"]) == 0
+    assert steps.params_fingerprint(s1.params) == steps.params_fingerprint(s2.params)
+    assert steps.params_fingerprint(s1.params) != steps.params_fingerprint(p1.params)

@@ -49,6 +49,9 @@ def test_expansion_and_names():
         "cbam=False,cbam_blocks=4-13,seed=1",
     ]
     assert sweep.point_name({"model.dropout": 0.1, "data.dropout": 0.2}) == "model.dropout=0.1,data.dropout=0.2"
+    # Paths (distillation teachers) name a run by their last part: a run directory is one level.
+    teachers = {"loss.distill_from": ("runs/teachers/run_c", "assets/seed1/")}
+    assert sweep.point_name(teachers) == "distill_from=run_c-seed1"
     base = load_config_file(os.path.join(REPO, "configs", "quickstart.py"))
     point = sweep.apply_overrides(base, points[2])
     assert point.model.cbam is False and point.seed == 0 and base.model.cbam is None

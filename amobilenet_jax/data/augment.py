@@ -51,17 +51,24 @@ def resize(images_BxHxWxC: jax.Array, out_size: int) -> jax.Array:
 
 
 def random_affine(rng: jax.Array, batch: int, augment_config) -> tuple[jax.Array, jax.Array]:
-    """Per-example affine maps: rotation in [-r, r] degrees, zoom-in crop by up to
-    ``crop`` of the side, translation by up to ``translate`` of the side, flip with p=0.5."""
+    """Per-example affine maps: rotation in [-r, r] degrees, a zoom between in by ``crop`` and out
+    by ``scale_out`` of the side (uniform), translation by up to ``translate`` of the side, flip
+    with p=0.5. Zooming out reads the edge pixels beyond the image."""
     k_rot, k_crop, k_shift, k_flip = jax.random.split(rng, 4)
     angle = jnp.deg2rad(augment_config.rotation) * jax.random.uniform(k_rot, (batch,), minval=-1.0, maxval=1.0)
-    scale = 1.0 - augment_config.crop * jax.random.uniform(k_crop, (batch,))
+    scale = zoom_scale(jax.random.uniform(k_crop, (batch,)), augment_config)
     shift = 2.0 * augment_config.translate * jax.random.uniform(k_shift, (batch, 2), minval=-1.0, maxval=1.0)
     flip = jnp.where(augment_config.flip & jax.random.bernoulli(k_flip, 0.5, (batch,)), -1.0, 1.0)
     cos, sin = jnp.cos(angle) * scale, jnp.sin(angle) * scale
     # Rows: source y, source x; columns: output y, output x. Flip mirrors output x.
     matrix = jnp.stack([jnp.stack([cos, -sin * flip], -1), jnp.stack([sin, cos * flip], -1)], -2)
     return matrix, shift
+
+
+def zoom_scale(uniform, augment_config):
+    """The source window's side for a uniform draw in [0, 1): 1 - crop at 1, 1 + scale_out at 0
+    (with ``scale_out`` 0 this is the zoom-in crop of ``1 - crop * uniform``)."""
+    return 1.0 - augment_config.crop * uniform + getattr(augment_config, "scale_out", 0.0) * (1.0 - uniform)
 
 
 def augment(rng: jax.Array, images_BxHxWxC: jax.Array, out_size: int, augment_config) -> jax.Array:
@@ -135,3 +142,68 @@ def vote(apply, images, config, crops: bool = True, return_attention: bool = Fal
         if config.eval_flip:
             logits = logits + apply(x[:, :, ::-1, :], False)[0]
     return logits, aux
+
+
+# Random erasing (Zhong et al. 2020): the rectangle's area as a fraction of the image, and the
+# range of its aspect ratio (height / width), drawn log-uniformly.
+ERASE_AREA = (0.02, 0.25)
+ERASE_ASPECT = (0.3, 1 / 0.3)
+
+
+def random_erase(rng: jax.Array, images_BxHxWxC: jax.Array, probability: float) -> jax.Array:
+    """Sets one random rectangle of each image to 0 (the normalised mean grey) with ``probability``."""
+    b, h, w = images_BxHxWxC.shape[:3]
+    k_on, k_area, k_aspect, k_y, k_x = jax.random.split(rng, 5)
+    area = jax.random.uniform(k_area, (b,), minval=ERASE_AREA[0], maxval=ERASE_AREA[1]) * h * w
+    log_lo, log_hi = jnp.log(ERASE_ASPECT[0]), jnp.log(ERASE_ASPECT[1])
+    aspect = jnp.exp(jax.random.uniform(k_aspect, (b,), minval=log_lo, maxval=log_hi))
+    eh = jnp.clip(jnp.sqrt(area * aspect), 1.0, h)
+    ew = jnp.clip(jnp.sqrt(area / aspect), 1.0, w)
+    top = jax.random.uniform(k_y, (b,)) * (h - eh)
+    left = jax.random.uniform(k_x, (b,)) * (w - ew)
+    rows = jnp.arange(h, dtype=jnp.float32)[None, :] + 0.5
+    cols = jnp.arange(w, dtype=jnp.float32)[None, :] + 0.5
+    in_rows = (rows >= top[:, None]) & (rows < (top + eh)[:, None])
+    in_cols = (cols >= left[:, None]) & (cols < (left + ew)[:, None])
+    on = jax.random.bernoulli(k_on, probability, (b,))
+    mask = in_rows[:, :, None] & in_cols[:, None, :] & on[:, None, None]
+    return jnp.where(mask[..., None], 0.0, images_BxHxWxC)
+
+
+def mix(rng: jax.Array, images_BxHxWxC: jax.Array, targets_BxK: jax.Array, mixup: float, cutmix: float):
+    """Mixup (Zhang et al. 2018) or CutMix (Yun et al. 2019) of each image with the batch's reverse.
+
+    ``mixup`` and ``cutmix`` are the Beta(alpha, alpha) parameters of the mixing share (0: off);
+    with both on, each batch takes one of them at even odds. The targets (vote distributions or
+    one-hot labels) mix in the share of each image that is seen: for CutMix the pasted box's
+    exact area. Returns the images, the targets and, per example, whether its own image holds
+    at least half (for the center loss, which needs one class per example).
+    """
+    k_which, k_mix, k_cut, k_y, k_x = jax.random.split(rng, 5)
+    b, h, w = images_BxHxWxC.shape[:3]
+    partner_images, partner_targets = images_BxHxWxC[::-1], targets_BxK[::-1]
+    mixed, share = images_BxHxWxC, jnp.ones(())
+    if mixup > 0:
+        lam = jax.random.beta(k_mix, mixup, mixup)
+        mixup_images = lam * images_BxHxWxC + (1 - lam) * partner_images
+    if cutmix > 0:
+        lam_cut = jax.random.beta(k_cut, cutmix, cutmix)
+        side = jnp.sqrt(1.0 - lam_cut)  # the box's side as a fraction of the image's
+        bh, bw = jnp.round(side * h), jnp.round(side * w)
+        top = jnp.floor(jax.random.uniform(k_y) * (h - bh + 1))
+        left = jnp.floor(jax.random.uniform(k_x) * (w - bw + 1))
+        rows = jnp.arange(h)[:, None]
+        cols = jnp.arange(w)[None, :]
+        box = (rows >= top) & (rows < top + bh) & (cols >= left) & (cols < left + bw)
+        cutmix_images = jnp.where(box[None, :, :, None], partner_images, images_BxHxWxC)
+        cutmix_share = 1.0 - bh * bw / (h * w)
+    if mixup > 0 and cutmix > 0:
+        use_cutmix = jax.random.bernoulli(k_which, 0.5)
+        mixed = jnp.where(use_cutmix, cutmix_images, mixup_images)
+        share = jnp.where(use_cutmix, cutmix_share, lam)
+    elif mixup > 0:
+        mixed, share = mixup_images, lam
+    elif cutmix > 0:
+        mixed, share = cutmix_images, cutmix_share
+    targets = share * targets_BxK + (1 - share) * partner_targets
+    return mixed, targets, jnp.broadcast_to(share >= 0.5, (b,))

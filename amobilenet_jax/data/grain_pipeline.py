@@ -18,6 +18,7 @@ from __future__ import annotations
 import grain
 import numpy as np
 
+from amobilenet_jax.data.augment import zoom_scale
 from amobilenet_jax.data.dataset import Split
 from amobilenet_jax.data.pipeline import TrainOrder
 
@@ -25,7 +26,7 @@ from amobilenet_jax.data.pipeline import TrainOrder
 def random_affine_np(rng: np.random.Generator, batch: int, augment_config) -> tuple[np.ndarray, np.ndarray]:
     """numpy twin of ``augment.random_affine``: the same distributions per parameter."""
     angle = np.deg2rad(augment_config.rotation) * rng.uniform(-1.0, 1.0, batch)
-    scale = 1.0 - augment_config.crop * rng.uniform(0.0, 1.0, batch)
+    scale = zoom_scale(rng.uniform(0.0, 1.0, batch), augment_config)
     shift = 2.0 * augment_config.translate * rng.uniform(-1.0, 1.0, (batch, 2))
     flip = np.where(augment_config.flip & (rng.uniform(0.0, 1.0, batch) < 0.5), -1.0, 1.0)
     cos, sin = np.cos(angle) * scale, np.sin(angle) * scale
