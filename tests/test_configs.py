@@ -142,11 +142,11 @@ def test_full_length_lever_study_changes_one_field_of_the_recipe_per_point():
     recipe = load_config_file(os.path.join(REPO, "configs", "ferplus_cpu.py"))
     spec = os.path.join(REPO, "configs", "ferplus_cpu.py:levers_full")
     base = load_config_file(spec)
-    # The full recipe, not the 4-epoch scale; evaluated as the study measured it (the whole image
-    # and its mirror), not over the recipe's test-time crops.
+    # Run C's recipe at full length, not the 4-epoch scale; evaluated as the study measured it
+    # (the whole image and its mirror), not over the final recipe's test-time crops.
     assert (base.eval_crops, recipe.eval_crops) == (0, 5)
-    base.eval_crops = 5
-    assert base.to_json() == recipe.to_json()
+    final = sweep.apply_overrides(base, {"data.balance": "power", "train.num_steps": 7514, "eval_crops": 5})
+    assert final.to_json() == recipe.to_json()
     recipe = load_config_file(spec)
     changed = []
     for point in sweep.load_sweep(spec):
@@ -213,3 +213,34 @@ def test_long_recipe_screen_changes_one_lever_a_point_and_its_teachers_load():
         ["data.augment.erase"], ["data.augment.scale_out"], ["loss.distill_from", "loss.distill_weight"],
         ["optimizer.sam_rho"],
     ]  # fmt: skip
+
+
+def test_readme_command_builds_the_shipped_models_config(monkeypatch):
+    """The README's training command (its --config flags parsed as main parses them) builds the
+    shipped model's config.json: every field but the data's paths and the fields that change no
+    result, and those that change what a run reports (eval_crops, the length) too."""
+    import re
+
+    from absl import flags
+    from ml_collections import config_flags
+
+    from amobilenet_jax import sweep
+    from amobilenet_jax.config import FREE_FIELDS, flatten, from_json
+    from tests.conftest import REPO
+
+    with open(os.path.join(REPO, "README.md")) as f:
+        (command,) = re.findall(r"^python -m amobilenet_jax\.main --config configs/ferplus_cpu\.py .*$", f.read(), re.M)
+    argv = command.split()[3:]  # after python -m amobilenet_jax.main
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "", flag_values=values, lock_config=True)
+    flags.DEFINE_string("workdir", None, "", flag_values=values)
+    monkeypatch.chdir(REPO)
+    monkeypatch.setattr("sys.argv", ["main", *argv])  # config_flags reads the overrides from sys.argv
+    values(["main", *argv])
+    built = json.loads(values.config.to_json())
+    with open(os.path.join(REPO, "amobilenet_jax", "assets", "ferplus_amobilenet", "config.json")) as f:
+        shipped = json.loads(from_json(json.load(f), "shipped config.json").to_json())
+    assert sweep.same_experiment(shipped, built)
+    aside = set(FREE_FIELDS) - set(sweep.REPORT_FIELDS) | {"data.dir", "data.cache_dir"}
+    a, b = flatten(shipped), flatten(built)
+    assert {k: v for k, v in a.items() if k not in aside} == {k: v for k, v in b.items() if k not in aside}
