@@ -46,3 +46,42 @@ def test_a_damaged_record_is_not_read_as_data(tmp_path):
     with open(path, "wb") as f:
         f.write(bytes(data))
     assert [step for step, _ in read_scalars(logdir)[TAG]] == [1, 2]
+
+
+def test_tensorboard_serves_a_finished_runs_scalars_over_http(finished_run, tmp_path):
+    """README's ``tensorboard --logdir runs/``, after README's install: the TensorBoard that the
+    install brings serves a finished run's curves, the values the run wrote."""
+    import json
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    workdir, _ = finished_run
+    logdir = tmp_path / "runs"
+    shutil.copytree(workdir, logdir / "tiny", ignore=shutil.ignore_patterns("checkpoints"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    command = os.path.join(os.path.dirname(sys.executable), "tensorboard")
+    server = subprocess.Popen(
+        [command, "--logdir", str(logdir), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/data/plugin/scalars/scalars?run=tiny&tag=train/loss"
+    try:
+        deadline, served = time.time() + 90, None
+        while served is None and time.time() < deadline:
+            assert server.poll() is None, server.stderr.read()[-2000:]
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    served = json.loads(response.read())
+            except (OSError, ValueError):
+                time.sleep(1)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    written = read_scalars(workdir)["train/loss"]
+    assert served and [step for _, step, _ in served] == [step for step, _ in written]
+    assert [value for _, _, value in served] == pytest.approx([value for _, value in written])
