@@ -22,8 +22,9 @@ from amobilenet_jax.kernels.windows import out_size, pad_same, shift_sum, taps
 DEPTHWISE_IMPLS = ("xla", "shift", "shift_ffi", "shift_autodiff", "auto")
 
 
-def resolve_depthwise_impl(impl: str) -> str:
-    """Maps ``auto`` to the implementation measured fastest on the current backend."""
+def resolve_depthwise_impl(impl: str, backend: str | None = None, device_count: int | None = None) -> str:
+    """Maps ``auto`` to the implementation measured fastest on ``backend`` (default: the current
+    one) with ``device_count`` devices (default: the current count)."""
     if impl not in DEPTHWISE_IMPLS:
         raise ValueError(f"model.depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}")
     if impl != "auto":
@@ -33,9 +34,10 @@ def resolve_depthwise_impl(impl: str) -> str:
     # train step (experiments/speed/README.md). It has no partitioning rule, so with
     # several devices (a sharded batch) auto keeps XLA's. Elsewhere the vendor
     # library's grouped conv is the default.
-    if jax.default_backend() != "cpu":
+    if (backend or jax.default_backend()) != "cpu":
         return "xla"
-    return "shift_ffi" if jax.device_count() == 1 and cpu_kernels.available() else "shift"
+    count = jax.device_count() if device_count is None else device_count
+    return "shift_ffi" if count == 1 and cpu_kernels.available() else "shift"
 
 
 def depthwise_conv_shift_autodiff(x, kernel, stride: int):
