@@ -28,6 +28,12 @@ flags.DEFINE_enum(
     "train | eval | summary; for a config with a sweep also list (one command per point) | table (aggregate only).",
 )
 flags.DEFINE_list(
+    "ensemble",
+    None,
+    "--mode eval: more run directories (or shipped models) to evaluate with --workdir's as one model, their "
+    "test-time views' logits summed (DIR,DIR,...).",
+)
+flags.DEFINE_list(
     "sweep_index", None, "Run only this point of the config's sweep, or these (I,J,...: one vectorised group)."
 )
 flags.DEFINE_string(
@@ -125,6 +131,8 @@ def run(argv):
     spec = config_flags.get_config_filename(FLAGS["config"])
     points = sweep.load_sweep(spec)
     sweep_index = _sweep_index(FLAGS.sweep_index)
+    if FLAGS.ensemble and (FLAGS.mode != "eval" or points is not None):
+        raise app.UsageError("--ensemble evaluates several runs as one: --mode eval of one run, not a study")
     if FLAGS.launch != "none" and (points is None or FLAGS.mode != "train" or sweep_index is not None):
         raise app.UsageError("--launch trains a whole study: a config with a sweep, --mode train, no --sweep_index")
     if points is not None:
@@ -143,6 +151,9 @@ def run(argv):
         raise app.UsageError(f"{spec} defines no sweep (get_sweep): --mode {FLAGS.mode} needs one")
     elif FLAGS.mode == "train":
         train.train_and_evaluate(config, FLAGS.workdir)
+    elif FLAGS.ensemble:
+        result = evaluate.evaluate_ensemble(config, FLAGS.workdir, FLAGS.ensemble)
+        print(json.dumps({k: result[k] for k in ("split", "members", "accuracy", "mean_class_accuracy")}))
     else:
         result = evaluate.evaluate_checkpoint(config, FLAGS.workdir)
         print(json.dumps({k: result[k] for k in ("split", "step", "accuracy", "mean_class_accuracy")}))

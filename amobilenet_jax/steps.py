@@ -358,6 +358,22 @@ def make_eval_step(
     return eval_step
 
 
+def make_logits_step(config: ml_collections.ConfigDict) -> Callable:
+    """Returns ``logits_step(state, images) -> [B, K]``: the summed logits of every test-time view
+    (``data.augment.vote``), as ``make_eval_step`` argmaxes them; for ensembles, which sum them
+    over models first."""
+
+    def logits_step(state: TrainState, images: jax.Array) -> jax.Array:
+        variables = evaluated_variables(state)
+
+        def apply(x, return_attention):
+            return state.apply_fn(variables, x, train=False, return_attention=return_attention)
+
+        return vote(apply, images, config)[0]
+
+    return logits_step
+
+
 def params_fingerprint(params) -> str:
     """sha256 of the float32 parameters, concatenated in tree order."""
     digest = hashlib.sha256()
