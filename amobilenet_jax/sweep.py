@@ -1,8 +1,8 @@
 """Sweeps: a config file's ablation study expanded into points, run, and tabulated.
 
 A config file may define ``get_sweep(variant)`` returning a list of override dicts
-(``{"model.cbam": False, "seed": 1}``); each point is the base config plus its
-overrides, run into ``<workdir>/<run name>/`` where the run name reads
+(``{"model.cbam": False, "seed": 1}``, built with ``recipes.product`` and ``with_seeds``); each
+point is the base config plus its overrides, run into ``<workdir>/<run name>/`` where the run name reads
 ``cbam=False,seed=1``. Finished points are skipped, interrupted ones resume.
 """
 
@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
-import itertools
 import json
 import os
 from collections.abc import Sequence
@@ -24,8 +23,7 @@ from amobilenet_jax import statistics
 from amobilenet_jax.config import config_differences, flatten, validate
 from amobilenet_jax.errors import ConfigError, RunNotFoundError
 from amobilenet_jax.files import read_json, write_atomic
-
-SEED_KEY = "seed"
+from amobilenet_jax.recipes import SEED_KEY
 
 
 class SweepKeyError(ConfigError, KeyError):
@@ -33,22 +31,6 @@ class SweepKeyError(ConfigError, KeyError):
 
     def __str__(self) -> str:  # KeyError's would quote the message
         return str(self.args[0])
-
-
-def product(axes: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
-    """Every combination of the axes' values, the last axis varying fastest."""
-    keys = list(axes)
-    return [dict(zip(keys, values)) for values in itertools.product(*(axes[k] for k in keys))]
-
-
-def with_seeds(points: list[dict[str, Any]], seeds: Sequence[int]) -> list[dict[str, Any]]:
-    return [{**point, SEED_KEY: seed} for point in points for seed in seeds]
-
-
-def seeds_first(points: list[dict[str, Any]], seeds: Sequence[int]) -> list[dict[str, Any]]:
-    """``with_seeds`` in the other order: every point's first seed before any point's second, so
-    that a long study interrupted part-way has one seed of every point rather than all of one."""
-    return [{**point, SEED_KEY: seed} for seed in seeds for point in points]
 
 
 def _config_module(config_spec: str):

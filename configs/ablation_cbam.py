@@ -13,8 +13,7 @@ same two points trained to a flat Valid curve (about 20 minutes a point) with th
 ``--points_dir``, so the paper's model runs once for all of them.
 """
 
-from amobilenet_jax.config import study_config
-from amobilenet_jax.sweep import seeds_first, with_seeds
+from amobilenet_jax.recipes import seeds_first, study_config, with_seeds
 
 
 def get_config(variant=None):

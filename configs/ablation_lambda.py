@@ -11,8 +11,7 @@ flat Valid curve with three seeds. Every point has the same shapes, so with vect
 training all of them (seeds included) run as one compiled program.
 """
 
-from amobilenet_jax.config import study_config
-from amobilenet_jax.sweep import seeds_first, with_seeds
+from amobilenet_jax.recipes import seeds_first, study_config, with_seeds
 
 LAMBDAS = (0.0, 0.001, 0.003, 0.01, 0.03, 0.1)
 ALPHAS = (0.1, 0.9)  # beside the recipe's 0.5, at lambda = 0.01
@@ -26,6 +25,7 @@ def get_config(variant=None):
 
 def get_reference(variant=None):
     """The paper's lambda (0.01, at alpha 0.5): every row is compared with it."""
+
     if variant == "converged":
         return {"loss.center_weight": 0.01}
     return {"loss.center_weight": 0.01, "loss.center_update_rate": 0.5}

@@ -9,8 +9,7 @@ Three seeds on real data and at ``:converged`` (real FERPlus trained to a flat V
 two at CPU scale (``:cpu`` on real FERPlus, ``:synthetic``).
 """
 
-from amobilenet_jax.config import study_config
-from amobilenet_jax.sweep import product, seeds_first, with_seeds
+from amobilenet_jax.recipes import product, seeds_first, study_config, with_seeds
 
 
 def get_config(variant=None):
@@ -19,6 +18,7 @@ def get_config(variant=None):
 
 def get_reference(variant=None):
     """The paper's model (a linear depthwise output): every row is compared with it."""
+
     return {"model.linear_depthwise": True}
 
 

@@ -10,8 +10,7 @@ The table carries the paper's reported accuracy and parameters beside the measur
 Each architecture takes its own defaults (MobileNetV1: ReLU6 depthwise, no CBAM).
 """
 
-from amobilenet_jax.config import study_config
-from amobilenet_jax.sweep import product, seeds_first, with_seeds
+from amobilenet_jax.recipes import product, seeds_first, study_config, with_seeds
 
 MODELS = ["mobilenet_v1", "mobilenet_v2", "mobilenet_v3_small", "amobilenet"]
 

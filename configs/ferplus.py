@@ -11,7 +11,7 @@ Develop on Valid (``eval_split``); FER2013Test is the split papers report:
 check (a few steps, 48x48, width 0.25, 4 blocks).
 """
 
-from amobilenet_jax.config import paper_recipe, runlocal
+from amobilenet_jax.recipes import paper_recipe, runlocal
 
 
 def get_config(variant=None):

@@ -36,8 +36,7 @@ lever that measured a gain (mean per-class accuracy 60.25% -> 70.81% at seed 0, 
 its seed 0 is that ``:levers_full`` point, run once.
 """
 
-from amobilenet_jax.config import cpu_study, ferplus_cpu_recipe
-from amobilenet_jax.sweep import with_seeds
+from amobilenet_jax.recipes import cpu_study, ferplus_cpu_recipe, with_seeds
 
 LEVERS = [
     {"data.label_mode": "distribution"},  # the recipe as it is (named by its label mode)

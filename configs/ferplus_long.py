@@ -14,8 +14,7 @@ distributions, random erasing, scale jitter, distillation from two trained model
 records what each lever measured and how far the screen predicts the full run.
 """
 
-from amobilenet_jax.config import ferplus_cpu_recipe
-from amobilenet_jax.sweep import with_seeds
+from amobilenet_jax.recipes import ferplus_cpu_recipe, with_seeds
 
 PLAIN_EPOCH_STEPS = 442  # one pass over FERPlus Train's 28,340 voted images at batch 64
 LONG_STEPS = 50 * PLAIN_EPOCH_STEPS  # 22,100 steps: 50 plain epochs (34 square-root-sampled ones)

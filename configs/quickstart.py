@@ -7,7 +7,8 @@ paper's 13, with CBAM after blocks 2 and 4: it compiles in a fraction of the tim
 with a learning rate that blows up within a few steps, to show the non-finite guard.
 """
 
-from amobilenet_jax.config import SMALL_BODY, base_config
+from amobilenet_jax.config import base_config
+from amobilenet_jax.recipes import SMALL_BODY
 
 
 def get_config(variant=None):

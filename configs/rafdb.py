@@ -10,7 +10,7 @@ RAF-DB basic has no validation split: the test split is what the paper reports.
 ``:runlocal`` shrinks everything for a CPU check (a few steps, 48x48, width 0.25, 4 blocks).
 """
 
-from amobilenet_jax.config import paper_recipe, runlocal
+from amobilenet_jax.recipes import paper_recipe, runlocal
 
 
 def get_config(variant=None):

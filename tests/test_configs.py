@@ -104,7 +104,8 @@ def test_converged_study_runs_a_point_into_the_shared_points_dir(ferplus, tmp_pa
 
 def test_recipe_lever_study_puts_back_one_lever_per_point():
     from amobilenet_jax import sweep
-    from amobilenet_jax.config import load_config_file, paper_recipe, validate
+    from amobilenet_jax.config import load_config_file, validate
+    from amobilenet_jax.recipes import paper_recipe
     from tests.conftest import REPO
 
     recipe = load_config_file(os.path.join(REPO, "configs", "ferplus_cpu.py"))

@@ -26,7 +26,7 @@ TWO_SEEDS = """
 import os, sys
 sys.path.insert(0, {repo!r})
 from amobilenet_jax.config import load_config_file
-from amobilenet_jax.sweep import with_seeds
+from amobilenet_jax.recipes import with_seeds
 
 
 def get_config(variant=None):

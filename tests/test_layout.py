@@ -75,3 +75,27 @@ def test_predicting_loads_neither_optax_nor_orbax(python):
     done = subprocess.run([python, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_config_files_import_only_the_ground_floor():
+    """configs/ builds experiments from the ground floor's config and recipes: a config file
+    loads nothing from the training floor (pyproject.toml's last layer is the ground floor)."""
+    import ast
+    import glob
+    import re
+
+    with open(os.path.join(REPO, "pyproject.toml")) as f:
+        layers = re.search(r"layers = \[(.*?)\]", f.read(), re.S).group(1)
+    ground = {m.strip().strip('"') for m in layers.strip().rstrip(",").split("\n")[-1].split(":")}
+    assert "amobilenet_jax.recipes" in ground and "amobilenet_jax.sweep" not in ground
+    imported = {}
+    for path in glob.glob(os.path.join(REPO, "configs", "*.py")):
+        with open(path) as f:
+            tree = ast.parse(f.read())
+        names = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module]
+        names += [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+        imported[os.path.basename(path)] = {n for n in names if n.startswith("amobilenet_jax")}
+    assert imported and all(imported.values())
+    outside = {f: sorted(m for m in mods if not any(m == g or m.startswith(g + ".") for g in ground))
+               for f, mods in imported.items()}  # fmt: skip
+    assert not any(outside.values()), outside

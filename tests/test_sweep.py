@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from amobilenet_jax import sweep
+from amobilenet_jax import recipes, sweep
 from amobilenet_jax.config import load_config_file, validate
 from tests.conftest import REPO
 
@@ -16,7 +16,7 @@ STUDY = """
 import os, sys
 sys.path.insert(0, {repo!r})
 from amobilenet_jax.config import load_config_file
-from amobilenet_jax.sweep import product, with_seeds
+from amobilenet_jax.recipes import product, with_seeds
 
 
 def get_config(variant=None):
@@ -41,7 +41,7 @@ def study(tmp_path_factory):
 
 
 def test_expansion_and_names():
-    points = sweep.with_seeds(sweep.product({"model.cbam": [True, False], "model.cbam_blocks": [(4, 13)]}), (0, 1))
+    points = recipes.with_seeds(recipes.product({"model.cbam": [True, False], "model.cbam_blocks": [(4, 13)]}), (0, 1))
     assert [sweep.point_name(p) for p in points] == [
         "cbam=True,cbam_blocks=4-13,seed=0",
         "cbam=True,cbam_blocks=4-13,seed=1",
