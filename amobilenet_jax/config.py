@@ -81,6 +81,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.loss.distill_from = ()
     c.loss.distill_weight = 0.0  # w; 0: off
     c.loss.distill_temperature = 2.0  # T
+    # batch: the teachers see each augmented batch the student sees (a forward pass each, every step);
+    # stored: their prediction on each stored training image (the whole image and its mirror),
+    # computed once before training and used for whatever view the student gets (no cost a step)
+    c.loss.distill_views = "batch"
 
     c.optimizer = ml_collections.ConfigDict()
     c.optimizer.learning_rate = 1e-4
@@ -127,6 +131,7 @@ def _choices() -> dict[str, tuple]:
         "optimizer.schedule": ("keras", "cosine"),
         "eval_split": ("auto", "train", "valid", "test"),
         "eval_crops": (0, 5),
+        "loss.distill_views": ("batch", "stored"),
     }
 
 
@@ -171,7 +176,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                          ("optimizer.sam_rho", config.optimizer.sam_rho)):  # fmt: skip
         if not value >= 0.0:
             raise ConfigError(f"config: {field}={value!r} must be >= 0 (0: off)")
-    _validate_distillation(config.loss)
+    _validate_distillation(config)
     if not 0.0 <= config.data.balance_power <= 1.0:
         raise ConfigError(f"config: data.balance_power={config.data.balance_power!r} must be in [0, 1]")
     if not 0.0 <= config.optimizer.ema_decay < 1.0:
@@ -203,9 +208,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config: model.width={config.model.width!r} must be positive")
 
 
-def _validate_distillation(loss: ml_collections.ConfigDict) -> None:
+def _validate_distillation(config: ml_collections.ConfigDict) -> None:
     from amobilenet_jax.errors import ConfigError
 
+    loss = config.loss
     if not 0.0 <= loss.distill_weight <= 1.0:
         raise ConfigError(f"config: loss.distill_weight={loss.distill_weight!r} must be in [0, 1] (0: off)")
     if not loss.distill_temperature > 0:
@@ -214,6 +220,9 @@ def _validate_distillation(loss: ml_collections.ConfigDict) -> None:
         raise ConfigError("config: loss.distill_weight > 0 needs loss.distill_from: the teachers' run directories")
     if loss.distill_from and not loss.distill_weight > 0:
         raise ConfigError("config: loss.distill_from names teachers but loss.distill_weight is 0: set the weight")
+    if loss.distill_views == "stored" and loss.distill_weight > 0 and config.data.pipeline != "device":
+        raise ConfigError("config: loss.distill_views='stored' keeps the teachers' predictions on the device: "
+                          "needs data.pipeline='device'")  # fmt: skip
     if not all(isinstance(path, str) and path for path in loss.distill_from):
         raise ConfigError(f"config: loss.distill_from={list(loss.distill_from)!r} must be paths")
 

@@ -2,8 +2,9 @@
 
 Each teacher is a trained model: a run directory (its ``config.json`` and ``weights.msgpack``) or
 a weights file with a ``config.json`` beside it. They are loaded once, before the first step, and
-checked against the student (classes, input size, normalisation); the train step runs them in
-inference mode on the student's own augmented batch, so no split but Train ever reaches them.
+checked against the student (classes, input size, normalisation). They run in inference mode on
+the Train split only: on the student's own augmented batch each step (``distill_views='batch'``),
+or once on each stored training image (``'stored'``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 from flax import linen as nn
 
 from amobilenet_jax import weights
@@ -80,6 +82,35 @@ def load_teachers(config: ml_collections.ConfigDict) -> list[Teacher]:
     if not config.loss.distill_weight > 0:
         return []
     return [load_teacher(path, config) for path in config.loss.distill_from]
+
+
+STORED_BATCH = 256
+
+
+def stored_probabilities(teachers: list[Teacher], images, config: ml_collections.ConfigDict) -> np.ndarray:
+    """``loss.distill_views='stored'``: the teachers' mean softened prediction on each stored
+    image (uint8 ``[N, H, W, C]``), averaged over the whole image and its mirror, float32 ``[N, K]``."""
+    from amobilenet_jax.data.augment import prepare_images
+
+    models, variables = [t.model for t in teachers], [t.variables for t in teachers]
+    temperature = float(config.loss.distill_temperature)
+
+    @jax.jit
+    def predict(variables, batch):
+        x = prepare_images(batch, config)
+        both = teacher_probabilities(models, variables, x, temperature)
+        return 0.5 * (both + teacher_probabilities(models, variables, x[:, :, ::-1, :], temperature))
+
+    out = []
+    for start in range(0, len(images), STORED_BATCH):
+        chunk = images[start : start + STORED_BATCH]
+        padded = (
+            np.concatenate([chunk, np.repeat(chunk[-1:], STORED_BATCH - len(chunk), 0)])
+            if len(chunk) < STORED_BATCH
+            else chunk
+        )
+        out.append(np.asarray(predict(variables, jnp.asarray(padded)))[: len(chunk)])
+    return np.concatenate(out).astype(np.float32)
 
 
 def teacher_probabilities(models, variables, images: jax.Array, temperature: float) -> jax.Array:

@@ -254,7 +254,8 @@ def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None =
     distill_weight = float(config.loss.get("distill_weight", 0.0))
     temperature = float(config.loss.get("distill_temperature", 1.0))
     teacher_models = tuple(teachers)
-    if distill_weight > 0 and not teacher_models:
+    stored = distill_weight > 0 and config.loss.get("distill_views", "batch") == "stored"
+    if distill_weight > 0 and not stored and not teacher_models:
         raise ConfigError("config: loss.distill_weight > 0 but no teachers were loaded (distill.load_teachers)")
 
     def train_step(state: TrainState, batch: dict[str, jax.Array], teacher_variables=()):
@@ -267,17 +268,20 @@ def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None =
             images = prepare_images(images, config, augment_key)
         targets = batch.get("target", batch["label"])
         labels = batch["label"]
+        teacher_probs = batch["teacher"] if stored else None  # distill_views='stored': gathered with the batch
         # Keys of their own, so that a run without these augmentations draws what it always drew.
         if erase > 0:
             images = random_erase(jax.random.fold_in(step_key, 1), images, erase)
         if mixup > 0 or cutmix > 0:
             if targets.ndim == 1:
                 targets = jax.nn.one_hot(targets, state.centers.shape[0])
-            images, targets, own = mix(jax.random.fold_in(step_key, 2), images, targets, mixup, cutmix)
+            k = targets.shape[-1]
+            both = targets if teacher_probs is None else jnp.concatenate([targets, teacher_probs], -1)
+            images, both, own = mix(jax.random.fold_in(step_key, 2), images, both, mixup, cutmix)
+            targets, teacher_probs = (both, None) if teacher_probs is None else (both[:, :k], both[:, k:])
             labels = jnp.where(own, labels, labels[::-1])  # the center loss takes the larger share's class
-        teacher_probs = (
-            teacher_probabilities(teacher_models, teacher_variables, images, temperature) if teacher_models else None
-        )
+        if teacher_models:
+            teacher_probs = teacher_probabilities(teacher_models, teacher_variables, images, temperature)
 
         def loss_fn(params):
             variables = {"params": params, "batch_stats": state.batch_stats}

@@ -76,7 +76,10 @@ class Experiment:
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         if training:
             train = self.dataset.split("train")
-            self.train_split = DeviceSplit(train, self.mesh) if config.data.pipeline == "device" else None
+            extra = {}
+            if self.teachers and config.loss.distill_views == "stored":
+                extra["teacher"] = distill.stored_probabilities(self.teachers, train.images, config)
+            self.train_split = DeviceSplit(train, self.mesh, extra) if config.data.pipeline == "device" else None
             self.order = TrainOrder(
                 config.seed, train.labels, config.train.batch_size, config.data.balance, config.data.balance_power
             )
@@ -90,13 +93,14 @@ class Experiment:
             coarse = config.model.copy_and_resolve_references()
             coarse.stem_stride = 2
             self.coarse_model = build_model(coarse, self.num_classes) if self.coarse_steps else None
+            on_batch = self.teachers if config.loss.distill_views == "batch" else []
             step = jax.jit(
-                make_train_step(config, self.total_steps, [t.model for t in self.teachers]),
+                make_train_step(config, self.total_steps, [t.model for t in on_batch]),
                 donate_argnums=0,
                 out_shardings=self.replicated,
             )
-            teacher_variables = jax.device_put(tuple(t.variables for t in self.teachers), self.replicated)
-            self.train_step = functools.partial(step, teacher_variables=teacher_variables) if self.teachers else step
+            teacher_variables = jax.device_put(tuple(t.variables for t in on_batch), self.replicated)
+            self.train_step = functools.partial(step, teacher_variables=teacher_variables) if on_batch else step
         else:  # evaluation only: the state's structure does not depend on the run's length
             self.train_split, self.order, self.total_steps = None, None, 1
             self.coarse_steps, self.coarse_model = 0, None
@@ -281,8 +285,8 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
     writer = TensorBoardWriter(workdir, enabled=is_chief, purge_step=start_step or None)
     if is_chief and exp.teachers:
         print(f"distilling from {len(exp.teachers)} teacher(s) (loss.distill_weight {config.loss.distill_weight:g}, "
-              f"temperature {config.loss.distill_temperature:g}): {', '.join(t.path for t in exp.teachers)}",
-              flush=True)  # fmt: skip
+              f"temperature {config.loss.distill_temperature:g}, views: {config.loss.distill_views}): "
+              f"{', '.join(t.path for t in exp.teachers)}", flush=True)  # fmt: skip
     if is_chief and config.optimizer.ema_decay > 0:
         print(f"evaluating and saving the weights' moving average (optimizer.ema_decay {config.optimizer.ema_decay:g})",
               flush=True)  # fmt: skip

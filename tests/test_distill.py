@@ -45,9 +45,11 @@ def sharp_teacher(run_dir, where):
     return str(where)
 
 
-def test_a_student_is_pulled_toward_a_fixed_teacher(tiny_config, finished_run, tmp_path):
+@pytest.mark.parametrize("views", ["batch", "stored"])
+def test_a_student_is_pulled_toward_a_fixed_teacher(tiny_config, finished_run, tmp_path, views):
     teacher_dir = sharp_teacher(finished_run[0], tmp_path / "teacher")
     cfg = student_config(tiny_config, [teacher_dir])
+    cfg.loss.distill_views = views
     cfg.optimizer.learning_rate = 1e-2
     exp = train.Experiment(cfg)
     (teacher,) = exp.teachers
@@ -63,6 +65,13 @@ def test_a_student_is_pulled_toward_a_fixed_teacher(tiny_config, finished_run, t
         entropy = -jnp.mean(jnp.sum(probs * jnp.log(jnp.maximum(probs, 1e-30)), -1))
         return losses.distillation_loss(logits, probs, 2.0) / 4.0 - entropy, probs
 
+    if views == "stored":  # each stored image's teacher prediction, whole and mirrored, rides with the split
+        stored = np.asarray(exp.train_split.arrays["teacher"])
+        images = prepare_images(exp.train_split.arrays["image"][:8], cfg)
+        whole = distill.teacher_probabilities([teacher.model], [teacher.variables], images, 2.0)
+        mirror = distill.teacher_probabilities([teacher.model], [teacher.variables], images[:, :, ::-1, :], 2.0)
+        np.testing.assert_allclose(stored[:8], 0.5 * (whole + mirror), atol=1e-5)
+        assert stored.shape == (exp.train_split.size, exp.num_classes)
     before, probs = divergence(state)
     assert float(jnp.max(probs, -1).mean()) > 0.5  # the teacher is far from uniform
     teacher_before = jax.tree.map(np.copy, teacher.variables)
@@ -121,6 +130,10 @@ def test_bad_teachers_are_one_line_config_errors(tiny_config, finished_run, tmp_
         (changed / "config.json").write_text(json.dumps(saved))
         with pytest.raises(ConfigError, match=message):
             distill.load_teachers(student_config(tiny_config, [str(changed)]))
+    grain = student_config(tiny_config, [run_dir])
+    grain.loss.distill_views, grain.data.pipeline = "stored", "grain"
+    with pytest.raises(ConfigError, match="needs data.pipeline='device'"):
+        validate(grain)
     for weight, teachers, message in ((0.5, [], "needs loss.distill_from"), (0.0, [run_dir], "distill_weight is 0"),
                                       (1.5, [run_dir], "must be in \\[0, 1\\]")):  # fmt: skip
         with pytest.raises(ConfigError, match=message):

@@ -94,13 +94,15 @@ class TrainOrder:
 class DeviceSplit:
     """A split replicated on every device of ``mesh``; ``batch(idx)`` gathers sharded batches."""
 
-    def __init__(self, split: Split, mesh: Mesh):
+    def __init__(self, split: Split, mesh: Mesh, extra: dict[str, np.ndarray] | None = None):
+        """``extra``: more per-example arrays (``[N, ...]``) that batches gather alongside."""
         self.mesh = mesh
         self.size = len(split)
         replicated = NamedSharding(mesh, P())
         arrays = {"image": split.images, "label": split.labels.astype(np.int32)}
         if split.targets is not None:
             arrays["target"] = split.targets.astype(np.float32)
+        arrays.update(extra or {})
         self.arrays = jax.device_put(arrays, replicated)
         self.batch_sharding = NamedSharding(mesh, P("data"))
         self._gather = jax.jit(_gather, out_shardings=self.batch_sharding)
