@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -74,7 +75,7 @@ class PointTask(submitit.helpers.Checkpointable):
         self._process: subprocess.Popen | None = None
 
     def __call__(self) -> int:
-        sys.stdout.write("$ " + " ".join(self.command) + "\n")
+        sys.stdout.write(f"$ {shlex.join(self.command)}\n")
         sys.stdout.flush()
         self._process = subprocess.Popen(self.command)
         try:
@@ -83,7 +84,7 @@ class PointTask(submitit.helpers.Checkpointable):
             self._stop(signal.SIGINT)
             raise
         if code != 0:
-            raise RuntimeError(f"the command exited with code {code}: {' '.join(self.command)}")
+            raise RuntimeError(f"the command exited with code {code}: {shlex.join(self.command)}")
         return code
 
     def _stop(self, sig: int) -> None:

@@ -136,7 +136,7 @@ def run(argv):
     if FLAGS.launch != "none" and (points is None or FLAGS.mode != "train" or sweep_index is not None):
         raise app.UsageError("--launch trains a whole study: a config with a sweep, --mode train, no --sweep_index")
     if points is not None:
-        extra = [a for a in sys.argv[1:] if a.startswith("--config.")]
+        extra = config_overrides(sys.argv)
         extra += [] if FLAGS.cpu_tuning else ["--nocpu_tuning"]
         if FLAGS.launch != "none":
             from amobilenet_jax import launch
@@ -157,6 +157,26 @@ def run(argv):
     else:
         result = evaluate.evaluate_checkpoint(config, FLAGS.workdir)
         print(json.dumps({k: result[k] for k in ("split", "step", "accuracy", "mean_class_accuracy")}))
+
+
+def config_overrides(argv: list[str], flag_values: flags.FlagValues = FLAGS) -> list[str]:
+    """The ``--config.*`` overrides of a parsed ``argv``, each one token as absl read it, for a point's
+    own command: ``--config.f V`` becomes ``--config.f=V`` (a boolean ``--config.f``/``--noconfig.f``
+    stays bare)."""
+    overrides = []
+    tokens = iter(flag_values.read_flags_from_files(argv[1:], force_gnu=False))
+    for token in tokens:
+        if token == "--":
+            break
+        if not token.startswith("-"):
+            continue
+        name, equals, value = token.lstrip("-").partition("=")
+        flag = flag_values[name] if name in flag_values else None
+        if not equals and flag is not None and not flag.boolean:  # its value is the next token
+            token = f"--{name}={next(tokens, '')}"
+        if name.removeprefix("no").startswith("config."):
+            overrides.append(token)
+    return overrides
 
 
 def _sweep_index(values: list[str] | None) -> list[int] | None:

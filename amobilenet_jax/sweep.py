@@ -13,6 +13,7 @@ import importlib.util
 import io
 import json
 import os
+import shlex
 from collections.abc import Sequence
 from typing import Any
 
@@ -549,10 +550,6 @@ def tabulate(
 
 
 def list_commands(config_spec: str, workdir: str, points: list[dict[str, Any]], extra: list[str]) -> list[str]:
-    """One shell command per point, for array jobs on a cluster."""
-    tail = "".join(f" {arg}" for arg in extra)
-    return [
-        f"python -m amobilenet_jax.main --config {config_spec} --workdir {workdir} --sweep_index={i}{tail}"
-        f"  # {point_name(p)}"
-        for i, p in enumerate(points)
-    ]
+    """One shell command per point (quoted for a POSIX shell), for array jobs on a cluster."""
+    main = ["python", "-m", "amobilenet_jax.main", "--config", config_spec, "--workdir", workdir]
+    return [f"{shlex.join([*main, f'--sweep_index={i}', *extra])}  # {point_name(p)}" for i, p in enumerate(points)]

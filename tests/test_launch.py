@@ -13,8 +13,10 @@ import threading
 import time
 
 import pytest
+from absl import flags
+from ml_collections import config_flags
 
-from amobilenet_jax import launch, sweep
+from amobilenet_jax import launch, main, sweep
 from amobilenet_jax.config import load_config_file
 from tests.conftest import REPO
 from tests.test_sweep import STUDY as FOUR_POINT_STUDY
@@ -212,7 +214,28 @@ def test_launch_needs_a_whole_study_and_sweep_index_takes_a_list(tmp_path):
     bad = subprocess.run([*MAIN, *args], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert bad.returncode != 0 and "--launch trains a whole study" in bad.stderr
     with pytest.raises(Exception, match="--sweep_index takes point numbers"):
-        from amobilenet_jax import main
-
         main._sweep_index(["1", "x"])
     assert main._sweep_index(["0", "2"]) == [0, 2]
+
+
+def test_launched_tasks_keep_space_form_overrides(tmp_path):
+    """The overrides main passes to each task, read from the command line as absl parsed it: the space
+    form (``--config.f V``) keeps its value; a boolean's bare form does not take the next argument."""
+    study = tmp_path / "study.py"
+    study.write_text(FOUR_POINT_STUDY.format(repo=REPO))
+    spec, workdir = str(study), str(tmp_path / "runs")
+    argv = ["main", "--config", spec, "--workdir", workdir, "--launch", "slurm", "--config.train.num_steps", "3",
+            "--config.eval_flip", "--noconfig.data.augment.flip", "--config.data.dir", "/data/fer plus"]  # fmt: skip
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", flag_values=flag_values, sys_argv=argv)
+    flags.DEFINE_string("workdir", None, "", flag_values=flag_values)
+    flags.DEFINE_string("launch", None, "", flag_values=flag_values)
+    assert flag_values(argv) == ["main"]
+    extra = main.config_overrides(argv, flag_values)
+    assert extra == ["--config.train.num_steps=3", "--config.eval_flip", "--noconfig.data.augment.flip",
+                     "--config.data.dir=/data/fer plus"]  # fmt: skip
+    tasks, _ = launch.plan(flag_values.config, spec, sweep.load_sweep(spec), workdir, False, extra_args=extra)
+    assert len(tasks) == 4
+    for task in tasks:
+        assert list(task.command[-len(extra) :]) == extra
+        assert task.command[-len(extra) - 2 : -len(extra)] == (f"--sweep_index={task.indices[0]}", "--vectorize=false")

@@ -1,6 +1,7 @@
 """The command line: --mode summary, train + resume through main, config overrides."""
 
 import json
+import shlex
 import subprocess
 import sys
 
@@ -82,3 +83,20 @@ def test_multihost_flags_go_together():
     proc = run_main("--config", "configs/quickstart.py:tiny", "--workdir", "/nonexistent", "--coordinator_address=x:1")
     assert proc.returncode != 0
     assert "--coordinator_address, --num_processes and --process_id go together" in proc.stderr
+
+
+def test_list_keeps_space_form_overrides_and_quotes_each_command(tmp_path):
+    """--mode list as a user runs it: an override in the space form (``--config.f V``) reaches each
+    point's command with its value, and a shell reads each command back as the same arguments."""
+    workdir = str(tmp_path / "study runs")
+    overrides = ["--config.train.num_epochs", "3", "--config.eval_flip", "--config.data.dir", "/data/fer plus"]
+    spec = "configs/ablation_cbam.py:synthetic"
+    proc = run_main("--config", spec, "--workdir", workdir, "--mode", "list", *overrides)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    commands = proc.stdout.strip().splitlines()
+    assert len(commands) == 6
+    for i, command in enumerate(commands):
+        assert shlex.split(command, comments=True) == [
+            "python", "-m", "amobilenet_jax.main", "--config", spec, "--workdir", workdir, f"--sweep_index={i}",
+            "--config.train.num_epochs=3", "--config.eval_flip", "--config.data.dir=/data/fer plus",
+        ]  # fmt: skip
