@@ -38,7 +38,7 @@ from typing import Any
 import ml_collections
 import submitit
 
-from amobilenet_jax import sweep
+from amobilenet_jax import recipes, sweep
 from amobilenet_jax.config import validate
 from amobilenet_jax.errors import UserError
 from amobilenet_jax.files import write_json_atomic
@@ -126,7 +126,7 @@ def plan(
     configs = [sweep.apply_overrides(config, p) for p in points]
     for c in configs:
         validate(c)
-    names = [sweep.point_name(p) for p in points]
+    names = [recipes.point_name(p) for p in points]
     dirs = [sweep.point_dir(points_dir or workdir, c, n) for c, n in zip(configs, names)]
     todo = [i for i in range(len(points)) if not sweep.is_finished(dirs[i], configs[i])]
     finished = [i for i in range(len(points)) if i not in todo]
@@ -258,7 +258,7 @@ def launch(
         vectorize_tasks = sweep.resolve_vectorize(vectorize, jax.default_backend())
     tasks, finished = plan(config, spec, points, workdir, vectorize_tasks, points_dir, extra_args)
     for i in finished:
-        print(f"[{i + 1}/{len(points)}] {sweep.point_name(points[i])}: finished, skipped", flush=True)
+        print(f"[{i + 1}/{len(points)}] {recipes.point_name(points[i])}: finished, skipped", flush=True)
     os.makedirs(workdir, exist_ok=True)
     table_args = ["--mode=table", *([f"--points_dir={os.path.abspath(points_dir)}"] if points_dir else [])]
     table_command = main_command(spec, workdir, *table_args, *extra_args)

@@ -9,6 +9,7 @@ is on the ground floor: a config file imports nothing from the training floor.
 from __future__ import annotations
 
 import itertools
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -17,6 +18,25 @@ import ml_collections
 from amobilenet_jax.config import base_config
 
 SEED_KEY = "seed"
+
+
+def _format_value(value: Any) -> str:
+    """A value in a run directory's name: a list joined by ``-``, a path by its last part (no ``/``)."""
+    if isinstance(value, (tuple, list)):
+        return "-".join(_format_value(v) for v in value)
+    return os.path.basename(os.path.normpath(value)) if isinstance(value, str) and "/" in value else str(value)
+
+
+def point_name(overrides: dict[str, Any]) -> str:
+    """``cbam=False,seed=1``: the last part of each key, unless two keys share it."""
+    leaves = [key.rsplit(".", 1)[-1] for key in overrides]
+    names = [leaf if leaves.count(leaf) == 1 else key for key, leaf in zip(overrides, leaves)]
+    return ",".join(f"{name}={_format_value(v)}" for name, v in zip(names, overrides.values()))
+
+
+def group_key(overrides: dict[str, Any]) -> dict[str, Any]:
+    """The point's overrides without the seed: points equal here are one table row."""
+    return {k: v for k, v in overrides.items() if k != SEED_KEY}
 
 
 def product(axes: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:

@@ -162,7 +162,7 @@ def test_final_recipe_seeds_share_their_seed_0_with_the_full_length_lever_study(
     """``:seeds`` is the final recipe (square-root class sampling) at three seeds, one table row;
     under one --points_dir its seed 0 is the lever study's point of that lever, found by
     experiment, not by name."""
-    from amobilenet_jax import sweep
+    from amobilenet_jax import recipes, sweep
     from amobilenet_jax.config import load_config_file
     from tests.conftest import REPO
 
@@ -171,7 +171,7 @@ def test_final_recipe_seeds_share_their_seed_0_with_the_full_length_lever_study(
     seeds = sweep.load_sweep(os.path.join(REPO, "configs", "ferplus_cpu.py:seeds"))
     final = {"data.balance": "power", "train.num_steps": 7514}
     assert seeds == [{**final, "seed": 0}, {**final, "seed": 1}, {**final, "seed": 2}]
-    assert {sweep.point_name(sweep.group_key(p)) for p in seeds} == {"balance=power,num_steps=7514"}  # one row
+    assert {recipes.point_name(recipes.group_key(p)) for p in seeds} == {"balance=power,num_steps=7514"}  # one row
     levers = sweep.load_sweep(os.path.join(REPO, "configs", "ferplus_cpu.py:levers_full"))
     assert levers[2] == seeds[0]
     lever_dir = tmp_path / "the lever study's run"  # found by its config, whatever its name
@@ -184,7 +184,7 @@ def test_final_recipe_seeds_share_their_seed_0_with_the_full_length_lever_study(
 def test_long_recipe_screen_changes_one_lever_a_point_and_its_teachers_load():
     """``configs/ferplus_long.py:screen``: the long recipe at the stem's stride 2, one lever a point
     (the length counts as the baseline's), and the committed teachers fit the paper's model."""
-    from amobilenet_jax import distill, sweep
+    from amobilenet_jax import distill, recipes, sweep
     from amobilenet_jax.config import config_differences, load_config_file, validate
     from tests.conftest import REPO
 
@@ -197,10 +197,10 @@ def test_long_recipe_screen_changes_one_lever_a_point_and_its_teachers_load():
     for point in sweep.load_sweep(spec):
         config = sweep.apply_overrides(base, point)
         validate(config)
-        assert "/" not in sweep.point_name(point)
+        assert "/" not in recipes.point_name(point)
         diffs = config_differences(json.loads(base.to_json()), json.loads(config.to_json()))
         fields = [d.split(" ")[0] for d in diffs if not d.startswith(("seed ", "train.num_steps "))]
-        changed[sweep.point_name(point)] = fields
+        changed[recipes.point_name(point)] = fields
         if config.loss.distill_weight > 0 and config.loss.distill_views == "batch":  # one load: the same teachers
             cwd = os.getcwd()
             os.chdir(REPO)  # the teachers are named from the repository's root, where run.sh runs

@@ -16,7 +16,7 @@ import pytest
 from absl import flags
 from ml_collections import config_flags
 
-from amobilenet_jax import launch, main, sweep
+from amobilenet_jax import launch, main, recipes, sweep
 from amobilenet_jax.config import load_config_file
 from tests.conftest import REPO
 from tests.test_sweep import STUDY as FOUR_POINT_STUDY
@@ -180,7 +180,7 @@ def test_slurm_launch_submits_one_array_task_per_point_and_a_table_job(tmp_path,
     assert record["launcher"] == "slurm" and record["array_job"] == "4242"
     assert [t["job_id"] for t in record["tasks"]] == [f"4242_{i}" for i in range(4)]
     for i, (task, point) in enumerate(zip(record["tasks"], sweep.load_sweep(str(study)))):
-        assert task["points"] == [sweep.point_name(point)]
+        assert task["points"] == [recipes.point_name(point)]
         assert task["command"][1:] == [
             "-m",
             "amobilenet_jax.main",

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from amobilenet_jax import recipes, sweep
+from amobilenet_jax import recipes, report, sweep
 from amobilenet_jax.config import load_config_file, validate
 from tests.conftest import REPO
 
@@ -42,16 +42,16 @@ def study(tmp_path_factory):
 
 def test_expansion_and_names():
     points = recipes.with_seeds(recipes.product({"model.cbam": [True, False], "model.cbam_blocks": [(4, 13)]}), (0, 1))
-    assert [sweep.point_name(p) for p in points] == [
+    assert [recipes.point_name(p) for p in points] == [
         "cbam=True,cbam_blocks=4-13,seed=0",
         "cbam=True,cbam_blocks=4-13,seed=1",
         "cbam=False,cbam_blocks=4-13,seed=0",
         "cbam=False,cbam_blocks=4-13,seed=1",
     ]
-    assert sweep.point_name({"model.dropout": 0.1, "data.dropout": 0.2}) == "model.dropout=0.1,data.dropout=0.2"
+    assert recipes.point_name({"model.dropout": 0.1, "data.dropout": 0.2}) == "model.dropout=0.1,data.dropout=0.2"
     # Paths (distillation teachers) name a run by their last part: a run directory is one level.
     teachers = {"loss.distill_from": ("runs/teachers/run_c", "assets/seed1/")}
-    assert sweep.point_name(teachers) == "distill_from=run_c-seed1"
+    assert recipes.point_name(teachers) == "distill_from=run_c-seed1"
     base = load_config_file(os.path.join(REPO, "configs", "quickstart.py"))
     point = sweep.apply_overrides(base, points[2])
     assert point.model.cbam is False and point.seed == 0 and base.model.cbam is None
@@ -65,7 +65,7 @@ def test_shipped_studies_expand(name):
         spec = os.path.join(REPO, "configs", f"{name}.py") + (f":{variant}" if variant else "")
         config = load_config_file(spec)
         points = sweep.load_sweep(spec)
-        assert len({sweep.point_name(sweep.group_key(p)) for p in points}) * seeds == len(points)
+        assert len({recipes.point_name(recipes.group_key(p)) for p in points}) * seeds == len(points)
         for p in points:
             validate(sweep.apply_overrides(config, p))  # every override names a real field
         assert config.data.name == ("synthetic" if variant == "synthetic" else "ferplus")
@@ -123,12 +123,12 @@ def test_study_runs_skips_and_tabulates(study):
     config = load_config_file(spec)
     points = sweep.load_sweep(spec)
     dirs = sweep.run_sweep(config, points, workdir, vectorize=False)
-    assert [os.path.basename(d) for d in dirs] == [sweep.point_name(p) for p in points]
+    assert [os.path.basename(d) for d in dirs] == [recipes.point_name(p) for p in points]
     mtimes = [os.path.getmtime(os.path.join(d, "results.json")) for d in dirs]
     sweep.run_sweep(config, points, workdir, vectorize=False)  # finished points are skipped
     assert mtimes == [os.path.getmtime(os.path.join(d, "results.json")) for d in dirs]
 
-    table = sweep.write_tables(workdir, points, "study")
+    table = report.write_tables(workdir, points, "study")
     assert [row["name"] for row in table] == ["center_weight=0.0", "center_weight=0.1"]
     assert all(row["seeds"] == 2 for row in table) and sum(row["best"] for row in table) == 1
     results = [json.load(open(os.path.join(d, "results.json"))) for d in dirs[:2]]
@@ -146,7 +146,7 @@ def test_study_runs_skips_and_tabulates(study):
     assert os.path.getsize(os.path.join(workdir, "curves.png")) > 1000  # each row's Valid curve
 
     # Against a reference row (the paper's model): a paired interval over the two seeds, and a verdict.
-    table = sweep.write_tables(workdir, points, "study", reference={"loss.center_weight": 0.1})
+    table = report.write_tables(workdir, points, "study", reference={"loss.center_weight": 0.1})
     other, ref = table
     assert ref["reference"] and not other["reference"]
     diffs = {seed: other["seed_accuracy"][seed] - ref["seed_accuracy"][seed] for seed in (0, 1)}
@@ -220,6 +220,6 @@ def test_baselines_table_carries_the_papers_numbers():
         "per_class_accuracy": {"neutral": 0.9}, "params": 3422820, "flops": 1.1e9, "train_time_s": 10.0,
         "seeds": 3, "best": True,
     }  # fmt: skip
-    header, cells, raw = sweep.table_columns([row], paper=True)
+    header, cells, raw = report.table_columns([row], paper=True)
     assert header[-2:] == ["paper acc (%)", "paper params"]
     assert cells[0][-2:] == ["88.11", "3.4M"] and raw[0]["paper_accuracy"] == 88.11
