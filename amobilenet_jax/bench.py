@@ -41,6 +41,7 @@ import jax
 import ml_collections
 from absl import app, flags
 
+from amobilenet_jax.data.pipeline import PIPELINES
 from amobilenet_jax.kernels import DEPTHWISE_IMPLS
 
 FLAGS = flags.FLAGS
@@ -56,7 +57,7 @@ flags.DEFINE_bool(
     "--mode train: feed uint8 grayscale 48x48 images, so the step includes the on-device "
     "augmentation, resize and normalisation of a real FERPlus run (the peer has none).",
 )
-flags.DEFINE_enum("pipeline", "device", ["device", "grain"], "Input pipeline.")
+flags.DEFINE_enum("pipeline", "device", list(PIPELINES), "Input pipeline.")
 flags.DEFINE_string("dataset", "synthetic", "Data set name (synthetic, ferplus, rafdb, fer2013).")
 flags.DEFINE_string("data_dir", "", "Data set directory (real data sets).")
 flags.DEFINE_string("cache_dir", "", "Prepared-data cache directory.")

@@ -13,6 +13,9 @@ from typing import Any
 import ml_collections
 from ml_collections import config_dict
 
+SCHEDULES = ("keras", "cosine")  # optimizer.schedule
+VECTORIZE_CHOICES = ("auto", "true", "false")  # --vectorize of a study
+
 
 def base_config() -> ml_collections.ConfigDict:
     """The paper's recipe (section 3.1) on the built-in synthetic data."""
@@ -115,7 +118,7 @@ def base_config() -> ml_collections.ConfigDict:
 # Fields whose value is one of a fixed set: a typo is caught before any work starts.
 def _choices() -> dict[str, tuple]:
     from amobilenet_jax.data import LOADERS
-    from amobilenet_jax.data.pipeline import BALANCE_MODES
+    from amobilenet_jax.data.pipeline import BALANCE_MODES, PIPELINES
     from amobilenet_jax.kernels import DEPTHWISE_IMPLS
     from amobilenet_jax.models import DTYPES, MODELS
 
@@ -126,9 +129,9 @@ def _choices() -> dict[str, tuple]:
         "data.name": tuple(sorted(LOADERS)),
         "data.label_mode": ("majority", "distribution"),
         "data.balance": BALANCE_MODES,
-        "data.pipeline": ("device", "grain"),
+        "data.pipeline": PIPELINES,
         "data.on_error": ("raise", "skip"),
-        "optimizer.schedule": ("keras", "cosine"),
+        "optimizer.schedule": SCHEDULES,
         "eval_split": ("auto", "train", "valid", "test"),
         "eval_crops": (0, 5),
         "loss.distill_views": ("batch", "stored"),
@@ -267,8 +270,9 @@ def num_train_steps(config: ml_collections.ConfigDict, steps_per_epoch: int) -> 
     return int(config.train.num_epochs * steps_per_epoch)
 
 
-def load_config_file(spec: str) -> ml_collections.ConfigDict:
-    """Loads ``path/to/config.py[:variant]`` the way ``--config`` does, locked."""
+def config_module(spec: str):
+    """``(module, variant)`` of ``path/to/config.py[:variant]``: the config file run as a module
+    (its ``get_config``, and a study's ``get_sweep`` and ``get_reference``)."""
     import importlib.util
     import os
 
@@ -279,7 +283,13 @@ def load_config_file(spec: str) -> ml_collections.ConfigDict:
     module_spec = importlib.util.spec_from_file_location(module_name, path)
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
-    config = module.get_config(variant or None)
+    return module, variant or None
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+    """Loads ``path/to/config.py[:variant]`` the way ``--config`` does, locked."""
+    module, variant = config_module(spec)
+    config = module.get_config(variant)
     config.lock()
     return config
 

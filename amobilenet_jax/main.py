@@ -18,6 +18,8 @@ import warnings
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from amobilenet_jax.config import VECTORIZE_CHOICES
+
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Config file, optionally with ':variant'.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory: checkpoints, TensorBoard events, results.")
@@ -44,7 +46,7 @@ flags.DEFINE_string(
 flags.DEFINE_enum(
     "vectorize",
     "auto",
-    ["auto", "true", "false"],
+    list(VECTORIZE_CHOICES),
     "Train sweep points that differ only in seed/lr/lambda/alpha as one vmapped program: "
     "true | false | auto (off-CPU only).",
 )

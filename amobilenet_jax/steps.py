@@ -20,6 +20,7 @@ import optax
 from clu import metrics as clu_metrics
 
 from amobilenet_jax import losses
+from amobilenet_jax.config import SCHEDULES
 from amobilenet_jax.data.augment import mix, prepare_images, random_erase, vote
 from amobilenet_jax.distill import teacher_probabilities
 from amobilenet_jax.errors import ConfigError
@@ -88,9 +89,6 @@ VECTORIZABLE_HPARAMS = {
 def hparams_from_config(config: ml_collections.ConfigDict) -> dict[str, jax.Array]:
     values = {name: config[path.split(".")[0]][path.split(".")[1]] for name, path in VECTORIZABLE_HPARAMS.items()}
     return {name: jnp.asarray(value, jnp.float32) for name, value in values.items()}
-
-
-SCHEDULES = ("keras", "cosine")
 
 
 def learning_rate_factor(config: ml_collections.ConfigDict, total_steps: int | None = None) -> Callable:

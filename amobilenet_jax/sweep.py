@@ -8,7 +8,6 @@ point is the base config plus its overrides, run into ``<workdir>/<run name>/`` 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shlex
@@ -18,7 +17,7 @@ from typing import Any
 import ml_collections
 
 from amobilenet_jax import report
-from amobilenet_jax.config import config_differences, flatten, validate
+from amobilenet_jax.config import VECTORIZE_CHOICES, config_differences, config_module, flatten, validate
 from amobilenet_jax.errors import ConfigError
 from amobilenet_jax.files import read_json
 from amobilenet_jax.recipes import point_name
@@ -31,27 +30,17 @@ class SweepKeyError(ConfigError, KeyError):
         return str(self.args[0])
 
 
-def _config_module(config_spec: str):
-    path = config_spec.partition(":")[0]
-    spec = importlib.util.spec_from_file_location("_amobilenet_sweep_" + os.path.basename(path)[:-3], path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def load_reference(config_spec: str) -> dict[str, Any] | None:
     """The overrides (without seed) of the study's row that is the paper's model: the config
     file's ``get_reference(variant)``, or None when it names none (no comparison column)."""
-    module = _config_module(config_spec)
-    variant = config_spec.partition(":")[2] or None
+    module, variant = config_module(config_spec)
     return module.get_reference(variant) if hasattr(module, "get_reference") else None
 
 
 def load_sweep(config_spec: str) -> list[dict[str, Any]] | None:
     """The sweep a config file defines (``get_sweep(variant)``), or None if it has none
     (no ``get_sweep``, or one that returns None for this variant: a single run)."""
-    module = _config_module(config_spec)
-    variant = config_spec.partition(":")[2] or None
+    module, variant = config_module(config_spec)
     points = module.get_sweep(variant) if hasattr(module, "get_sweep") else None
     return None if points is None else [dict(point) for point in points]
 
@@ -114,9 +103,6 @@ def point_dir(points_dir: str, config: ml_collections.ConfigDict, name: str) -> 
 
 def point_dirs(config: ml_collections.ConfigDict, points: list[dict[str, Any]], points_dir: str) -> list[str]:
     return [point_dir(points_dir, apply_overrides(config, p), point_name(p)) for p in points]
-
-
-VECTORIZE_CHOICES = ("auto", "true", "false")
 
 
 def resolve_vectorize(vectorize: str, backend: str) -> bool:

@@ -22,7 +22,7 @@ from jax.sharding import PartitionSpec as P
 from amobilenet_jax import checkpoints, distill, evaluation, files, imagenet, weights
 from amobilenet_jax.config import flatten, num_train_steps
 from amobilenet_jax.data import Dataset, load_dataset, split_names
-from amobilenet_jax.data.pipeline import DeviceSplit, TrainOrder, make_mesh
+from amobilenet_jax.data.pipeline import PIPELINES, DeviceSplit, TrainOrder, make_mesh
 from amobilenet_jax.errors import ConfigError
 from amobilenet_jax.models import build_model, count_params, forward_flops, model_kwargs
 from amobilenet_jax.periodic import Periodic
@@ -71,8 +71,8 @@ class Experiment:
             raise ValueError(
                 f"train.batch_size={config.train.batch_size} is not divisible by the {self.mesh.devices.size} devices"
             )
-        if config.data.pipeline not in ("device", "grain"):
-            raise ValueError(f"data.pipeline must be 'device' or 'grain', got {config.data.pipeline!r}")
+        if config.data.pipeline not in PIPELINES:
+            raise ValueError(f"data.pipeline must be one of {PIPELINES}, got {config.data.pipeline!r}")
         self.batch_sharding = NamedSharding(self.mesh, P("data"))
         if training:
             train = self.dataset.split("train")

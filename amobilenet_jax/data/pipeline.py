@@ -22,6 +22,7 @@ def make_mesh(devices=None) -> Mesh:
 
 
 BALANCE_MODES = ("none", "oversample", "power")
+PIPELINES = ("device", "grain")  # data.pipeline: splits on the device, augmented in jit | a host-side Grain loader
 
 
 def class_draws(counts: np.ndarray, balance: str, power: float = 0.5) -> np.ndarray:
