@@ -22,6 +22,7 @@ from jax.sharding import PartitionSpec as P
 from amobilenet_jax import checkpoints, distill, evaluation, files, imagenet, weights
 from amobilenet_jax.config import flatten, num_train_steps
 from amobilenet_jax.data import Dataset, load_dataset, split_names
+from amobilenet_jax.data.augment import num_views
 from amobilenet_jax.data.pipeline import PIPELINES, DeviceSplit, TrainOrder, make_mesh
 from amobilenet_jax.errors import ConfigError
 from amobilenet_jax.models import build_model, count_params, forward_flops, model_kwargs
@@ -234,24 +235,45 @@ def _progress_line(step, total, steps_per_epoch, images_per_s, eta_s, scalars) -
 
 
 class BestEval:
-    """The best evaluation so far, carried in the checkpoint's data position across resumes."""
+    """The best of the per-epoch evaluations, all over the same ``views`` (the whole image, with its
+    mirror under ``eval_flip``), carried in the checkpoint's data position across resumes. A final
+    evaluation over other views (``eval_crops``) is reported, not compared with them."""
 
-    def __init__(self, position: dict):
+    def __init__(self, position: dict, views: int):
         saved = position.get("best_eval") or {}
+        if saved.get("views", views) != views:  # evaluated over other views before a resume: not comparable
+            saved = {}
         self.accuracy = saved.get("accuracy")
         self.epoch = saved.get("epoch")
+        self.views = views
 
     def update(self, epoch: float, split: str, result: dict) -> str:
         """Records ``result`` and returns the console line for it."""
         if self.accuracy is None or result["accuracy"] > self.accuracy:
             self.accuracy, self.epoch = result["accuracy"], epoch
-        return (
-            f"epoch {epoch:g} {split} accuracy {result['accuracy']:.4f} "
-            f"mean per class {result['mean_class_accuracy']:.4f} best {self.accuracy:.4f} (epoch {self.epoch:g})"
-        )
+        return f"{_eval_line(epoch, split, result)} best {self.accuracy:.4f} (epoch {self.epoch:g})"
+
+    def final(self, epoch: float, split: str, result: dict, views: int) -> str:
+        """The final evaluation, over ``views`` views: recorded where they are the per-epoch ones."""
+        if views == self.views:
+            return self.update(epoch, split, result)
+        best = "none" if self.accuracy is None else f"{self.accuracy:.4f} (epoch {self.epoch:g})"
+        return f"{_eval_line(epoch, split, result)} over {views} views; per-epoch best over {self.views} views: {best}"
 
     def position(self) -> dict:
-        return {} if self.accuracy is None else {"best_eval": {"accuracy": self.accuracy, "epoch": self.epoch}}
+        if self.accuracy is None:
+            return {}
+        return {"best_eval": {"accuracy": self.accuracy, "epoch": self.epoch, "views": self.views}}
+
+    def results(self) -> dict:
+        """``results.json``'s fields: the best per-epoch evaluation and the views it voted over."""
+        return {"best_accuracy": self.accuracy, "best_epoch": self.epoch, "best_views": self.views}
+
+
+def _eval_line(epoch: float, split: str, result: dict) -> str:
+    return (
+        f"epoch {epoch:g} {split} accuracy {result['accuracy']:.4f} mean per class {result['mean_class_accuracy']:.4f}"
+    )
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, dataset: Dataset | None = None) -> dict:
@@ -297,7 +319,7 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
 
     total, per_epoch, bs = exp.total_steps, exp.order.steps_per_epoch, config.train.batch_size
     config_json = json.loads(config.to_json())
-    best = BestEval(position)
+    best = BestEval(position, num_views(config, crops=False))
     with Periodic(config.train, total, per_epoch, start_step, mngr, bs) as periodic:
         for step, batch in exp.train_batches(start_step, position.get("grain_iterator")):
             if state.apply_fn != exp.apply_fn(step):  # the coarse stem's first step, or its end
@@ -395,8 +417,8 @@ def final_results(exp, state, config, workdir, writer, train_time, start_step, b
             **(extra or {}),
         }
     )
-    line = best.update(step / exp.order.steps_per_epoch, split, result)
-    result["best_accuracy"], result["best_epoch"] = best.accuracy, best.epoch
+    line = best.final(step / exp.order.steps_per_epoch, split, result, num_views(config))
+    result.update(best.results())
     if jax.process_index() == 0:
         files.write_atomic(os.path.join(workdir, "confusion_matrix.png"), png)
         # The trained model in one file: what predict, export and visualize load (no Orbax there).
@@ -417,8 +439,6 @@ def final_results(exp, state, config, workdir, writer, train_time, start_step, b
 
 def views_line(config: ml_collections.ConfigDict) -> str:
     """What an evaluation votes over, for the console."""
-    from amobilenet_jax.data.augment import num_views
-
     mirrors = ", each with its mirror image" if config.eval_flip else ""
     return (
         f"{num_views(config)} test-time views (the whole image and {config.eval_crops} crops at zoom "

@@ -40,6 +40,7 @@ import orbax.checkpoint as ocp
 from amobilenet_jax import checkpoints, files, imagenet, train
 from amobilenet_jax.config import check_resumable
 from amobilenet_jax.data import load_dataset
+from amobilenet_jax.data.augment import num_views
 from amobilenet_jax.data.pipeline import TrainOrder
 from amobilenet_jax.errors import CheckpointError
 from amobilenet_jax.periodic import Periodic
@@ -260,7 +261,7 @@ def train_and_evaluate_group(
         point_mngr.wait_until_finished()
         point_mngr.close()
         extra = {"vectorized_group_size": num_points}
-        best = train.BestEval({})
+        best = train.BestEval({}, num_views(config, crops=False))  # a group evaluates once, at the end
         result = train.final_results(exp, state, config, workdir, writer, periodic.train_time, start_step, best, extra)
         writer.close()
         results.append(result)

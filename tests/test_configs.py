@@ -48,6 +48,8 @@ def test_cpu_recipe_command_trains_on_ferplus_with_its_levers(ferplus, tmp_path)
     with open(os.path.join(workdir, "results.json")) as f:
         results = json.load(f)
     assert results["split"] == "valid" and results["final_step"] == 4
+    # Best is over the per-epoch evaluations' 2 views (none in 4 steps), never the final one's 12.
+    assert (results["best_accuracy"], results["best_epoch"], results["best_views"]) == (None, None, 2)
     assert len(results["per_class_accuracy"]) == 8
 
 

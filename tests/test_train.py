@@ -11,6 +11,7 @@ import pytest
 
 from amobilenet_jax import steps, train, weights
 from amobilenet_jax.config import num_train_steps
+from amobilenet_jax.summary_writer import read_scalars
 from tests.tb_events import tags
 
 
@@ -50,8 +51,35 @@ def test_run_directory_holds_everything(finished_run, tiny_config):
     for tag in ("train/loss", "train/softmax_loss", "train/center_loss", "train/accuracy", "train/learning_rate"):
         assert [s for s, _ in found[tag]] == list(range(4, total + 1, 4)), tag
     assert {s for s, _ in found["eval/test_accuracy"]} == {8, 16}
+    # No eval_crops: the final evaluation votes over the per-epoch ones' views, and best is over all.
+    best_step, best_accuracy = max(read_scalars(workdir)["eval/test_accuracy"], key=lambda s_v: (s_v[1], -s_v[0]))
+    assert saved["best_accuracy"] == pytest.approx(best_accuracy) and saved["best_views"] == 1
+    assert saved["best_epoch"] == best_step * tiny_config.train.batch_size / tiny_config.data.num_train
     assert found["eval/test_confusion_matrix"][0][1] == "image"
     assert "attention/block4" in found and "attention/input" in found  # the tiny model's last CBAM
+
+
+def test_best_compares_evaluations_over_the_same_views():
+    """best_accuracy/best_epoch: the per-epoch evaluations (the whole image, and its mirror under
+    eval_flip); a final evaluation that votes over eval_crops' views too is not entered among them."""
+    result = {"mean_class_accuracy": 0.5}
+    best = train.BestEval({}, views=2)
+    best.update(1, "valid", {**result, "accuracy": 0.6})
+    best.update(2, "valid", {**result, "accuracy": 0.7})
+    line = best.final(3, "valid", {**result, "accuracy": 0.8}, views=12)
+    assert best.results() == {"best_accuracy": 0.7, "best_epoch": 2, "best_views": 2}
+    assert line == (
+        "epoch 3 valid accuracy 0.8000 mean per class 0.5000 over 12 views; "
+        "per-epoch best over 2 views: 0.7000 (epoch 2)"
+    )
+    none_yet = train.BestEval({}, views=2).final(3, "valid", {**result, "accuracy": 0.8}, views=12)
+    assert none_yet.endswith("per-epoch best over 2 views: none")
+    # The same views: the final evaluation is one more of them.
+    same = train.BestEval(best.position(), views=2)
+    assert same.final(3, "valid", {**result, "accuracy": 0.8}, views=2).endswith("best 0.8000 (epoch 3)")
+    assert same.results() == {"best_accuracy": 0.8, "best_epoch": 3, "best_views": 2}
+    # Resumed with eval_flip changed (a free field): the earlier best was over other views.
+    assert train.BestEval(best.position(), views=1).results()["best_accuracy"] is None
 
 
 def test_finished_run_is_not_retrained(finished_run, tiny_config):
