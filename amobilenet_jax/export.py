@@ -22,14 +22,8 @@ with the same ``data.augment.prepare_images`` and adds the logits of the run's t
 (the mirror image with ``eval_flip``, zoomed crops with ``eval_crops``), exactly as
 ``inference.Model.logits`` does.
 
-Why not jax2onnx (the maintained JAX -> ONNX converter)? Its release 0.17.1 needs Python >= 3.11
-(this project supports 3.10), pins orbax-checkpoint below 0.11.37 (this project installs 0.12)
-and pulls in huggingface-hub, equinox and netron. Tried in a separate directory, it converts
-the shipped model correctly (logits within 2e-6), but it traces the CPU-tuned JAX forward pass:
-800 nodes with ``depthwise_impl="xla"`` (grouped convs, 1x1 convs as reshaped Gemms, BatchNorm
-as arithmetic on constants, Shape/Concat/Reshape for the dynamic batch), 2152 with the default
-shifted depthwise form; ONNX Runtime ran them in 2.5 and 4.3 ms at batch 1, against 1.5 ms
-for the 109-node graph written here (2 threads, same session).
+The graph is written rather than traced with jax2onnx, the maintained converter: the traced
+CPU-tuned forward pass is larger and slower on ONNX Runtime (experiments/use/README.md).
 """
 
 from __future__ import annotations

@@ -2,12 +2,10 @@
 
 ``enable_compilation_cache`` reuses compiled programs across runs. ``configure``:
 
-Found by profiling the batch-64, 48x48 training step on the 2-core benchmark machine
-(experiments/speed/README.md): XLA:CPU allocates each run's temporary buffer (all
-activations and gradients: 152 MB there) with ``malloc``; glibc serves a request that
-large with ``mmap`` and gives it back with ``munmap``, so every step faulted in about
-39,000 new pages for the kernel to zero-fill, and took 148.6 ms. Two settings stop it
-(7 faults, 109.1 ms per step):
+XLA:CPU allocates each run's temporary buffer (all activations and gradients) with
+``malloc``; glibc serves a request that large with ``mmap`` and gives it back with
+``munmap``, so every step faults in tens of thousands of new pages for the kernel to
+zero-fill (experiments/speed/README.md has the profile). Two settings stop it:
 
 - ``jax_cpu_enable_async_dispatch=False`` runs a single-device program on the
   calling thread. Its allocations come from glibc's main arena; the worker threads'

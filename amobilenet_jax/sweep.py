@@ -106,8 +106,7 @@ def point_dirs(config: ml_collections.ConfigDict, points: list[dict[str, Any]], 
 
 
 def resolve_vectorize(vectorize: str, backend: str) -> bool:
-    """``--vectorize``: true, false, or auto (vmapped groups off-CPU only: on the 2-core CPU
-    they measured no faster than one point after another, experiments/vmap_sweep/vmap_speedup_cpu.json)."""
+    """``--vectorize``: true, false, or auto (vmapped groups off the CPU only; experiments/vmap_sweep/)."""
     if vectorize not in VECTORIZE_CHOICES:
         raise ValueError(f"--vectorize must be one of {VECTORIZE_CHOICES}, got {vectorize!r}")
     return vectorize == "true" or (vectorize == "auto" and backend != "cpu")

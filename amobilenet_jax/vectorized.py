@@ -5,8 +5,8 @@ Points of an ablation sweep that differ only in ``seed`` and the
 same computation on different numbers. ``train_and_evaluate_group`` stacks their
 train states along a new leading axis and trains them with one
 ``jax.jit(jax.vmap(train_step))``: one compile, and one launch of each op for all
-points. On a 2-core CPU this measured no faster than running the points one by one
-(experiments/vmap_sweep/vmap_speedup_cpu.json), so ``--vectorize=auto`` uses it off-CPU only.
+points. ``--vectorize=auto`` uses it off the CPU only, where it pays
+(experiments/vmap_sweep/ has the CPU measurement).
 
 Each point keeps everything that makes it its own run:
 

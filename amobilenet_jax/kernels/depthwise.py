@@ -29,11 +29,10 @@ def resolve_depthwise_impl(impl: str, backend: str | None = None, device_count: 
         raise ValueError(f"model.depthwise_impl must be one of {DEPTHWISE_IMPLS}, got {impl!r}")
     if impl != "auto":
         return impl
-    # CPU: shifted multiply-adds fuse into one loop; grouped conv is 4-7x slower
-    # (DESIGN.md table), and the compiled kernel gradient saves a further ~10% of a
-    # train step (experiments/speed/README.md). It has no partitioning rule, so with
-    # several devices (a sharded batch) auto keeps XLA's. Elsewhere the vendor
-    # library's grouped conv is the default.
+    # CPU: shifted multiply-adds fuse into one loop, several times faster than XLA's grouped
+    # conv, and the compiled kernel gradient is faster still (experiments/speed/README.md).
+    # It has no partitioning rule, so with several devices (a sharded batch) auto keeps the
+    # plain shift. Elsewhere the vendor library's grouped conv is the default.
     if (backend or jax.default_backend()) != "cpu":
         return "xla"
     count = jax.device_count() if device_count is None else device_count

@@ -93,8 +93,8 @@ def init_variables(model, image_size: int, key: jax.Array) -> dict:
     """``model.init`` on a batch-1 dummy image, jitted."""
     dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     init = jax.jit(lambda k: model.init({"params": k}, dummy, train=False)).lower(key)
-    # init runs once; on CPU, XLA's optimising backend spends ~20 s on its many
-    # unrolled random-number kernels for nothing (measured: 28 s -> 7 s compile).
+    # init runs once; on CPU, XLA's optimising backend spends most of its compile time on the
+    # many unrolled random-number kernels, for nothing.
     options = {"xla_backend_optimization_level": 0} if jax.default_backend() == "cpu" else {}
     return init.compile(compiler_options=options)(key)
 
