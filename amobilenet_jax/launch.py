@@ -193,27 +193,32 @@ def run_local(tasks: list[Task], workdir: str, parallel: int = 1, time_min: int 
         raise TaskFailed(f"{len(failed)} of {len(tasks)} tasks failed: {names}; run the same command again to resume")
 
 
+@dataclasses.dataclass(frozen=True)
+class Resources:
+    """What each task gets: ``--partition``, ``--time_min``, ``--gpus_per_task``, ``--cpus_per_task``
+    (Slurm) and ``--launch_parallel`` (tasks at once; None: 1 locally, 256 on Slurm)."""
+
+    partition: str | None = None
+    time_min: int = 240
+    gpus_per_task: int = 1
+    cpus_per_task: int | None = None
+    parallel: int | None = None
+
+
 def submit_slurm(
-    tasks: list[Task],
-    workdir: str,
-    table_command: list[str],
-    partition: str | None = None,
-    time_min: int = 240,
-    gpus_per_task: int = 1,
-    cpus_per_task: int | None = None,
-    parallel: int = 256,
-    job_name: str = "amobilenet",
+    tasks: list[Task], workdir: str, table_command: list[str], resources: Resources, job_name: str = "amobilenet"
 ) -> dict[str, Any]:
     """Submits the tasks as one Slurm array job and, after it succeeds, the table job. Returns what
     ``launch.json`` records."""
     folder = os.path.join(workdir, "launch", "%j")
-    params: dict[str, Any] = {"time": time_min, "job_name": job_name, "signal_delay_s": 120}
-    if partition:
-        params["partition"] = partition
-    if gpus_per_task:
-        params["gpus_per_task"] = gpus_per_task
-    if cpus_per_task:
-        params["cpus_per_task"] = cpus_per_task
+    params: dict[str, Any] = {"time": resources.time_min, "job_name": job_name, "signal_delay_s": 120}
+    if resources.partition:
+        params["partition"] = resources.partition
+    if resources.gpus_per_task:
+        params["gpus_per_task"] = resources.gpus_per_task
+    if resources.cpus_per_task:
+        params["cpus_per_task"] = resources.cpus_per_task
+    parallel = resources.parallel or 256
     if shutil.which("sbatch") is None or shutil.which("srun") is None:
         raise UserError("--launch=slurm needs Slurm's sbatch and srun on PATH (run it on the cluster's login node)")
     executor = submitit.SlurmExecutor(folder=folder)
@@ -241,17 +246,13 @@ def launch(
     vectorize: str = "auto",
     points_dir: str | None = None,
     extra_args: Sequence[str] = (),
-    partition: str | None = None,
-    time_min: int = 240,
-    gpus_per_task: int = 1,
-    cpus_per_task: int | None = None,
-    parallel: int | None = None,
+    resources: Resources = Resources(),
 ) -> None:
     """``--launch=local|slurm``: the study's unfinished points as tasks; local waits and tabulates."""
     if launcher not in LAUNCHERS[1:]:
         raise ValueError(f"--launch must be one of {LAUNCHERS}, got {launcher!r}")
     if launcher == "slurm":  # the tasks run on the cluster's accelerators, not on this machine
-        vectorize_tasks = vectorize == "true" or (vectorize == "auto" and gpus_per_task > 0)
+        vectorize_tasks = vectorize == "true" or (vectorize == "auto" and resources.gpus_per_task > 0)
     else:
         import jax
 
@@ -267,9 +268,8 @@ def launch(
             print("every point is finished: nothing to submit; --mode table writes the tables", flush=True)
             return
         name = "amobilenet-" + os.path.basename(spec.partition(":")[0]).removesuffix(".py")
-        submit_slurm(tasks, workdir, table_command, partition, time_min, gpus_per_task, cpus_per_task,
-                     parallel or 256, name)  # fmt: skip
+        submit_slurm(tasks, workdir, table_command, resources, name)
         return
     if tasks:
-        run_local(tasks, workdir, parallel or 1, time_min)
+        run_local(tasks, workdir, resources.parallel or 1, resources.time_min)
     sweep.tabulate(config, spec, points, workdir, points_dir)

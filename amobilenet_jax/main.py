@@ -143,9 +143,10 @@ def run(argv):
         if FLAGS.launch != "none":
             from amobilenet_jax import launch
 
+            resources = launch.Resources(FLAGS.partition, FLAGS.time_min, FLAGS.gpus_per_task, FLAGS.cpus_per_task,
+                                         FLAGS.launch_parallel)  # fmt: skip
             launch.launch(FLAGS.launch, config, spec, points, FLAGS.workdir, FLAGS.vectorize, FLAGS.points_dir, extra,
-                          FLAGS.partition, FLAGS.time_min, FLAGS.gpus_per_task, FLAGS.cpus_per_task,
-                          FLAGS.launch_parallel)  # fmt: skip
+                          resources)  # fmt: skip
             return
         sweep.run(config, spec, points, FLAGS.mode, FLAGS.workdir, sweep_index, FLAGS.vectorize, extra,
                   FLAGS.points_dir)  # fmt: skip

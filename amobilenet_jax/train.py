@@ -8,6 +8,7 @@ and stop request are ``periodic.Periodic``'s, as in a vectorised group.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -351,7 +352,7 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
                 periodic.save(done, state, config_json, {**exp.data_position(done), **best.position()})
     mngr.wait_until_finished()
 
-    result = final_results(exp, state, config, workdir, writer, periodic.train_time, start_step, best)
+    result = final_results(exp, state, config, workdir, writer, Trained(periodic.train_time, start_step, best))
     writer.close()
     return result
 
@@ -387,8 +388,19 @@ def _write_eval(writer: TensorBoardWriter, exp: Experiment, state: TrainState, s
     return result
 
 
-def final_results(exp, state, config, workdir, writer, train_time, start_step, best: BestEval, extra=None) -> dict:
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """How a run's training went, for its results: seconds spent training in this process, the
+    step it resumed from (0: a fresh run) and its best per-epoch evaluation."""
+
+    train_time: float
+    start_step: int
+    best: BestEval
+
+
+def final_results(exp, state, config, workdir, writer, trained: Trained, extra=None) -> dict:
     """The last evaluation; writes ``results.json``, the confusion matrix and the curves."""
+    train_time, start_step, best = trained.train_time, trained.start_step, trained.best
     step = int(jax.device_get(state.step))
     split = exp.default_eval_split
     result = _write_eval(writer, exp, state, step, final=True)

@@ -262,7 +262,8 @@ def train_and_evaluate_group(
         point_mngr.close()
         extra = {"vectorized_group_size": num_points}
         best = train.BestEval({}, num_views(config, crops=False))  # a group evaluates once, at the end
-        result = train.final_results(exp, state, config, workdir, writer, periodic.train_time, start_step, best, extra)
+        trained = train.Trained(periodic.train_time, start_step, best)
+        result = train.final_results(exp, state, config, workdir, writer, trained, extra)
         writer.close()
         results.append(result)
     return results

@@ -201,7 +201,7 @@ def test_slurm_launch_on_gpus_submits_a_vectorised_group_as_one_task(tmp_path, f
     study.write_text(FOUR_POINT_STUDY.format(repo=REPO))
     spec, workdir = str(study), str(tmp_path / "runs")
     config, points = load_config_file(spec), sweep.load_sweep(spec)
-    launch.launch("slurm", config, spec, points, workdir, vectorize="auto", gpus_per_task=1)
+    launch.launch("slurm", config, spec, points, workdir, vectorize="auto", resources=launch.Resources(gpus_per_task=1))
     single, _ = scripts(fake_sbatch)
     assert "--array" not in single and "#SBATCH --gpus-per-task=1\n" in single
     with open(os.path.join(workdir, "launch.json")) as f:
