@@ -7,9 +7,9 @@
 #
 # Run it again after an interruption: finished points are skipped, an interrupted one resumes
 # from its newest checkpoint. Points committed under experiments/ferplus_long/points/ (an
-# earlier session, maybe on another machine) count as finished. After each study, harvest.py
+# earlier session, maybe on another machine) count as finished. After each point, harvest.py
 # copies every finished point's results, config and Valid curve there, and `--mode table`
-# rebuilds the study's table from them.
+# rebuilds the study's table from them: commit them as they land.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 : "${DATA:?set DATA to the FERPlus directory (FER2013Train/, FER2013Valid/)}"
@@ -25,9 +25,15 @@ for committed in "$POINTS"/*/; do
   fi
 done
 for variant in ${VARIANTS:-screen}; do
-  python -m amobilenet_jax.main --config "configs/ferplus_long.py:${variant}" --workdir "${RUNS}/ferplus_long_${variant}" \
-    --points_dir "${RUNS}/ferplus_long_points" --config.data.dir="$DATA" ${CACHE_DIR:+--config.data.cache_dir="$CACHE_DIR"}
-  python experiments/claims_at_convergence/harvest.py "${RUNS}/ferplus_long_points" --out "$POINTS"
-  python -m amobilenet_jax.main --config "configs/ferplus_long.py:${variant}" --workdir "experiments/ferplus_long/${variant}" \
-    --points_dir "$POINTS" --mode table
+  spec="configs/ferplus_long.py:${variant}"
+  count=$(python -m amobilenet_jax.main --config "$spec" --workdir "${RUNS}/ferplus_long_${variant}" --mode list | wc -l)
+  # One point a command, so that each point is harvested (results, config, Valid curve) and the
+  # table rebuilt as soon as it lands.
+  for ((i = 0; i < count; i++)); do
+    python -m amobilenet_jax.main --config "$spec" --workdir "${RUNS}/ferplus_long_${variant}" --sweep_index="$i" \
+      --points_dir "${RUNS}/ferplus_long_points" --config.data.dir="$DATA" ${CACHE_DIR:+--config.data.cache_dir="$CACHE_DIR"}
+    python experiments/claims_at_convergence/harvest.py "${RUNS}/ferplus_long_points" --out "$POINTS"
+    python -m amobilenet_jax.main --config "$spec" --workdir "experiments/ferplus_long/${variant}" \
+      --points_dir "$POINTS" --mode table || echo "no table yet: no point of ${variant} has finished"
+  done
 done
