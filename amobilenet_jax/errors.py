@@ -52,6 +52,11 @@ class RunNotFoundError(UserError, FileNotFoundError):
 # ---------------------------------------------------------------- as the user reads them
 
 
+def joined(text: object) -> str:
+    """``text`` (an error, a message) with its lines joined by spaces, for a one-line message."""
+    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
+
+
 def one_line(error: BaseException) -> str:
     """First and last line of an error's text (config_flags embeds a whole traceback); an
     unknown config field as ``no config field 'x' (did you mean "y"?)``."""

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from amobilenet_jax.errors import CheckpointError, ConfigError, RunNotFoundError, UserError
+from amobilenet_jax.errors import CheckpointError, ConfigError, RunNotFoundError, UserError, joined
 from amobilenet_jax.files import write_atomic
 from amobilenet_jax.inference import FaceFormat
 
@@ -70,10 +70,6 @@ def _onnxruntime():
             f"running an ONNX model needs onnxruntime: pip install 'onnxruntime>=1.18,<2' ({e})"
         ) from None
     return onnxruntime
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
 
 
 class _Graph:
@@ -292,7 +288,7 @@ class OnnxModel(FaceFormat):
         try:
             self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - ONNX Runtime raises its own types for a bad file
-            raise CheckpointError(f"{where}: not an ONNX model ONNX Runtime can load ({_one_line(e)[:300]})") from None
+            raise CheckpointError(f"{where}: not an ONNX model ONNX Runtime can load ({joined(e)[:300]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if META_CONFIG not in meta or META_CLASSES not in meta:
             raise CheckpointError(

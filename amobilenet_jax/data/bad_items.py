@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from amobilenet_jax.errors import ConfigError, DataError, DataNotFoundError, UserError
+from amobilenet_jax.errors import ConfigError, DataError, DataNotFoundError, UserError, joined
 
 ON_ERROR = ("raise", "skip")
 SHOWN = 5  # how many skipped items a report lists
@@ -25,11 +25,6 @@ ITEM_ERRORS = (DataError, DataNotFoundError)  # what a reader catches around one
 def check_on_error(on_error: str) -> None:
     if on_error not in ON_ERROR:
         raise ConfigError(f"data.on_error must be one of {list(ON_ERROR)}, got {on_error!r}")
-
-
-def one_line(text: object) -> str:
-    """``text`` with its lines joined by spaces (messages are printed as one line)."""
-    return " ".join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 class BadItems:
@@ -48,7 +43,7 @@ class BadItems:
         """Raises ``error`` under ``"raise"``; records its message under ``"skip"``."""
         if self.on_error == "raise":
             raise error
-        self._reasons.setdefault(one_line(error))
+        self._reasons.setdefault(joined(error))
 
     @property
     def reasons(self) -> tuple[str, ...]:

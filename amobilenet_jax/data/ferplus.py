@@ -31,7 +31,7 @@ from PIL import Image
 from amobilenet_jax.data import bad_items, fer2013
 from amobilenet_jax.data.bad_items import ITEM_ERRORS, BadItems
 from amobilenet_jax.data.dataset import Dataset, Split
-from amobilenet_jax.errors import ConfigError, DataError, DataNotFoundError
+from amobilenet_jax.errors import ConfigError, DataError, DataNotFoundError, joined
 
 CLASS_NAMES = ("neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt")
 CLASS_ABBREVIATIONS = ("NE", "HA", "SU", "SA", "AN", "DI", "FE", "CO")
@@ -114,7 +114,7 @@ def read_image(path: str, size: tuple[int, int], mode: str, where: str) -> np.nd
     # PIL's UnidentifiedImageError is an OSError; a PNG with a broken chunk can raise SyntaxError
     # or ValueError, a giant one DecompressionBombError.
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
-        raise DataError(f"{where}: cannot decode image {path}: {bad_items.one_line(e)}") from None
+        raise DataError(f"{where}: cannot decode image {path}: {joined(e)}") from None
     if array is None:
         raise DataError(
             f"{where}: image {path} is {found[0]}x{found[1]} {found[2]}, expected {size[0]}x{size[1]} {mode}"
@@ -156,9 +156,9 @@ def _read_label_csv(path: str, bad: BadItems | None = None) -> tuple[list[str], 
                 rows.append(votes)
         # A binary file, a NUL byte: not a label list at all.
         except csv.Error as e:
-            raise DataError(f"{path}:{reader.line_num}: not a FER+ label.csv: {bad_items.one_line(e)}") from None
+            raise DataError(f"{path}:{reader.line_num}: not a FER+ label.csv: {joined(e)}") from None
         except UnicodeDecodeError as e:
-            raise DataError(f"{path}: not a FER+ label.csv (not text): {bad_items.one_line(e)}") from None
+            raise DataError(f"{path}: not a FER+ label.csv (not text): {joined(e)}") from None
     if not names:
         skipped = len(bad) - skipped
         detail = f"all {skipped} rows were bad (data.on_error=skip)" if skipped else "no image rows (empty file)"

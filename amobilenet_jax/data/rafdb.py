@@ -20,7 +20,7 @@ from amobilenet_jax.data import bad_items
 from amobilenet_jax.data.bad_items import ITEM_ERRORS, BadItems
 from amobilenet_jax.data.dataset import Dataset, Split
 from amobilenet_jax.data.ferplus import read_image
-from amobilenet_jax.errors import DataError, DataNotFoundError
+from amobilenet_jax.errors import DataError, DataNotFoundError, joined
 
 CLASS_NAMES = ("surprise", "fear", "disgust", "happiness", "sadness", "anger", "neutral")  # file labels 1..7
 CLASS_ABBREVIATIONS = ("SU", "FE", "DI", "HA", "SA", "AN", "NE")
@@ -61,7 +61,7 @@ def _read_partition(
                     continue
                 entries[name.split("_", 1)[0]].append((name, label, line))
     except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not a RAF-DB list (not text): {bad_items.one_line(e)}") from None
+        raise DataError(f"{path}: not a RAF-DB list (not text): {joined(e)}") from None
     return basic, path, entries
 
 

@@ -59,7 +59,7 @@ from tensorflow_datasets.proto import tf_example_pb2
 from amobilenet_jax.data import bad_items
 from amobilenet_jax.data.bad_items import BadItems
 from amobilenet_jax.data.dataset import Dataset, Split
-from amobilenet_jax.errors import ConfigError, DataError, DataNotFoundError, UserError
+from amobilenet_jax.errors import ConfigError, DataError, DataNotFoundError, UserError, joined
 
 VERSION = "1.0.0"
 DEFAULT_CACHE_SUBDIR = ".tfds"
@@ -202,7 +202,7 @@ class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         source_dir = os.fspath(dl_manager.manual_dir)
         splits = self.source_splits(source_dir)
         if not splits:
-            instructions = bad_items.one_line(self.MANUAL_DOWNLOAD_INSTRUCTIONS)
+            instructions = joined(self.MANUAL_DOWNLOAD_INSTRUCTIONS)
             raise DataNotFoundError(f"{source_dir}: no {self.name} split found. {instructions}")
         if self._only is not None:
             _check_splits(self.name, source_dir, self._only, splits, "present")
@@ -391,8 +391,7 @@ def read_skipped(prepared_dir: str) -> tuple[str, ...]:
             raise ValueError("'skipped' is not a list of strings")
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise DataError(
-            f"{path}: unreadable record of skipped items ({bad_items.one_line(e)}); "
-            f"delete {prepared_dir} to prepare again"
+            f"{path}: unreadable record of skipped items ({joined(e)}); delete {prepared_dir} to prepare again"
         ) from None
     return tuple(skipped)
 
@@ -422,7 +421,7 @@ def _user_error_in(error: BaseException) -> UserError | None:
 def _single_line(error: UserError) -> UserError:
     """``error`` itself, or the same type with its message on one line."""
     text = str(error)
-    return error if "\n" not in text else type(error)(bad_items.one_line(text))
+    return error if "\n" not in text else type(error)(joined(text))
 
 
 @contextlib.contextmanager
