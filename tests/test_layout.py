@@ -1,8 +1,11 @@
 """The package's layout: three floors (pyproject.toml's import-linter contracts), no import
-circle, and a use floor that never loads the training stack."""
+circle, and a use floor that never loads the training stack; the suite never skips a dependency."""
 
+import glob
+import importlib.metadata
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -99,3 +102,27 @@ def test_config_files_import_only_the_ground_floor():
     outside = {f: sorted(m for m in mods if not any(m == g or m.startswith(g + ".") for g in ground))
                for f, mods in imported.items()}  # fmt: skip
     assert not any(outside.values()), outside
+
+
+def declared_dependencies() -> set[str]:
+    """pyproject.toml's ``dependencies``, as normalised distribution names."""
+    with open(os.path.join(REPO, "pyproject.toml")) as f:
+        block = f.read().split("\ndependencies = [", 1)[1].split("\n]", 1)[0]
+    return {re.split(r"[<>=!~\[; ]", spec, maxsplit=1)[0].lower().replace("_", "-")
+            for spec in re.findall(r'^\s*"([^"]+)"', block, re.M)}  # fmt: skip
+
+
+def test_no_test_skips_when_a_dependency_fails_to_import():
+    """A dependency that fails to import is a broken install: its tests fail, they do not skip."""
+    dependencies = declared_dependencies()
+    assert {"opencv-python-headless", "scikit-image", "onnxruntime", "jax"} <= dependencies
+    distributions = importlib.metadata.packages_distributions()
+    skipping = []
+    for path in sorted(glob.glob(os.path.join(REPO, "tests", "*.py"))):
+        with open(path) as f:
+            text = f.read()
+        for module in re.findall(r"""(?:importorskip|find_spec)\(\s*["']([\w.]+)""", text):
+            names = {d.lower().replace("_", "-") for d in distributions.get(module.split(".")[0], [])}
+            if names & dependencies:
+                skipping.append(f"{os.path.basename(path)}: {module}")
+    assert skipping == []

@@ -8,18 +8,16 @@ import os
 import subprocess
 import time
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
+from skimage import data
 
+from amobilenet_jax import faces, files, inference, predict, steps
+from amobilenet_jax.data import augment
 from tests import media
 from tests.conftest import REPO
-
-pytest.importorskip("cv2")
-pytest.importorskip("skimage")
-
-from amobilenet_jax import faces, files, inference, predict, steps  # noqa: E402
-from amobilenet_jax.data import augment
 
 SHIPPED = os.path.isfile(os.path.join(inference.SHIPPED_MODEL, "weights.msgpack"))
 needs_shipped = pytest.mark.skipif(not SHIPPED, reason="the shipped FERPlus model is not in this checkout")
@@ -40,8 +38,6 @@ def photos(tmp_path_factory):
     folder = root / "folder"
     (folder / "nested").mkdir(parents=True)
     Image.fromarray(media.group_photo()).save(folder / "nested" / "group.png")
-    from skimage import data
-
     Image.fromarray(data.coffee()).save(folder / "coffee.png")  # no face
     (folder / "notes.txt").write_text("not an image")
     return root
@@ -103,8 +99,6 @@ def test_photo_and_folder_with_the_default_model(python, photos, tmp_path):
 def test_no_align_cuts_the_face_out_as_found(python, tmp_path):
     """The astronaut turned by 20 degrees: by default predict levels her eyes before the crop;
     with --no_align its probabilities are those of the crop cut from the box as found."""
-    import cv2
-
     image = media.astronaut()
     turn = cv2.getRotationMatrix2D((image.shape[1] / 2, image.shape[0] / 2), 20, 1.0)
     turned = cv2.warpAffine(image, turn, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
@@ -153,8 +147,6 @@ def test_another_detector_is_chosen_by_name(python, photos):
 
 
 def test_video_every_nth_frame_annotated_copy_and_mood_player(python, tmp_path):
-    import cv2
-
     video = tmp_path / "clip.mp4"
     media.write_video(str(video), frames=30, face_from=10)
     playlists = tmp_path / "music"
@@ -450,7 +442,6 @@ def test_play_opens_each_chosen_track_with_the_system_player(python, tmp_path, t
 
 
 def test_predict_on_onnx_runtime_gives_the_jax_answer(python, photos, tiny_model, tmp_path):
-    pytest.importorskip("onnxruntime")
     from amobilenet_jax import export
 
     onnx_file = tmp_path / "model.onnx"

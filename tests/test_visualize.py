@@ -10,13 +10,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from amobilenet_jax import files, inference, steps, visualize
 from tests import media
 from tests.conftest import REPO
-
-pytest.importorskip("cv2")
-pytest.importorskip("skimage")
-
-from amobilenet_jax import files, inference, steps, visualize  # noqa: E402
 
 
 @pytest.mark.skipif(
