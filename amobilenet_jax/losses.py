@@ -39,11 +39,6 @@ def distillation_loss(logits_BxK: jax.Array, teacher_probs_BxK: jax.Array, tempe
     return temperature**2 * optax.softmax_cross_entropy(scaled, teacher_probs_BxK).mean()
 
 
-def hard_labels(targets: jax.Array) -> jax.Array:
-    """Integer class per example: the labels themselves, or the argmax of a distribution."""
-    return jnp.argmax(targets, axis=-1) if targets.ndim == 2 else targets
-
-
 def center_loss(embeddings_BxD: jax.Array, labels_B: jax.Array, centers_KxD: jax.Array) -> jax.Array:
     """L_c = 1/(2m) * sum_i ||x_i - c_{y_i}||^2 (Eq. 7); gradient x_i - c_{y_i} / m (Eq. 8)."""
     centers_BxD = jax.lax.stop_gradient(centers_KxD)[labels_B]

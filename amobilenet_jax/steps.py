@@ -116,12 +116,6 @@ def learning_rate_factor(config: ml_collections.ConfigDict, total_steps: int | N
     return factor
 
 
-def learning_rate_schedule(config: ml_collections.ConfigDict, total_steps: int | None = None) -> optax.Schedule:
-    """The learning rate at each step: ``optimizer.learning_rate`` times ``learning_rate_factor``."""
-    lr, factor = config.optimizer.learning_rate, learning_rate_factor(config, total_steps)
-    return lambda step: lr * factor(step)
-
-
 class WeightAverageState(NamedTuple):
     """The exponential moving average of the parameters (``optimizer.ema_decay``)."""
 

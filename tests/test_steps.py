@@ -17,10 +17,20 @@ def experiment(tiny_config):
 
 def test_learning_rate_is_keras_time_decay(tiny_config):
     cfg = tiny_config.copy_and_resolve_references()
-    cfg.optimizer.learning_rate, cfg.optimizer.decay = 1e-4, 1e-5
-    schedule = steps.learning_rate_schedule(cfg)
-    assert float(schedule(0)) == pytest.approx(1e-4)
-    assert float(schedule(100_000)) == pytest.approx(1e-4 / 2)
+    cfg.optimizer.decay = 1e-5
+    factor = steps.learning_rate_factor(cfg)
+    assert float(factor(0)) == pytest.approx(1.0)
+    assert float(factor(100_000)) == pytest.approx(1 / 2)
+    # The optimizer applies it: Adam's normalised step on a constant gradient is ~lr_t / lr.
+    cfg.optimizer.decay = 0.1
+    tx = steps.make_optimizer(cfg)
+    params = {"w": jnp.zeros(2)}
+    opt_state = tx.init(params)
+    sizes = []
+    for _ in range(11):
+        updates, opt_state = tx.update({"w": jnp.ones(2)}, opt_state, params)
+        sizes.append(-float(updates["w"][0]))
+    assert sizes[0] == pytest.approx(1.0, rel=1e-3) and sizes[10] == pytest.approx(1 / 2, rel=1e-3)
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero(tiny_config):
