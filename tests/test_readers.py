@@ -158,7 +158,7 @@ def test_ferplus_read_folder_split_and_iter(folders) -> None:
     expected = folders["splits"]["valid"]
     split = ferplus.read_folder_split(expected["dir"], "distribution")
     check_ferplus_split(split, expected, "distribution")
-    names, votes = ferplus.read_label_csv(os.path.join(expected["dir"], "label.csv"))
+    names, votes, _ = ferplus.read_label_csv(os.path.join(expected["dir"], "label.csv"))
     assert names == expected["names"]
     np.testing.assert_array_equal(votes, expected["votes"])
     examples = list(ferplus.iter_folder_examples(expected["dir"]))
@@ -214,8 +214,9 @@ def test_ferplus_kaggle_load(kaggle) -> None:
 def test_ferplus_kaggle_read_split_and_iter(kaggle) -> None:
     fer_csv, new_csv = kaggle["fer2013_csv"], kaggle["fer2013new_csv"]
     expected = kaggle["splits"]["valid"]
-    check_ferplus_split(ferplus.read_kaggle_split(fer_csv, new_csv, "valid"), expected, "majority")
-    check_ferplus_split(ferplus.read_kaggle_split(fer_csv, new_csv, "valid", "distribution"), expected, "distribution")
+    check_ferplus_split(ferplus.read_kaggle(fer_csv, new_csv, {"valid": "majority"})["valid"], expected, "majority")
+    distribution = ferplus.read_kaggle(fer_csv, new_csv, {"valid": "distribution"})["valid"]
+    check_ferplus_split(distribution, expected, "distribution")
     examples = list(ferplus.iter_kaggle_examples(fer_csv, new_csv, "test"))
     expected = kaggle["splits"]["test"]
     assert [name for name, _, _ in examples] == expected["names"]  # removed rows skipped
@@ -391,10 +392,10 @@ def test_kaggle_error_unknown_usage(small_kaggle) -> None:
     fer_csv, new_csv = small_kaggle["fer2013_csv"], small_kaggle["fer2013new_csv"]
     replace_line(new_csv, 5, "Validation,fer0000003.png,10,0,0,0,0,0,0,0,0,0")
     with pytest.raises(ValueError, match=where(new_csv, 5) + " unknown Usage 'Validation'"):
-        ferplus.read_kaggle_split(fer_csv, new_csv, "valid")
+        ferplus.read_kaggle(fer_csv, new_csv, {"valid": "majority"})
     replace_line(fer_csv, 4, "0," + " ".join(["7"] * 2304) + ",Train")
     with pytest.raises(ValueError, match=where(fer_csv, 4) + " unknown Usage 'Train'"):
-        ferplus.read_kaggle_split(fer_csv, new_csv, "test")
+        ferplus.read_kaggle(fer_csv, new_csv, {"test": "majority"})
 
 
 def test_kaggle_error_usage_differs(small_kaggle) -> None:
@@ -414,20 +415,20 @@ def test_kaggle_error_row_counts_differ(small_kaggle, shorter) -> None:
         f.write("\n".join(lines[:-1]) + "\n")
     other = new_csv if short == fer_csv else fer_csv
     with pytest.raises(ValueError, match=where(other, 9) + ".*misaligned"):
-        ferplus.read_kaggle_split(fer_csv, new_csv, "train")
+        ferplus.read_kaggle(fer_csv, new_csv, {"train": "majority"})
 
 
 def test_kaggle_error_vote_and_columns(small_kaggle) -> None:
     fer_csv, new_csv = small_kaggle["fer2013_csv"], small_kaggle["fer2013new_csv"]
     replace_line(new_csv, 2, "Training,fer0000000.png,10,0,0,0,0,0,zero,0,0,0")
     with pytest.raises(ValueError, match=where(new_csv, 2) + " vote 'fear' is not an integer"):
-        ferplus.read_kaggle_split(fer_csv, new_csv, "train")
+        ferplus.read_kaggle(fer_csv, new_csv, {"train": "majority"})
     replace_line(new_csv, 2, "Training,fer0000000.png,10,0,0,0,0,0,0,0,0")
     with pytest.raises(ValueError, match=where(new_csv, 2) + " expected 12 columns, got 11"):
-        ferplus.read_kaggle_split(fer_csv, new_csv, "train")
+        ferplus.read_kaggle(fer_csv, new_csv, {"train": "majority"})
     replace_line(new_csv, 1, "Usage,Image,neutral")
     with pytest.raises(ValueError, match=where(new_csv, 1) + " header lacks"):
-        ferplus.read_kaggle_split(fer_csv, new_csv, "train")
+        ferplus.read_kaggle(fer_csv, new_csv, {"train": "majority"})
 
 
 @pytest.fixture
@@ -523,7 +524,7 @@ def real_split_dir(split: str) -> str:
 
 @pytest.mark.parametrize("split", ["train", "valid"])
 def test_real_ferplus_majority_counts_from_labels(split) -> None:
-    _, votes = ferplus.read_label_csv(os.path.join(real_split_dir(split), "label.csv"))
+    _, votes, _ = ferplus.read_label_csv(os.path.join(real_split_dir(split), "label.csv"))
     keep, labels, _ = ferplus.votes_to_labels(votes, "majority")
     counts, dropped = REAL_COUNTS[split]
     assert np.bincount(labels[keep], minlength=8).tolist() == counts

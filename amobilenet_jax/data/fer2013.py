@@ -7,7 +7,7 @@ space-separated gray values of a 48x48 face, and the split as a Usage value
 variants that order them differently still read.
 
 The row scanner and pixel parser here are shared with the FER+ reader
-(``ferplus.read_kaggle_split``), which pairs ``fer2013.csv`` with ``fer2013new.csv``.
+(``ferplus.read_kaggle``), which pairs ``fer2013.csv`` with ``fer2013new.csv``.
 Errors are one line naming the file and line (``DataError`` / ``DataNotFoundError``); a
 reader given ``bad`` (a ``bad_items.BadItems``) hands it each bad row instead.
 """

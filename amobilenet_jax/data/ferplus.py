@@ -122,8 +122,9 @@ def read_image(path: str, size: tuple[int, int], mode: str, where: str) -> np.nd
     return array if array.ndim == 3 else array[..., None]
 
 
-def _read_label_csv(path: str, bad: BadItems | None = None) -> tuple[list[str], np.ndarray, list[int]]:
-    """Like ``read_label_csv``, plus the 1-based line number of each row; bad rows go to ``bad``.
+def read_label_csv(path: str, bad: BadItems | None = None) -> tuple[list[str], np.ndarray, list[int]]:
+    """Reads a FER+ ``label.csv`` (no header) -> (image names, votes int32 ``[N, 10]``, the 1-based
+    line number of each row); bad rows go to ``bad``.
 
     A file with no row at all, or none left after skipping, is an error in both modes.
     """
@@ -180,12 +181,6 @@ def _parse_votes(fields: list[str], path: str, line: int) -> list[int]:
     return votes
 
 
-def read_label_csv(path: str) -> tuple[list[str], np.ndarray]:
-    """Reads a FER+ ``label.csv`` (no header) -> (image names, votes int32 ``[N, 10]``)."""
-    names, votes, _ = _read_label_csv(path)
-    return names, votes
-
-
 def _label_csv_of(split_dir: str) -> str:
     if not os.path.isdir(split_dir):
         raise DataNotFoundError(f"{split_dir}: split folder not found")
@@ -200,7 +195,7 @@ def read_folder_split(split_dir: str, label_mode: str = "majority", bad: BadItem
     _check_mode(label_mode)
     bad = bad_items.handler(bad)
     label_csv = _label_csv_of(split_dir)
-    names, votes, lines = _read_label_csv(label_csv, bad)
+    names, votes, lines = read_label_csv(label_csv, bad)
     keep, labels, targets = votes_to_labels(votes, label_mode)
     kept = np.flatnonzero(keep)
     # Preallocated, filled by a plain loop: 28,558 PNGs of 48x48 decode in seconds on one
@@ -223,7 +218,7 @@ def iter_folder_examples(split_dir: str, bad: BadItems | None = None) -> Iterato
     """Yields ``(image name, uint8 [48, 48, 1], votes int32 [10])`` for every row, in csv order."""
     bad = bad_items.handler(bad)
     label_csv = _label_csv_of(split_dir)
-    names, votes, lines = _read_label_csv(label_csv, bad)
+    names, votes, lines = read_label_csv(label_csv, bad)
     for name, row_votes, line in zip(names, votes, lines):
         path = os.path.join(split_dir, name)
         try:
@@ -301,10 +296,11 @@ def _kaggle_rows(
             )
 
 
-def _read_kaggle(
+def read_kaggle(
     fer2013_csv: str, fer2013new_csv: str, modes: dict[str, str], bad: BadItems | None = None
 ) -> dict[str, Split]:
-    """Reads several splits of the Kaggle pair in one pass; ``modes`` maps split -> label mode."""
+    """Reads splits of the Kaggle pair ``fer2013.csv`` + ``fer2013new.csv`` in one pass; ``modes`` maps
+    split -> label mode."""
     bad = bad_items.handler(bad)
     for split, mode in modes.items():
         fer2013.check_split(split, SPLITS)
@@ -339,13 +335,6 @@ def _read_kaggle(
             None if mode == "majority" else np.asarray(targets[split], np.float32).reshape(n, NUM_CLASSES),
         )
     return result
-
-
-def read_kaggle_split(
-    fer2013_csv: str, fer2013new_csv: str, split: str, label_mode: str = "majority", bad: BadItems | None = None
-) -> Split:
-    """Reads one split of the Kaggle pair ``fer2013.csv`` + ``fer2013new.csv`` with the given label mode."""
-    return _read_kaggle(fer2013_csv, fer2013new_csv, {split: label_mode}, bad)[split]
 
 
 def iter_kaggle_examples(
@@ -443,6 +432,6 @@ def load(
             split: read_folder_split(os.path.join(data_dir, FOLDERS[split]), modes[split], bad) for split in wanted
         }
     else:
-        result = _read_kaggle(*_kaggle_paths(data_dir), modes, bad)
+        result = read_kaggle(*_kaggle_paths(data_dir), modes, bad)
     bad_items.report("ferplus", bad.reasons)
     return Dataset("ferplus", CLASS_NAMES, result, skipped=bad.reasons, source=data_dir)
