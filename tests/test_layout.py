@@ -1,6 +1,8 @@
 """The package's layout: three floors (pyproject.toml's import-linter contracts), no import
-circle, and a use floor that never loads the training stack; the suite never skips a dependency."""
+circle, a use floor that never loads the training stack, no code that only tests call; the suite
+never skips a dependency."""
 
+import ast
 import glob
 import importlib.metadata
 import json
@@ -102,6 +104,31 @@ def test_config_files_import_only_the_ground_floor():
     outside = {f: sorted(m for m in mods if not any(m == g or m.startswith(g + ".") for g in ground))
                for f, mods in imported.items()}  # fmt: skip
     assert not any(outside.values()), outside
+
+
+def test_every_public_function_is_used_outside_the_tests():
+    """A public function or class of the package is used by the package, its configs or its
+    experiments' scripts (the Python API is imported by amobilenet_jax/__init__.py): none is kept
+    only for the tests."""
+    sources = [os.path.join(REPO, p) for p in ("amobilenet_jax/**/*.py", "configs/*.py", "experiments/**/*.py")]
+    trees = {path: ast.parse(open(path).read()) for pattern in sources for path in glob.glob(pattern, recursive=True)}
+    used = set()
+    for tree in trees.values():
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                used.add(node.id)
+            elif isinstance(node, ast.Attribute):
+                used.add(node.attr)
+            elif isinstance(node, ast.alias):
+                used.add(node.name.rsplit(".", 1)[-1])
+    unused = [
+        f"{os.path.relpath(path, REPO)}: {node.name}"
+        for path, tree in trees.items()
+        if os.path.relpath(path, REPO).startswith("amobilenet_jax")
+        for node in tree.body
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)) and not node.name.startswith("_") and node.name not in used
+    ]
+    assert sorted(unused) == []
 
 
 def declared_dependencies() -> set[str]:
