@@ -106,6 +106,39 @@ def test_config_files_import_only_the_ground_floor():
     assert not any(outside.values()), outside
 
 
+def contract_floors() -> list[set[str]]:
+    """pyproject.toml's import-linter layers, top floor first, as module names under the package."""
+    with open(os.path.join(REPO, "pyproject.toml")) as f:
+        block = f.read().split("\nlayers = [", 1)[1].split("\n]", 1)[0]
+    return [
+        {m.strip().removeprefix("amobilenet_jax.") for m in floor.split(":")}
+        for floor in re.findall(r'"([^"]+)"', block)
+    ]
+
+
+def documented_floors() -> list[set[str]]:
+    """docs/layout.md's tree of the package: the entry, then each ``# ... floor`` section's modules."""
+    with open(os.path.join(REPO, "docs", "layout.md")) as f:
+        tree = f.read().split("```\n", 2)[1]
+    floors: list[set[str]] = [set()]
+    for line in tree.splitlines():
+        if re.match(r"  # \w+ floor", line):
+            floors.append(set())
+        elif entry := re.match(r"  (\w+)(?:\.py|/)\s", line):
+            floors[-1].add(entry.group(1))
+    return floors
+
+
+def test_layout_doc_lists_every_module_on_its_floor():
+    """docs/layout.md's floors are the contract's, and every module of the package is on one."""
+    contract = contract_floors()
+    assert [floor - {"assets"} for floor in documented_floors()] == contract  # assets/: data, not code
+    package = os.path.join(REPO, "amobilenet_jax")
+    modules = {name.removesuffix(".py") for name in os.listdir(package) if name.endswith(".py")} - {"__init__"}
+    modules |= {name for name in os.listdir(package) if os.path.isfile(os.path.join(package, name, "__init__.py"))}
+    assert modules == set().union(*contract)
+
+
 def test_every_public_function_is_used_outside_the_tests():
     """A public function or class of the package is used by the package, its configs or its
     experiments' scripts (the Python API is imported by amobilenet_jax/__init__.py): none is kept
