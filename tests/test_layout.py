@@ -133,10 +133,29 @@ def test_layout_doc_lists_every_module_on_its_floor():
     """docs/layout.md's floors are the contract's, and every module of the package is on one."""
     contract = contract_floors()
     assert [floor - {"assets"} for floor in documented_floors()] == contract  # assets/: data, not code
+    assert package_modules() == set().union(*contract)
+
+
+def package_modules() -> set[str]:
+    """The package's top-level modules and subpackages."""
     package = os.path.join(REPO, "amobilenet_jax")
     modules = {name.removesuffix(".py") for name in os.listdir(package) if name.endswith(".py")} - {"__init__"}
-    modules |= {name for name in os.listdir(package) if os.path.isfile(os.path.join(package, name, "__init__.py"))}
-    assert modules == set().union(*contract)
+    return modules | {
+        name for name in os.listdir(package) if os.path.isfile(os.path.join(package, name, "__init__.py"))
+    }
+
+
+def test_tests_mirror_modules_as_the_layout_doc_says():
+    """Each module's test is tests/test_<module>.py; docs/layout.md names where the others are
+    tested, and what each test file not named for a module checks."""
+    with open(os.path.join(REPO, "docs", "layout.md")) as f:
+        prose = f.read().split("```\n", 2)[2]
+    tests = {os.path.basename(p)[5:-3] for p in glob.glob(os.path.join(REPO, "tests", "test_*.py"))}
+    modules = package_modules()
+    for module in modules - tests:
+        assert f"`{module}.py`" in prose or f"`{module}/`" in prose, module
+    for test in tests - modules:
+        assert f"`test_{test}.py`" in prose, test
 
 
 def test_every_public_function_is_used_outside_the_tests():
