@@ -1,3 +1,16 @@
-"""amobilenet-jax: A-MobileNet (Nan et al., 2021) for facial expression recognition in JAX/Flax."""
+"""amobilenet-jax: A-MobileNet (Nan et al., 2021) for facial expression recognition in JAX/Flax.
+
+``amobilenet_jax.analyze`` and ``amobilenet_jax.to_dataframe`` (``api``) load on first use, so
+importing the package costs nothing.
+"""
 
 __version__ = "0.1.0"
+__all__ = ["analyze", "to_dataframe"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        from amobilenet_jax import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'amobilenet_jax' has no attribute {name!r}")

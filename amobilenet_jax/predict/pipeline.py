@@ -164,9 +164,9 @@ def run(args) -> int:
         if images:
             failures += _run_images(predictor, images, args)
         for path, key in videos:
-            failures += _run_video(predictor, path, key, args, camera=False)
+            failures += run_video(predictor, path, key, args, camera=False)
         if args.camera is not None:
-            failures += _run_video(predictor, args.camera, f"camera{args.camera}", args, camera=True)
+            failures += run_video(predictor, args.camera, f"camera{args.camera}", args, camera=True)
         completed = True
     except KeyboardInterrupt:
         completed = args.camera is not None  # stopping the camera is the normal end
@@ -218,7 +218,7 @@ def _run_images(predictor: Predictor, images: list[tuple[str, str]], args) -> in
     return failures
 
 
-def _run_video(predictor: Predictor, source, key: str, args, camera: bool) -> int:
+def run_video(predictor: Predictor, source, key: str, args, camera: bool) -> int:
     from amobilenet_jax.predict.tracking import Tracker
 
     predictor.detector.detect_width = args.detect_width or VIDEO_DETECT_WIDTH[args.detector]

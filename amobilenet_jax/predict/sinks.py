@@ -44,26 +44,33 @@ def error_record(path: str, why: str) -> dict:
     return {"file": path, "error": why}
 
 
+# predict --csv's columns before the one p_<class> column a class (and message, error after)
+CSV_COLUMNS_HEAD = ["file", "frame", "time_s", "face", "track", "x", "y", "w", "h", "score", "label", "detector_score"]
+
+
+def csv_row(record: dict) -> dict:
+    """A record flattened for a table: its box as x, y, w, h, its probabilities as p_<class>."""
+    row = {k: v for k, v in record.items() if k not in ("box", "probabilities")}
+    if "box" in record:
+        row.update(zip("xywh", record["box"]))
+    for name, p in record.get("probabilities", {}).items():
+        row[f"p_{name}"] = p
+    return row
+
+
 class CsvSink:
     """The records as CSV, written to a temporary file and renamed into place at the end."""
 
     def __init__(self, path: str, class_names):
         self.path = path
-        self.columns = ["file", "frame", "time_s", "face", "track", "x", "y", "w", "h", "score", "label"]
-        self.columns += ["detector_score"]
-        self.columns += [f"p_{name}" for name in class_names] + ["message", "error"]
+        self.columns = CSV_COLUMNS_HEAD + [f"p_{name}" for name in class_names] + ["message", "error"]
         self.output = files.AtomicOutput(path)
         self.file = open(self.output.tmp, "w", newline="")  # noqa: SIM115 - closed in close()
         self.writer = csv.DictWriter(self.file, self.columns, extrasaction="ignore")
         self.writer.writeheader()
 
     def write(self, record: dict) -> None:
-        row = {k: v for k, v in record.items() if k not in ("box", "probabilities")}
-        if "box" in record:
-            row.update(zip("xywh", record["box"]))
-        for name, p in record.get("probabilities", {}).items():
-            row[f"p_{name}"] = p
-        self.writer.writerow(row)
+        self.writer.writerow(csv_row(record))
 
     def close(self, keep: bool) -> None:
         self.file.close()
