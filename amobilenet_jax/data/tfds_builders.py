@@ -126,15 +126,18 @@ class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     LABEL_KEY = "label"
     SPLIT_ORDER: tuple[str, ...] = ()
     DESCRIPTION = ""
-    _bad: BadItems | None = None  # set by _builder(); see `bad`
-    _only: tuple[str, ...] | None = None  # set by prepare(): the splits to prepare (None: all present)
 
-    @property
-    def bad(self) -> BadItems:
-        """Where the readers put bad items while this builder prepares (``data.on_error``)."""
-        if self._bad is None:
-            self._bad = BadItems()
-        return self._bad
+    def __init__(self, *, on_error: str = "raise", splits: Sequence[str] | None = None, **kwargs: Any):
+        """``on_error`` and ``splits`` shape one preparation, not the copy's identity (a
+        ``BuilderConfig`` would put each in its own directory); the rest goes to TFDS.
+
+        Args:
+          on_error: ``data.on_error``; ``self.bad`` collects what the readers skip.
+          splits: the splits to prepare; None: every split present in the data.
+        """
+        self.bad = BadItems(on_error)
+        self.splits_to_prepare = None if splits is None else tuple(splits)
+        super().__init__(**kwargs)
 
     @classmethod
     def reader(cls) -> Any:
@@ -204,9 +207,9 @@ class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         if not splits:
             instructions = joined(self.MANUAL_DOWNLOAD_INSTRUCTIONS)
             raise DataNotFoundError(f"{source_dir}: no {self.name} split found. {instructions}")
-        if self._only is not None:
-            _check_splits(self.name, source_dir, self._only, splits, "present")
-            splits = [split for split in splits if split in self._only]
+        if self.splits_to_prepare is not None:
+            _check_splits(self.name, source_dir, self.splits_to_prepare, splits, "present")
+            splits = [split for split in splits if split in self.splits_to_prepare]
         return {split: self._generate_examples(source_dir, split) for split in splits}
 
     def _generate_examples(self, source_dir: str, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -355,7 +358,9 @@ class Fer2013(_ManualBuilder, skip_registration=True):
 BUILDERS: dict[str, type[_ManualBuilder]] = {"ferplus": Ferplus, "rafdb": Rafdb, "fer2013": Fer2013}
 
 
-def _builder(name: str, data_dir: str, cache_dir: str | None, on_error: str = "raise") -> _ManualBuilder:
+def _builder(
+    name: str, data_dir: str, cache_dir: str | None, on_error: str = "raise", splits: Sequence[str] | None = None
+) -> _ManualBuilder:
     if name not in BUILDERS:
         raise ConfigError(f"no prepared form for data set {name!r}; choose one of {sorted(BUILDERS)}")
     if not os.path.exists(data_dir):
@@ -364,9 +369,9 @@ def _builder(name: str, data_dir: str, cache_dir: str | None, on_error: str = "r
         # fer2013 also accepts the CSV file itself as data_dir: then the cache goes beside it.
         base = data_dir if os.path.isdir(data_dir) else os.path.dirname(os.path.abspath(data_dir))
         cache_dir = os.path.join(base, DEFAULT_CACHE_SUBDIR)
-    builder = BUILDERS[name](data_dir=os.path.abspath(cache_dir), file_format="array_record")
-    builder._bad = BadItems(on_error)
-    return builder
+    return BUILDERS[name](
+        data_dir=os.path.abspath(cache_dir), file_format="array_record", on_error=on_error, splits=splits
+    )
 
 
 def _write_json(path: str, record: dict) -> None:
@@ -486,8 +491,7 @@ def prepare(
     copy per data set name and version, whatever its data_dir.
     """
     bad_items.check_on_error(on_error)
-    builder = _builder(name, data_dir, cache_dir, on_error)
-    builder._only = None if splits is None else tuple(splits)
+    builder = _builder(name, data_dir, cache_dir, on_error, splits)
     mode = tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS
     if _is_prepared(builder):
         prepared = set(builder.info.splits.keys())
@@ -509,7 +513,8 @@ def prepare(
         )
         if splits is not None:  # keep what the copy had, where the data still has it
             present = builder.source_splits(data_dir)
-            builder._only = tuple(s for s in builder.SPLIT_ORDER if s in (prepared & set(present)) | set(splits))
+            keep = tuple(s for s in builder.SPLIT_ORDER if s in (prepared & set(present)) | set(splits))
+            builder = _builder(name, data_dir, cache_dir, on_error, keep)
         # TFDS deletes the old copy first, then builds in a temp dir and renames: a failure
         # leaves nothing prepared rather than a copy that silently lacks a split.
         mode = tfds.download.GenerateMode.FORCE_REDOWNLOAD
