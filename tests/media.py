@@ -14,6 +14,28 @@ def astronaut() -> np.ndarray:
     return data.astronaut()  # RGB 512x512, one smiling face
 
 
+def sample_faces(native_shape: tuple[int, int, int], count: int = 8) -> np.ndarray:
+    """Real faces as a model takes them, uint8 ``[count, *native_shape]``: the astronaut's face
+    (and its mirror image), then faces of scikit-image's LFW subset."""
+    from skimage import color, data, transform
+
+    height, width, channels = native_shape
+
+    def fit(image):  # float in [0, 1], HxW or HxWx3 -> uint8 native_shape
+        if channels == 1 and image.ndim == 3:
+            image = color.rgb2gray(image)
+        image = transform.resize(image, (height, width), anti_aliasing=True)
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], channels, axis=-1)
+        return np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+
+    face = data.astronaut()[25:185, 140:300] / 255.0  # the face with hair and chin, square
+    faces = [fit(face), fit(face[:, ::-1])]
+    lfw = data.lfw_subset()  # its first 100 images are faces
+    faces += [fit(lfw[i]) for i in range(max(0, count - 2))]
+    return np.stack(faces[:count])
+
+
 def head_and_shoulders() -> np.ndarray:
     return astronaut()[20:300, 100:360]
 

@@ -30,6 +30,7 @@ from amobilenet_jax.data import class_names
 from amobilenet_jax.data.augment import prepare_images
 from amobilenet_jax.errors import CheckpointError, ConfigError, RunNotFoundError
 from amobilenet_jax.models import build_model
+from tests import media
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATOL = 1e-4
@@ -136,14 +137,6 @@ def test_graph_form(small):
     assert json.loads(meta[export.META_CONFIG]) == json.loads(model.config.to_json())
 
 
-def test_shift_form_matches_too(small):
-    """The depthwise-as-slices form (written only for the latency comparison) computes the same function."""
-    model, _, x, want = small
-    proto = export.to_onnx(model, depthwise="shift")
-    assert not any(a.name == "group" and a.i > 1 for n in proto.graph.node for a in n.attribute)
-    np.testing.assert_allclose(session(proto).run(["logits"], {"image": x})[0], want, rtol=0, atol=ATOL)
-
-
 @pytest.fixture(scope="module")
 def shipped():
     model = inference.load_model()  # amobilenet_jax/assets/ferplus_amobilenet
@@ -153,7 +146,7 @@ def shipped():
 def test_shipped_model_on_real_faces(shipped):
     model, runtime = shipped
     assert model.config.eval_flip and model.config.model.stem_stride == 1  # the recipe's model: flip path used
-    faces = export.sample_faces(model.native_shape, 16)
+    faces = media.sample_faces(model.native_shape, 16)
     assert faces.shape == (16, 48, 48, 1) and faces.dtype == np.uint8
     assert faces.std() > 20  # photos, not blank crops
     np.testing.assert_array_equal(faces[1], faces[0][:, ::-1])  # the astronaut and her mirror image
