@@ -1,31 +1,16 @@
-"""Benchmarks.
-
-``--mode train`` times the real jitted train step (BN, dropout, center loss and its
-center update, Adam) on one prepared batch; ``--mode infer`` the eval forward pass:
+"""Benchmarks: the train step and inference against the PyTorch peer, the input pipelines,
+and the machine's limits (docs/benchmarks.md).
 
     python -m amobilenet_jax.bench --mode train --model amobilenet --batch 64 --image_size 48
     python -m amobilenet_jax.bench --mode infer --model amobilenet --batch 1 --image_size 224 --depthwise xla
+    python -m amobilenet_jax.bench --mode input --pipeline grain --workers 2 --image_size 224
+    python -m amobilenet_jax.bench --mode peak
 
-Both report the same keys as ../shared/bench/torch_peer.py (``images_per_s``,
-``ms_per_step``, ``warmup_s``, ``spread``) plus ``compile_s``, ``device``, ``params``,
-``flops_per_image`` (XLA cost analysis of the timed program), ``minor_faults_per_step``
-(fresh pages the kernel zero-filled per step) and ``cpu_tuning`` (whether
-``amobilenet_jax.runtime`` was applied).
-
-``--mode input`` times the input pipelines alone:
-
-    python -m amobilenet_jax.bench --mode input --pipeline device --image_size 224
-    python -m amobilenet_jax.bench --mode input --pipeline grain --workers 2 --image_size 224 \\
-        --dataset ferplus --data_dir /data/ferplus
-
-``--mode peak`` measures what the machine can do at most, the yardstick for the
-model numbers: float32 (or ``--dtype``) matmul throughput on large square matrices,
-and memory bandwidth of a large elementwise pass (read + write).
-
-``--mode input`` measures augmented, resized, normalised images per second leaving the pipeline
-(sampling + rotation/crop/translation/flip + resize + normalise; no model), after a
-warm-up, as the median of several repeats, with a device sync per repeat. The last
-line printed is JSON.
+``train`` times the real jitted train step on one prepared batch, ``infer`` the eval forward
+pass; both report the peer's keys (../shared/bench/torch_peer.py: ``images_per_s``,
+``ms_per_step``, ``warmup_s``, ``spread``) and more. ``input`` times augmented images leaving a
+pipeline (no model); ``peak`` a large matmul and a large elementwise pass. Each is the median of
+several repeats after warm-up, a device sync per repeat; the last line printed is JSON.
 """
 
 from __future__ import annotations
@@ -71,7 +56,7 @@ flags.DEFINE_bool(
     "cpu_tuning",
     True,
     "--mode train: apply amobilenet_jax.runtime.configure() first, as main does. Inference is timed "
-    "without it: at batch 1 it measured 0.5 ms slower (Python no longer prepares a call while one runs).",
+    "without it: it makes batch-1 calls slower (Python no longer prepares a call while one runs).",
 )
 
 

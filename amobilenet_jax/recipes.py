@@ -117,7 +117,7 @@ def runlocal(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def ferplus_cpu_recipe() -> ml_collections.ConfigDict:
-    """A-MobileNet (full width) on real FERPlus in under an hour on a 2-core CPU.
+    """A-MobileNet (full width) on real FERPlus, sized for a 2-core CPU.
 
     Every change from ``paper_recipe`` is a config field whose default is the paper's
     value; experiments/ferplus_cpu/README.md records what each one measured.
@@ -139,8 +139,8 @@ def ferplus_cpu_recipe() -> ml_collections.ConfigDict:
 
 
 def cpu_study(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Shrinks the CPU recipe to a study point of a few minutes on real FERPlus (2 cores):
-    the paper's stem stride 2 (3.4x cheaper per image) and 4 epochs, evaluated once."""
+    """Shrinks the CPU recipe to a short study point on real FERPlus: the paper's stem stride 2
+    (a quarter of the pixels in every later layer) and 4 epochs, evaluated once."""
     c.model.stem_stride = None  # the architecture's own (2), so baselines:cpu runs V2/V3 too
     c.optimizer.warmup_steps = 200
     c.train.num_epochs = 4
@@ -150,11 +150,10 @@ def cpu_study(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def converged_study(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The CPU recipe at the paper's stem stride 2, trained until its Valid curve is flat: a
-    study point of about 20 minutes on 2 cores. Run A (experiments/ferplus_cpu/README.md: stem stride
-    2, cosine over 36 epochs) was within 1 point of its final 82.1% from epoch 24 on; 24 epochs
-    anneal the same cosine fully in two thirds of the steps. Valid is read every 2 epochs for
-    the curves."""
+    """The CPU recipe at the paper's stem stride 2, trained until its Valid curve is flat: run A
+    of experiments/ferplus_cpu/README.md (stride 2, cosine over 36 epochs) was within a point of
+    its final accuracy from epoch 24 on, so 24 epochs anneal the same cosine fully. Valid is read
+    every 2 epochs for the curves."""
     c.model.stem_stride = None  # the architecture's own (2), as in :cpu, so baselines run V2/V3 too
     c.train.num_epochs = 24
     c.train.eval_every_epochs = 2

@@ -68,7 +68,7 @@ def main(argv: list[str]) -> None:
 
 def prepare_and_report() -> None:
     """Prepares ``--dataset`` (if needed), loads it back, prints the timings, the class table and the JSON."""
-    # Imported here: TFDS (~0.3 s) only when the command actually runs.
+    # Imported here: TFDS only when the command actually runs.
     from amobilenet_jax.data import tfds_builders
 
     start = time.perf_counter()

@@ -1,41 +1,20 @@
 """Synthetic facial-expression images: a built-in stand-in for FERPlus.
 
-This data set is SYNTHETIC. It exists so that the training pipeline (input
-pipeline, model, optimiser, checkpoints, metrics) runs end to end on a fresh
-machine with no download. Accuracy measured on it says nothing about facial
-expression recognition on real faces; never report it as a FER result.
+This data set is SYNTHETIC. It exists so that the training pipeline runs end to end on a fresh
+machine with no download; accuracy on it says nothing about facial expression recognition on
+real faces: never report it as a FER result.
 
-Each example is a 48x48 grayscale cartoon face in one of the 8 FERPlus classes.
-Faces are drawn from analytic implicit shapes (ellipses, slanted brow bands,
-a mouth band between two lip curves) evaluated on the pixel grid in face
-coordinates. Edges are anti-aliased with a one-pixel linear ramp on an
-approximate signed distance. Whole chunks of examples are drawn at once with
-numpy broadcasting, each inner feature only inside a pixel box that holds it;
-nothing loops over pixels or examples. 20,000 images took about 2.5 s on one
-core of a shared 2-core machine.
+Each example is a 48x48 grayscale cartoon face in one of the 8 FERPlus classes, drawn from
+analytic shapes on the pixel grid with numpy broadcasting (nothing loops over pixels or
+examples). A few parameters carry the expression (mouth curve, opening, smirk, brows, eyes):
+each class has a mean for each and every example adds jitter, scaled with all nuisance
+variation (pose, lighting, noise, occluders) by ``difficulty``.
 
-The expression is carried by a few parameters (mouth curvature, opening, width,
-one-sided smirk, lip waviness, raised upper lip, brow height and slant, eye
-opening). Each class has a mean for every parameter and each example adds
-Gaussian jitter, so neighbouring classes overlap a little. The jitter and all
-nuisance variation (pose, scale, translation, head shape, brightness, contrast,
-lighting gradient, pixel noise, a rare occluding blob) are scaled by
-``difficulty``: at 0 every example of a class is the same canonical face (apart
-from the side of the contempt smirk). At 1, the default, a 4-layer CNN trained
-for 8 epochs on 12,000 examples reached 89% test accuracy (mostly confusing
-neutral with contempt), while nearest class mean on raw pixels reached 22%.
-
-Determinism and prefixes. Examples are drawn in blocks of 64: block ``b``
-(examples ``64*b`` to ``64*b + 63``) takes everything, labels included, from
-``np.random.default_rng([seed, b])``, always consuming the same amount of it.
-So the output depends only on (seed, image_size, difficulty, index), and
-``generate(k, seed)`` equals the first ``k`` examples of ``generate(n, seed)``
-for every ``k <= n``. Labels are balanced: each run of 8 examples starting at a
-multiple of 8 holds the 8 classes in a seeded random order, so class counts
-differ by at most one. The per-pixel arithmetic uses only +, -, *, /, sqrt,
-abs, min and max in float32 (the pose avoids sin and cos), which IEEE 754
-rounds identically on every CPU; with the same numpy version (which fixes the
-random streams) the bytes should match across machines.
+Deterministic and prefix-stable: block ``b`` of 64 examples draws everything from
+``np.random.default_rng([seed, b])``, so ``generate(k, seed)`` is the first ``k`` examples of
+``generate(n, seed)``, and each run of 8 examples holds the 8 classes once. The per-pixel
+arithmetic avoids sin and cos (float32 +, -, *, /, sqrt, abs, min, max), which IEEE 754 rounds
+alike on every CPU, so with the same numpy the bytes should match across machines.
 """
 
 from __future__ import annotations

@@ -1,40 +1,20 @@
 """Prepare once, load fast: TFDS builders that turn the official data layouts into ArrayRecord files.
 
-The first ``prepare`` decodes every PNG/JPEG/CSV row once (through the project's readers, so the
-pixels are exactly what ``<reader>.load`` gives) and writes raw uint8 pixels into ArrayRecord
-files with TFDS; later runs only read those files back into numpy arrays (seconds, not minutes).
+The first ``prepare`` decodes every image or CSV row once, through the project's readers (so
+the pixels are what ``<reader>.load`` gives), and writes raw uint8 pixels into ArrayRecord files
+with TFDS; later runs only read those back. No TensorFlow: images are bytes-encoded
+``tfds.features.Tensor`` (``tfds.features.Image`` decodes with ``tf.image``), examples are
+TFDS's bundled ``tf.train.Example`` protos, and ``DatasetInfo`` is built directly.
 
-All of it runs WITHOUT TensorFlow: TFDS 4.9 serializes ``tf.train.Example`` with its own bundled
-protos (``tensorflow_datasets.proto.tf_example_pb2``), writes ArrayRecord through ``array_record``
-and reads back through its numpy-only ``ArrayRecordDataSource``. Two choices keep it that way:
-images are ``tfds.features.Tensor(..., encoding="bytes")`` rather than ``tfds.features.Image``
-(whose PNG codec is ``tf.image``), and ``DatasetInfo`` is built directly rather than through
-``dataset_info_from_configs`` (which reads metadata files next to a TFDS-style package).
+Layout: ``<cache_dir>/<name>/<version>/`` (``cache_dir`` defaults to ``<data_dir>/.tfds``).
+TFDS builds in an ``incomplete.*`` directory and renames it on success, so an interrupted or
+failed preparation never looks prepared. FERPlus keeps the raw votes; the label mode applies
+at load time.
 
-Layout on disk: ``<cache_dir>/<name>/<version>/<name>-<split>.array_record-00000-of-00001`` plus
-TFDS's ``dataset_info.json`` and ``features.json``; ``cache_dir`` defaults to
-``<data_dir>/.tfds``. TFDS writes into ``<cache_dir>/<name>/incomplete.XXXX_<version>`` and
-renames it only on success (and deletes it on an exception, Ctrl-C included), so an interrupted
-or failed preparation never looks prepared; what a killed process leaves is swept up by a later
-``prepare`` once stale. A layout change bumps ``VERSION`` and so prepares into a new directory.
-
-FERPlus stores the raw 10 vote counts, not labels: the label mode (majority / distribution) is
-applied at load time, so one preparation serves both.
-
-Bad input (``data.on_error``). A bad image or row raises a one-line ``errors.DataError`` /
-``DataNotFoundError`` naming the file and row; it reaches the caller as is (never TFDS's wrapping),
-and the failed preparation leaves nothing in ``cache_dir``: TFDS deletes its ``incomplete.*`` dir and
-``prepare`` the empty folders it made. With ``on_error="skip"`` such items are left out, and the
-copy records them in ``skipped.json`` beside the ArrayRecord files, written inside TFDS's
-``incomplete.*`` dir so that it appears with the copy, by the same rename, or not at all. Every
-load prints and returns (``Dataset.skipped``) that record, so a later run reading the copy reports
-the same skips. One copy per cache dir serves both modes: a copy that skipped nothing is what a
-``"raise"`` preparation would have written, so a ``"skip"`` run uses it as is; a copy that skipped
-items is refused by a ``"raise"`` run with an error naming the first skipped item (set
-``on_error=skip`` to use it, or fix the data and delete the copy). Nothing is silently used with
+Bad input (``data.on_error``): a bad image or row is a one-line error and nothing is left
+prepared; with ``"skip"`` it is left out and listed in the copy's ``skipped.json``, which every
+load reports. A copy that skipped items is refused to a ``"raise"`` run: nothing is used with
 items missing that its run did not ask to skip.
-
-Preparing prints plain progress lines on stdout (runs are often logged to files), not bars.
 """
 
 from __future__ import annotations
@@ -78,7 +58,7 @@ class _LocalDatasetInfo(tfds.core.DatasetInfo):
 
     def initialize_from_bucket(self) -> None:
         """No-op. TFDS calls this for every builder not yet prepared, to fetch hosted metadata;
-        these data sets are never hosted, and TFDS 4.9.10 creates (and never removes) an empty
+        these data sets are never hosted, and TFDS creates (and never removes) an empty
         ``/tmp/tmp*tfds`` dir on each call before finding that out."""
 
 
@@ -150,7 +130,7 @@ class _ManualBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         """This file.
 
         TFDS's own version tests ``importlib_resources.abc.Traversable`` for builders defined in a
-        package, and TFDS 4.9.10 does not install ``importlib_resources`` on Python >= 3.9
+        package, but TFDS does not install ``importlib_resources`` on newer Pythons
         (tensorflow/datasets#11212): preparing would fail with ModuleNotFoundError. TFDS only
         uses this path to look for a ``checksums.tsv`` beside it.
         """
@@ -564,11 +544,11 @@ def _read_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Reads one prepared split into ``(images uint8[N, H, W, C], labels int64[N, K])``.
 
-    Why not ``data_source[i]``: one record at a time through TFDS's generic numpy decoder takes
-    about 3 s for FERPlus Train on a 2-core CPU. Here the raw records come in batched reads
+    Not ``data_source[i]``: one record at a time through TFDS's generic decoder is several times
+    slower (experiments/ferplus_data/README.md). Here the raw records come in batched reads
     (``__getitems__``) and, the schema being fixed, the two fields are taken straight out of the
-    ``tf.train.Example`` protobuf (~0.6 s). Chunks bound the peak memory to the output arrays
-    plus ``chunk`` serialized records.
+    ``tf.train.Example`` protobuf. Chunks bound the peak memory to the output arrays plus
+    ``chunk`` serialized records.
     """
     source = builder.as_data_source(split=split).data_source
     n = len(source)

@@ -4,9 +4,9 @@ Why: the kernel gradient of a k x k depthwise conv, dL/dk[i, j, c] = sum over
 batch and space of x_pad[n, h*s + i, w*s + j, c] * dy[n, h, w, c], is k*k
 reductions that share their inputs. XLA:CPU cannot fuse them: it copies each tap's
 window and reduces it separately, k*k passes over the data in thousands of small
-ops (20 ms of a 110 ms A-MobileNet train step at batch 64, 48x48, on 2 cores;
-experiments/speed/README.md). One loop that reads ``x`` and ``dy`` once and keeps
-the k*k running sums does the same work in a few ms.
+ops (a sizeable share of a CPU train step: experiments/speed/README.md). One loop
+that reads ``x`` and ``dy`` once and keeps the k*k running sums does the same work
+several times faster.
 
 How: numba compiles the loop (no C compiler needed), and a numba ``cfunc``
 implements XLA's typed foreign-function handler ABI (``xla/ffi/api/c_api.h`` in

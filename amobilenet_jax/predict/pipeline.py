@@ -22,10 +22,9 @@ from amobilenet_jax.predict.sinks import (
 )
 
 # Face detection time grows with the pixels searched. Photos are searched at a width that keeps
-# the faces of a group photo; video frames at one per detector: the Haar cascade at 320 px, which
-# keeps a 640x480 stream above real time on 2 cores (experiments/use/predict_speed_cpu.json);
-# RetinaFace on the whole 640 px frame, which at 320 px misses faces under about 160 px
-# (experiments/faces/README.md). The SSD always looks at 300 x 300.
+# the faces of a group photo; video frames at one per detector: the Haar cascade at 320 px, fast
+# enough for real time; RetinaFace on the whole frame, as a smaller one misses small faces
+# (experiments/use/ and experiments/faces/). The SSD always looks at 300 x 300.
 PHOTO_DETECT_WIDTH = 640
 VIDEO_DETECT_WIDTH = {"haar": 320, "ssd": 0, "retinaface": 640}
 # Video: once it has found a face, the detector runs on every DETECT_EVERY-th frame looked at, and
@@ -33,8 +32,7 @@ VIDEO_DETECT_WIDTH = {"haar": 320, "ssd": 0, "retinaface": 640}
 # speed and agreement measured in experiments/faces/README.md.
 DETECT_EVERY = 3
 # A face found with landmarks (RetinaFace) is turned so that its eyes are level before it is cut
-# out: on FERPlus Valid faces pasted upright it reads +0.2 points end to end, on faces tilted by
-# up to 25 degrees +1.1 (experiments/faces/README.md). --no_align turns it off.
+# out, which helps most on tilted faces (experiments/faces/README.md). --no_align turns it off.
 ALIGN = True
 
 
