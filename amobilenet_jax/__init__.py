@@ -9,8 +9,12 @@ __all__ = ["analyze", "to_dataframe"]
 
 
 def __getattr__(name: str):
-    if name in __all__:
-        from amobilenet_jax import api
+    if name == "analyze":
+        from amobilenet_jax.api import analyze
 
-        return getattr(api, name)
+        return analyze
+    if name == "to_dataframe":
+        from amobilenet_jax.api import to_dataframe
+
+        return to_dataframe
     raise AttributeError(f"module 'amobilenet_jax' has no attribute {name!r}")

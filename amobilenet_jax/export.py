@@ -192,14 +192,14 @@ def to_onnx(model):
         [helper.make_tensor_value_info(OUTPUT, tp.FLOAT, ["batch", num_classes])],
         initializer=g.initializers,
     )
-    from amobilenet_jax import __version__
+    from importlib.metadata import version  # the package's own, without importing its root (api)
 
     proto = helper.make_model(
         graph,
         opset_imports=[helper.make_opsetid("", OPSET)],
         ir_version=IR_VERSION,
         producer_name="amobilenet_jax.export",
-        producer_version=__version__,
+        producer_version=version("amobilenet-jax"),
         doc_string=(
             f"{name} ({len(model.class_names)} classes), BatchNorm folded. Input: float32 [N, {size}, {size}, 3] "
             "NHWC as prepare_images makes it; output: logits of one view. Config and class names in metadata."

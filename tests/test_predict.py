@@ -180,10 +180,16 @@ def test_video_every_nth_frame_annotated_copy_and_mood_player(python, tmp_path):
 def test_two_faces_that_cross_keep_their_tracks(python, tmp_path):
     video = tmp_path / "crossing.mp4"
     media.write_crossing_video(str(video))
-    done, lines = run_predict(python, str(video), "--smooth_s", "0.5", "--detect_every", "2", "--no_progress")
+    timeline = tmp_path / "timeline.png"
+    done, lines = run_predict(
+        python, str(video), "--smooth_s", "0.5", "--detect_every", "2", "--no_progress", "--timeline", str(timeline)
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     faces = [r for r in lines if r.get("face") is not None]
     assert {r["track"] for r in faces} == {0, 1}
+    with Image.open(timeline) as figure:  # one panel a track: two panels
+        assert figure.format == "PNG" and figure.height > 400
+    assert f"timeline in {timeline}" in done.stderr
     assert {r["frame"] % 2 for r in faces if r["detector_score"] is None} == {1}  # carried between detections
     for track in (0, 1):
         xs = [r["box"][0] for r in faces if r["track"] == track]

@@ -72,6 +72,12 @@ def parse_args(argv: list[str] | None = None):
         default=0.0,
         help="video: average each tracked face's probabilities over this many seconds (0: each frame its own)",
     )
+    parser.add_argument(
+        "--timeline",
+        metavar="FILE",
+        help="video: draw each tracked face's expression probabilities over time into FILE (.png, .svg or .pdf), "
+        "one panel a track, smoothed as --smooth_s says",
+    )
     parser.add_argument("--playlist_dir", help="mood player: DIR/<expression>/ holds the tracks for each expression")
     parser.add_argument(
         "--mood_window_s", type=float, default=3.0, help="mood player: seconds the expression is averaged over"
@@ -88,6 +94,8 @@ def parse_args(argv: list[str] | None = None):
         parser.error("--every, --detect_every, --batch_frames and --min_face must be positive, --detect_width >= 0")
     if args.margin < 0 or args.mood_window_s <= 0 or args.smooth_s < 0:
         parser.error("--margin and --smooth_s must be >= 0 and --mood_window_s > 0")
+    if args.timeline and not args.timeline.lower().endswith((".png", ".svg", ".pdf")):
+        parser.error(f"--timeline {args.timeline}: name a .png, .svg or .pdf file")
     if args.play and not args.playlist_dir:
         parser.error("--play needs --playlist_dir")
     return args

@@ -144,7 +144,14 @@ def run(args) -> int:
         file=sys.stderr,
         flush=True,
     )
-    emit = (lambda r: print(json.dumps(r), flush=True)) if not args.quiet_json else (lambda r: None)
+    printed = (lambda r: print(json.dumps(r), flush=True)) if not args.quiet_json else (lambda r: None)
+    timeline: list[dict] = []
+
+    def emit(record: dict) -> None:
+        printed(record)
+        if args.timeline and record.get("face") is not None and record.get("track") is not None:
+            timeline.append(record)
+
     csv_sink = CsvSink(args.csv, model.class_names) if args.csv else None
     mood = (
         MoodPlayer(args.playlist_dir, model.class_names, args.mood_window_s, args.play, emit)
@@ -174,12 +181,17 @@ def run(args) -> int:
         if csv_sink is not None:
             csv_sink.close(keep=completed)
     elapsed = time.perf_counter() - start
+    if args.timeline:
+        from amobilenet_jax.predict.timeline import draw
+
+        draw(timeline, args.timeline, args.smooth_s)
     rate = predictor.frames / elapsed if elapsed > 0 else 0.0
     print(
         f"predict: {predictor.frames} images/frames, {predictor.faces} faces, {failures} unreadable, "
         f"{elapsed:.1f} s ({rate:.1f} frames/s)"
         + (f"; table in {args.csv}" if args.csv else "")
-        + (f"; annotated copies in {args.out}" if args.out else ""),
+        + (f"; annotated copies in {args.out}" if args.out else "")
+        + (f"; timeline in {args.timeline}" if args.timeline else ""),
         file=sys.stderr,
         flush=True,
     )
