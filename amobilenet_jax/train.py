@@ -227,14 +227,6 @@ def resolve_eval_split(eval_split: str, split_names: list[str]) -> str:
 PROGRESS_EVERY_S = 5.0  # a long evaluation prints how far it got this often
 
 
-def _progress_line(step, total, steps_per_epoch, images_per_s, eta_s, scalars) -> str:
-    eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0)))
-    return (
-        f"step {step}/{total} epoch {step / steps_per_epoch:.2f} loss {scalars['train/loss']:.4f} "
-        f"acc {scalars['train/accuracy']:.3f} {images_per_s:.0f} img/s ETA {eta}"
-    )
-
-
 class BestEval:
     """The best of the per-epoch evaluations, all over the same ``views`` (the whole image, with its
     mirror under ``eval_flip``), carried in the checkpoint's data position across resumes. A final
@@ -283,8 +275,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, dataset:
     Returns the dict written to ``workdir/results.json``. SIGTERM/SIGINT save a checkpoint at
     the current step and raise ``Interrupted``; a NaN or Inf raises ``NonFiniteError``.
     """
-    os.makedirs(workdir, exist_ok=True)
-    checkpoints.check_workdir(workdir, config)  # before the data is loaded: a wrong run fails fast
+    prepare_workdir(workdir, config)  # before the data is loaded: a wrong run fails fast
     exp = Experiment(config, dataset)
     mngr = checkpoints.run_manager(workdir, config)
     try:
@@ -298,14 +289,9 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
     resuming = bool(mngr.all_steps())
     state, position = checkpoints.restore_run(mngr, exp.init_state(), config)  # raises before anything is written
     if config.model.init_from and not resuming:  # a checkpoint always wins over model.init_from
-        state, line = imagenet.init_from_file(state, config.model.init_from)
-        state = with_evaluated_params(state, state.params)  # the weight average starts from them too
-        if is_chief:
-            print(line, flush=True)
-    if is_chief:
-        files.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+        state = apply_init_from(state, config)
     start_step = int(jax.device_get(state.step))
-    writer = TensorBoardWriter(workdir, enabled=is_chief, purge_step=start_step or None)
+    run = open_run(config, workdir, start_step, position)
     if is_chief and exp.teachers:
         print(f"distilling from {len(exp.teachers)} teacher(s) (loss.distill_weight {config.loss.distill_weight:g}, "
               f"temperature {config.loss.distill_temperature:g}, views: {config.loss.distill_views}): "
@@ -313,48 +299,142 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
     if is_chief and config.optimizer.ema_decay > 0:
         print(f"evaluating and saving the weights' moving average (optimizer.ema_decay {config.optimizer.ema_decay:g})",
               flush=True)  # fmt: skip
+    if start_step:
+        print(f"resuming from checkpoint at step {start_step}", flush=True)
+    batches = exp.train_batches(start_step, position.get("grain_iterator"))
+    state, trained = train_loop(exp, [run], state, exp.train_step, batches, mngr, start_step)
+    return final_results(exp, state, run, trained)
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict) -> None:
+    """Creates ``workdir``; raises if it holds a run of another experiment."""
+    os.makedirs(workdir, exist_ok=True)
+    checkpoints.check_workdir(workdir, config)
+
+
+def apply_init_from(state: TrainState, config: ml_collections.ConfigDict, label: str = "") -> TrainState:
+    """A fresh state with ``model.init_from``'s weights (the weight average starts from them too)."""
+    state, line = imagenet.init_from_file(state, config.model.init_from)
+    if jax.process_index() == 0:
+        print(label + line, flush=True)
+    return with_evaluated_params(state, state.params)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What is a run's own in a loop that may train several (a vectorised group): its config,
+    workdir, TensorBoard writer and best per-epoch evaluation."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    writer: TensorBoardWriter
+    best: BestEval
+
+
+def open_run(config: ml_collections.ConfigDict, workdir: str, start_step: int, position: dict) -> Run:
+    """A run's outputs from ``start_step`` on: ``config.json``, its TensorBoard writer (which drops
+    what a killed attempt logged from ``start_step`` on) with the hparams of a fresh run, and the
+    best evaluation carried in the checkpoint's data ``position``."""
+    is_chief = jax.process_index() == 0
+    if is_chief:
+        files.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
+    writer = TensorBoardWriter(workdir, enabled=is_chief, purge_step=start_step or None)
     if start_step == 0:
         writer.write_hparams(flat_hparams(config))
-    else:
-        print(f"resuming from checkpoint at step {start_step}", flush=True)
+    return Run(config, workdir, writer, BestEval(position, num_views(config, crops=False)))
 
-    total, per_epoch, bs = exp.total_steps, exp.order.steps_per_epoch, config.train.batch_size
-    config_json = json.loads(config.to_json())
-    best = BestEval(position, num_views(config, crops=False))
-    with Periodic(config.train, total, per_epoch, start_step, mngr, bs) as periodic:
-        for step, batch in exp.train_batches(start_step, position.get("grain_iterator")):
+
+@dataclasses.dataclass(frozen=True)
+class Trained:
+    """How a loop's training went, for its runs' results: seconds spent training in this process
+    and the step it resumed from (0: a fresh run)."""
+
+    train_time: float
+    start_step: int
+
+
+def train_loop(exp: Experiment, runs: list[Run], state: TrainState, train_step, batches, mngr, start_step: int):
+    """Trains ``state`` on ``batches`` (``(step, batch)`` from ``start_step`` on) with the periodic
+    actions: each run's metrics logged, evaluated, and the state checkpointed through ``mngr``.
+    Returns the trained state and a ``Trained``.
+
+    One run, or a vectorised group's: a state whose ``step`` has a leading axis holds one member
+    a run (and so do the step's metrics); a group is evaluated at the end only.
+    """
+    stacked = np.ndim(state.step) == 1
+    is_chief = jax.process_index() == 0
+    total, per_epoch = exp.total_steps, exp.order.steps_per_epoch
+    images_per_step = exp.config.train.batch_size * len(runs)
+    names = [os.path.basename(os.path.abspath(r.workdir)) for r in runs] if stacked else None
+    saved_configs = [json.loads(r.config.to_json()) for r in runs]
+    config_json = saved_configs if stacked else saved_configs[0]
+
+    def member(tree, i: int):
+        return jax.tree.map(lambda x: x[i], tree) if stacked else tree
+
+    periodic = Periodic(
+        exp.config.train, total, per_epoch, start_step, mngr, images_per_step, evaluate=not stacked, names=names
+    )
+    with periodic:
+        for step, batch in batches:
             if state.apply_fn != exp.apply_fn(step):  # the coarse stem's first step, or its end
                 state = state.replace(apply_fn=exp.apply_fn(step))  # another program: jit compiles it once
                 if is_chief:
                     print(_stem_line(step, exp), flush=True)
-            state, metrics = exp.train_step(state, batch)
+            state, metrics = train_step(state, batch)
             done = step + 1
+            # clu's Average/LastValue merge elementwise, so a group's [P]-shaped metrics accumulate as is.
             due = periodic.after_step(done, metrics)
             if due.log:
                 accumulated, images_per_s = periodic.take_metrics(done)
-                computed = accumulated.compute()
-                scalars = {f"train/{k}": float(v) for k, v in computed.items() if k != "nonfinite_step"}
-                if not exp.teachers:
-                    scalars.pop("train/distill_loss")
-                scalars["train/images_per_s"] = images_per_s
-                if exp.coarse_steps:
-                    scalars["train/stem_stride"] = 2.0 if step < exp.coarse_steps else 1.0
-                writer.write_scalars(done, scalars)
+                # clu refuses to compute a collection with a leading axis (it takes it for a
+                # replica axis), so each member's metrics are picked out and computed alone.
+                computed = [jax.device_get(member(accumulated, i).compute()) for i in range(len(runs))]
+                scalars = [_train_scalars(exp, c, step, images_per_s) for c in computed]
+                for run, run_scalars in zip(runs, scalars, strict=True):
+                    run.writer.write_scalars(done, run_scalars)
                 if is_chief:
-                    eta_s = (total - done) * bs / images_per_s
-                    print(_progress_line(done, total, per_epoch, images_per_s, eta_s, scalars), flush=True)
+                    print(_progress_line(exp, done, images_per_s, scalars, stacked), flush=True)
             if due.evaluate:
                 with periodic.paused():
-                    result = _write_eval(writer, exp, state, done)
-                    if is_chief:
-                        print(best.update(done / per_epoch, exp.default_eval_split, result), flush=True)
+                    for i, run in enumerate(runs):
+                        result = _write_eval(run.writer, exp, member(state, i), done)
+                        if is_chief:
+                            print(run.best.update(done / per_epoch, exp.default_eval_split, result), flush=True)
             if due.save:
-                periodic.save(done, state, config_json, {**exp.data_position(done), **best.position()})
+                position = exp.data_position(done)
+                if not stacked:  # a group evaluates at the end only: no best to carry
+                    position.update(runs[0].best.position())
+                periodic.save(done, state, config_json, position)
     mngr.wait_until_finished()
+    return state, Trained(periodic.train_time, start_step)
 
-    result = final_results(exp, state, config, workdir, writer, Trained(periodic.train_time, start_step, best))
-    writer.close()
-    return result
+
+def _train_scalars(exp: Experiment, computed: dict, step: int, images_per_s: float) -> dict[str, float]:
+    scalars = {f"train/{k}": float(v) for k, v in computed.items() if k != "nonfinite_step"}
+    if not exp.teachers:
+        scalars.pop("train/distill_loss")
+    scalars["train/images_per_s"] = images_per_s
+    if exp.coarse_steps:
+        scalars["train/stem_stride"] = 2.0 if step < exp.coarse_steps else 1.0
+    return scalars
+
+
+def _progress_line(exp: Experiment, step: int, images_per_s: float, scalars: list[dict], group: bool) -> str:
+    total, per_epoch = exp.total_steps, exp.order.steps_per_epoch
+    if group:  # every member's loss; images_per_s counts all members' images
+        losses = " ".join(f"{s['train/loss']:.4f}" for s in scalars)
+        return (
+            f"[group of {len(scalars)}] step {step}/{total} epoch {step / per_epoch:.2f} loss {losses} "
+            f"{images_per_s:.0f} img/s"
+        )
+    (run,) = scalars
+    eta_s = (total - step) * exp.config.train.batch_size / images_per_s
+    eta = time.strftime("%H:%M:%S", time.gmtime(max(eta_s, 0)))
+    return (
+        f"step {step}/{total} epoch {step / per_epoch:.2f} loss {run['train/loss']:.4f} "
+        f"acc {run['train/accuracy']:.3f} {images_per_s:.0f} img/s ETA {eta}"
+    )
 
 
 def _stem_line(step: int, exp: Experiment) -> str:
@@ -388,19 +468,11 @@ def _write_eval(writer: TensorBoardWriter, exp: Experiment, state: TrainState, s
     return result
 
 
-@dataclasses.dataclass(frozen=True)
-class Trained:
-    """How a run's training went, for its results: seconds spent training in this process, the
-    step it resumed from (0: a fresh run) and its best per-epoch evaluation."""
-
-    train_time: float
-    start_step: int
-    best: BestEval
-
-
-def final_results(exp, state, config, workdir, writer, trained: Trained, extra=None) -> dict:
-    """The last evaluation; writes ``results.json``, the confusion matrix and the curves."""
-    train_time, start_step, best = trained.train_time, trained.start_step, trained.best
+def final_results(exp: Experiment, state: TrainState, run: Run, trained: Trained, extra: dict | None = None) -> dict:
+    """The last evaluation; writes ``results.json``, the weights, the confusion matrix and the
+    curves into the run's workdir, and closes its writer. ``extra``: more fields for the results."""
+    config, workdir, writer, best = run.config, run.workdir, run.writer, run.best
+    train_time, start_step = trained.train_time, trained.start_step
     step = int(jax.device_get(state.step))
     split = exp.default_eval_split
     result = _write_eval(writer, exp, state, step, final=True)
@@ -446,6 +518,7 @@ def final_results(exp, state, config, workdir, writer, trained: Trained, extra=N
         print(line, flush=True)
         print(f"final {split} accuracy {result['accuracy']:.4f} at step {step}; results in "
               f"{os.path.join(workdir, 'results.json')}", flush=True)  # fmt: skip
+    writer.close()
     return result
 
 

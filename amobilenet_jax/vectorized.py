@@ -1,29 +1,17 @@
 """Vectorised training: sweep points that differ only in shape-free values, as one program.
 
-Points of an ablation sweep that differ only in ``seed`` and the
-``VECTORIZABLE_HPARAMS`` (learning rate, center-loss lambda and alpha) run the very
-same computation on different numbers. ``train_and_evaluate_group`` stacks their
-train states along a new leading axis and trains them with one
-``jax.jit(jax.vmap(train_step))``: one compile, and one launch of each op for all
-points. ``--vectorize=auto`` uses it off the CPU only, where it pays
-(experiments/vmap_sweep/ has the CPU measurement).
+Points that differ only in ``seed`` and the ``VECTORIZABLE_HPARAMS`` (learning rate, center-loss
+lambda and alpha) run the same computation on different numbers. ``train_and_evaluate_group``
+stacks their train states along a leading axis and trains them in a single run's loop
+(``train.train_loop``: logging, checkpoints, results) with one ``jax.jit(jax.vmap(train_step))``:
+one compile, and one launch of each op for all points. ``--vectorize=auto`` uses it off the CPU
+only, where it pays.
 
-Each point keeps everything that makes it its own run:
-
-* its own data order (a ``TrainOrder`` from its seed) — the batch is a ``[P, B]`` gather;
-* its own augmentation and dropout randomness (``state.rng`` comes from its seed);
-* its own hparams (``state.hparams`` is part of the vmapped state).
-
-Differences from ``train.train_and_evaluate``:
-
-* per-epoch evaluation is skipped; each point is evaluated once, at the end (doing
-  it mid-training would unstack and evaluate P states every epoch, which is what
-  the sequential path is for);
-* checkpoints of the *stacked* state live in ``group_dir/checkpoints``; each point's
-  workdir gets its final state as a normal checkpoint, so ``--mode eval`` works;
-* ``train/images_per_s`` is logged for the group (all points' images), and
-  ``train_time_s`` in each point's results is the group's (shared) training time;
-* only the ``device`` data pipeline is supported.
+Each point keeps its own data order (a ``[P, B]`` gather), randomness (``state.rng``), hparams
+(``state.hparams``), workdir and results. Unlike a single run, a group evaluates each point once,
+at the end; its stacked checkpoints live in ``group_dir`` (each point's workdir gets its final
+state as a run's checkpoint, for ``--mode eval``); ``train/images_per_s`` and ``train_time_s``
+are the group's; it needs the ``device`` data pipeline.
 """
 
 from __future__ import annotations
@@ -37,21 +25,16 @@ import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 
-from amobilenet_jax import checkpoints, files, imagenet, train
+from amobilenet_jax import checkpoints, train
 from amobilenet_jax.config import check_resumable
-from amobilenet_jax.data import load_dataset
-from amobilenet_jax.data.augment import num_views
 from amobilenet_jax.data.pipeline import TrainOrder
 from amobilenet_jax.errors import CheckpointError
-from amobilenet_jax.periodic import Periodic
 from amobilenet_jax.steps import (
     VECTORIZABLE_HPARAMS,
     TrainState,
     create_train_state,
     make_train_step,
-    with_evaluated_params,
 )
-from amobilenet_jax.summary_writer import TensorBoardWriter
 
 # What the vmapped program may differ in: the seed and the array-valued hparams.
 _VARYING_PATHS = ("seed", *VECTORIZABLE_HPARAMS.values())
@@ -125,6 +108,8 @@ def _check_group(configs: list, workdirs: list[str]) -> None:
         raise ValueError("vectorised training needs data.pipeline='device'")
     if configs[0].train.coarse_stem_epochs > 0:
         raise ValueError("train.coarse_stem_epochs changes the program mid-run: such points train one by one")
+    if configs[0].loss.distill_weight > 0:
+        raise ValueError("loss.distill_weight runs teachers in the step: such points train one by one")
 
 
 def _restore_group(mngr: ocp.CheckpointManager, stacked: TrainState, configs: list) -> TrainState:
@@ -150,10 +135,11 @@ def _restore_group(mngr: ocp.CheckpointManager, stacked: TrainState, configs: li
     return state
 
 
-def _group_progress_line(step: int, total: int, steps_per_epoch: int, images_per_s: float, losses) -> str:
-    shown = " ".join(f"{float(v):.4f}" for v in losses)
-    epoch = step / steps_per_epoch
-    return f"[group of {len(losses)}] step {step}/{total} epoch {epoch:.2f} loss {shown} {images_per_s:.0f} img/s"
+def _group_batches(exp: train.Experiment, orders: list[TrainOrder], start_step: int):
+    """``(step, batch)`` from ``start_step`` on, each point's batch drawn in its own order: ``[P, B, ...]``."""
+    for step in range(start_step, exp.total_steps):
+        idx = np.stack([order.indices(step) for order in orders])  # [P, B]
+        yield step, _gather_points(exp.train_split.arrays, jnp.asarray(idx))
 
 
 def train_and_evaluate_group(
@@ -168,105 +154,57 @@ def train_and_evaluate_group(
     """
     _check_group(configs, workdirs)
     for workdir, config in zip(workdirs, configs, strict=True):
-        os.makedirs(workdir, exist_ok=True)
-        checkpoints.check_workdir(workdir, config)
+        train.prepare_workdir(workdir, config)
     os.makedirs(group_dir, exist_ok=True)
-    is_chief = jax.process_index() == 0
-    num_points = len(configs)
 
     # One dataset and one device copy of the train split serve every point: the
     # group key guarantees equal data, model and evaluation settings, so exp's
     # model, eval step and splits are valid for all points.
-    dataset = load_dataset(configs[0].data)
-    exp = train.Experiment(configs[0], dataset)
-    labels = dataset.split("train").labels
-    bs = configs[0].train.batch_size
-    orders = [TrainOrder(c.seed, labels, bs, c.data.balance, c.data.balance_power) for c in configs]
-    per_epoch = exp.order.steps_per_epoch  # the epoch size does not depend on the seed
-    total = exp.total_steps
-
+    exp = train.Experiment(configs[0])
+    labels = exp.dataset.split("train").labels
+    orders = [TrainOrder(c.seed, labels, c.train.batch_size, c.data.balance, c.data.balance_power) for c in configs]
     states = [create_point_state(c, exp) for c in configs]
     mngr = checkpoints.run_manager(group_dir, configs[0])
     try:  # closed on an error too: Orbax's writer threads must not outlive the interpreter
         if not mngr.all_steps():  # a fresh group: model.init_from as a single run applies it
-            for i, c in enumerate(configs):
-                if c.model.init_from:
-                    states[i], line = imagenet.init_from_file(states[i], c.model.init_from)
-                    states[i] = with_evaluated_params(states[i], states[i].params)
-                    if jax.process_index() == 0:
-                        print(f"point {i}: {line}", flush=True)
+            states = [
+                train.apply_init_from(s, c, f"point {i}: ") if c.model.init_from else s
+                for i, (s, c) in enumerate(zip(states, configs, strict=True))
+            ]
         stacked = stack_states(states)
         del states
         stacked = _restore_group(mngr, stacked, configs)  # raises before anything is overwritten
         # Placed like Experiment.init_state's: left uncommitted, the state met the mesh-sharded
-        # batches in every step and the vmapped step ran 1.7-2.8x slower on CPU
-        # (experiments/vmap_sweep/vmap_speedup.py).
+        # batches in every step and the vmapped step ran slower (experiments/vmap_sweep/).
         stacked = jax.device_put(stacked, exp.replicated)
         start_step = int(jax.device_get(stacked.step[0]))
-
-        writers = [TensorBoardWriter(w, enabled=is_chief) for w in workdirs]
-        if is_chief:
-            for workdir, config in zip(workdirs, configs, strict=True):
-                files.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
-        if start_step == 0:
-            for writer, config in zip(writers, configs, strict=True):
-                writer.write_hparams(train.flat_hparams(config))
-        else:
+        runs = [train.open_run(c, w, start_step, {}) for c, w in zip(configs, workdirs, strict=True)]
+        if start_step:
             print(f"resuming group from checkpoint at step {start_step}", flush=True)
-
-        step_fn = jax.jit(jax.vmap(make_train_step(configs[0], total)), donate_argnums=0, out_shardings=exp.replicated)
-        configs_json = [json.loads(c.to_json()) for c in configs]
-        names = [os.path.basename(os.path.abspath(w)) for w in workdirs]
-        images_per_step = bs * num_points
-        with Periodic(
-            configs[0].train, total, per_epoch, start_step, mngr, images_per_step, evaluate=False, names=names
-        ) as periodic:
-            for step in range(start_step, total):
-                idx = np.stack([order.indices(step) for order in orders])  # [P, B]
-                batch = _gather_points(exp.train_split.arrays, jnp.asarray(idx))
-                stacked, metrics = step_fn(stacked, batch)
-                done = step + 1
-                # clu's Average/LastValue merge elementwise, so [P]-shaped metrics accumulate as is.
-                due = periodic.after_step(done, metrics)
-                if due.log:
-                    accumulated, images_per_s = periodic.take_metrics(done)
-                    # clu refuses to compute a collection with a leading axis (it takes it for a
-                    # replica axis), so each point's metrics are picked out and computed alone.
-                    computed = [
-                        jax.device_get(jax.tree.map(lambda x, i=i: x[i], accumulated).compute())
-                        for i in range(num_points)
-                    ]
-                    for i, writer in enumerate(writers):
-                        skipped = ("nonfinite_step", "distill_loss")  # a vectorised group never distils
-                        scalars = {f"train/{k}": float(v) for k, v in computed[i].items() if k not in skipped}
-                        scalars["train/images_per_s"] = images_per_s
-                        writer.write_scalars(done, scalars)
-                    if is_chief:
-                        losses = [c["loss"] for c in computed]
-                        print(_group_progress_line(done, total, per_epoch, images_per_s, losses), flush=True)
-                if due.save:
-                    periodic.save(done, stacked, configs_json, {"step": done})
-        mngr.wait_until_finished()
+        step_fn = jax.jit(
+            jax.vmap(make_train_step(configs[0], exp.total_steps)), donate_argnums=0, out_shardings=exp.replicated
+        )
+        batches = _group_batches(exp, orders, start_step)
+        stacked, trained = train.train_loop(exp, runs, stacked, step_fn, batches, mngr, start_step)
     finally:
         mngr.close()
 
     results = []
-    for i, (config, workdir, writer) in enumerate(zip(configs, workdirs, writers, strict=True)):
+    for i, run in enumerate(runs):
         state = jax.device_put(unstack_state(stacked, i), exp.replicated)
-        point_mngr = checkpoints.run_manager(workdir, config)
-        final_step = int(jax.device_get(state.step))
-        if point_mngr.latest_step() != final_step:  # a finished group rerun has saved it already
-            position = {"step": final_step, "epoch": final_step / per_epoch}
-            checkpoints.save(point_mngr, state, configs_json[i], position)
-        point_mngr.wait_until_finished()
-        point_mngr.close()
-        extra = {"vectorized_group_size": num_points}
-        best = train.BestEval({}, num_views(config, crops=False))  # a group evaluates once, at the end
-        trained = train.Trained(periodic.train_time, start_step, best)
-        result = train.final_results(exp, state, config, workdir, writer, trained, extra)
-        writer.close()
-        results.append(result)
+        _save_point(exp, run, state)
+        results.append(train.final_results(exp, state, run, trained, {"vectorized_group_size": len(runs)}))
     return results
+
+
+def _save_point(exp: train.Experiment, run: train.Run, state: TrainState) -> None:
+    """The point's final state as a single run's checkpoint in its workdir, so ``--mode eval`` works."""
+    mngr = checkpoints.run_manager(run.workdir, run.config)
+    step = int(jax.device_get(state.step))
+    if mngr.latest_step() != step:  # a finished group rerun has saved it already
+        checkpoints.save(mngr, state, json.loads(run.config.to_json()), exp.data_position(step))
+    mngr.wait_until_finished()
+    mngr.close()
 
 
 def create_point_state(config: ml_collections.ConfigDict, exp: train.Experiment) -> TrainState:

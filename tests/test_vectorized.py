@@ -12,7 +12,9 @@ import pytest
 
 from amobilenet_jax import checkpoints, train, vectorized
 from amobilenet_jax.errors import CheckpointError
+from amobilenet_jax.summary_writer import read_scalars
 from tests.conftest import REPO, load_config
+from tests.tb_events import tags
 
 # Training length of the equivalence tests. On the tiny model (32 px, batch 16) the
 # last block sees 2x2 maps, and BatchNorm over 16 near-constant values amplifies the
@@ -43,6 +45,14 @@ def _restore(config, workdir):
     state, _ = checkpoints.restore_run(mngr, exp.init_state(), config)
     mngr.close()
     return jax.device_get(state)
+
+
+def _layout(workdir):
+    """A run directory's files (one name for the event files), checkpoint steps and TensorBoard
+    tags with their steps."""
+    names = {"events" if n.startswith("events.out.tfevents") else n for n in os.listdir(workdir)}
+    logged = {tag: sorted(step for step, _ in found) for tag, found in tags(workdir).items()}
+    return names, sorted(os.listdir(os.path.join(workdir, "checkpoints"))), logged
 
 
 def _assert_same_state(a, b):
@@ -98,11 +108,15 @@ def test_vmapped_points_match_sequential_runs_and_resume_exactly(tmp_path):
     single = train.train_and_evaluate(config, str(tmp_path / "alone"))
     _assert_same_state(_restore(config, workdirs[1]), _restore(config, str(tmp_path / "alone")))
     assert set(single) | {"vectorized_group_size"} == set(results[1])
+    # One loop wrote both: the same files, checkpoint steps, TensorBoard tags and steps.
+    assert _layout(workdirs[1]) == _layout(str(tmp_path / "alone"))
     # The group above is a group "killed" after 1 step: the same points for 2 steps resume it.
     two = [_config(seed=0, num_steps=2), _config(seed=1, center_weight=0.0, num_steps=2)]
     group_dir = str(runs / "_vectorized" / "0+1")
     resumed = vectorized.train_and_evaluate_group(two, workdirs, group_dir)
     assert [r["resumed_from_step"] for r in resumed] == [1, 1] and [r["final_step"] for r in resumed] == [2, 2]
+    # As a resumed run's, each point's curves drop what the first attempt logged from step 1 on.
+    assert [step for step, _ in read_scalars(workdirs[0])["eval/test_accuracy"]] == [2]
     straight = vectorized.train_and_evaluate_group(
         two, [str(tmp_path / "s0"), str(tmp_path / "s1")], str(tmp_path / "straight")
     )
