@@ -35,7 +35,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import ml_collections
 import submitit
 
 from amobilenet_jax import recipes, sweep
@@ -111,23 +110,16 @@ def main_command(spec: str, workdir: str, *args: str) -> list[str]:
     return [sys.executable, "-m", "amobilenet_jax.main", "--config", spec, "--workdir", os.path.abspath(workdir), *args]
 
 
-def plan(
-    config: ml_collections.ConfigDict,
-    spec: str,
-    points: list[dict[str, Any]],
-    workdir: str,
-    vectorize: bool,
-    points_dir: str | None = None,
-    extra_args: Sequence[str] = (),
-) -> tuple[list[Task], list[int]]:
+def plan(study: sweep.Study, vectorize: bool) -> tuple[list[Task], list[int]]:
     """The tasks that train the study's unfinished points, and the indices of the finished ones."""
     from amobilenet_jax import vectorized
 
-    configs = [sweep.apply_overrides(config, p) for p in points]
+    points, points_dir = study.points, study.points_dir
+    configs = [sweep.apply_overrides(study.config, p) for p in points]
     for c in configs:
         validate(c)
     names = [recipes.point_name(p) for p in points]
-    dirs = [sweep.point_dir(points_dir or workdir, c, n) for c, n in zip(configs, names)]
+    dirs = [sweep.point_dir(points_dir or study.workdir, c, n) for c, n in zip(configs, names)]
     todo = [i for i in range(len(points)) if not sweep.is_finished(dirs[i], configs[i])]
     finished = [i for i in range(len(points)) if i not in todo]
     groups = [[i] for i in todo]
@@ -137,7 +129,7 @@ def plan(
     tasks = []
     for group in groups:
         args = [f"--sweep_index={','.join(map(str, group))}", f"--vectorize={'true' if len(group) > 1 else 'false'}"]
-        command = main_command(spec, workdir, *args, *tail, *extra_args)
+        command = main_command(study.spec, study.workdir, *args, *tail, *study.extra_args)
         tasks.append(Task(tuple(group), tuple(names[i] for i in group), tuple(command)))
     return tasks, finished
 
@@ -237,17 +229,7 @@ def submit_slurm(
     return more
 
 
-def launch(
-    launcher: str,
-    config: ml_collections.ConfigDict,
-    spec: str,
-    points: list[dict[str, Any]],
-    workdir: str,
-    vectorize: str = "auto",
-    points_dir: str | None = None,
-    extra_args: Sequence[str] = (),
-    resources: Resources = Resources(),
-) -> None:
+def launch(launcher: str, study: sweep.Study, vectorize: str = "auto", resources: Resources = Resources()) -> None:
     """``--launch=local|slurm``: the study's unfinished points as tasks; local waits and tabulates."""
     if launcher not in LAUNCHERS[1:]:
         raise ValueError(f"--launch must be one of {LAUNCHERS}, got {launcher!r}")
@@ -257,12 +239,13 @@ def launch(
         import jax
 
         vectorize_tasks = sweep.resolve_vectorize(vectorize, jax.default_backend())
-    tasks, finished = plan(config, spec, points, workdir, vectorize_tasks, points_dir, extra_args)
+    tasks, finished = plan(study, vectorize_tasks)
+    spec, points, workdir, points_dir = study.spec, study.points, study.workdir, study.points_dir
     for i in finished:
         print(f"[{i + 1}/{len(points)}] {recipes.point_name(points[i])}: finished, skipped", flush=True)
     os.makedirs(workdir, exist_ok=True)
     table_args = ["--mode=table", *([f"--points_dir={os.path.abspath(points_dir)}"] if points_dir else [])]
-    table_command = main_command(spec, workdir, *table_args, *extra_args)
+    table_command = main_command(spec, workdir, *table_args, *study.extra_args)
     if launcher == "slurm":
         if not tasks:
             print("every point is finished: nothing to submit; --mode table writes the tables", flush=True)
@@ -272,4 +255,4 @@ def launch(
         return
     if tasks:
         run_local(tasks, workdir, resources.parallel or 1, resources.time_min)
-    sweep.tabulate(config, spec, points, workdir, points_dir)
+    sweep.tabulate(study)

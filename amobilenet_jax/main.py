@@ -140,16 +140,15 @@ def run(argv):
     if points is not None:
         extra = config_overrides(sys.argv)
         extra += [] if FLAGS.cpu_tuning else ["--nocpu_tuning"]
+        study = sweep.Study(config, spec, points, FLAGS.workdir, FLAGS.points_dir, extra)
         if FLAGS.launch != "none":
             from amobilenet_jax import launch
 
             resources = launch.Resources(FLAGS.partition, FLAGS.time_min, FLAGS.gpus_per_task, FLAGS.cpus_per_task,
                                          FLAGS.launch_parallel)  # fmt: skip
-            launch.launch(FLAGS.launch, config, spec, points, FLAGS.workdir, FLAGS.vectorize, FLAGS.points_dir, extra,
-                          resources)  # fmt: skip
+            launch.launch(FLAGS.launch, study, FLAGS.vectorize, resources)
             return
-        sweep.run(config, spec, points, FLAGS.mode, FLAGS.workdir, sweep_index, FLAGS.vectorize, extra,
-                  FLAGS.points_dir)  # fmt: skip
+        sweep.run(study, FLAGS.mode, sweep_index, FLAGS.vectorize)
     elif FLAGS.mode in ("list", "table") or sweep_index is not None:
         raise app.UsageError(f"{spec} defines no sweep (get_sweep): --mode {FLAGS.mode} needs one")
     elif FLAGS.mode == "train":

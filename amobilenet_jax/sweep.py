@@ -8,6 +8,7 @@ point is the base config plus its overrides, run into ``<workdir>/<run name>/`` 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shlex
@@ -28,6 +29,20 @@ class SweepKeyError(ConfigError, KeyError):
 
     def __str__(self) -> str:  # KeyError's would quote the message
         return str(self.args[0])
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """A study from the command line: the base config, its file's ``spec`` (``path[:variant]``), the
+    points' overrides, the ``workdir`` its tables go to, where its points' runs live (``points_dir``,
+    default ``workdir``) and the ``--config.*`` arguments each point's own command repeats."""
+
+    config: ml_collections.ConfigDict
+    spec: str
+    points: list[dict[str, Any]]
+    workdir: str
+    points_dir: str | None = None
+    extra_args: Sequence[str] = ()
 
 
 def load_reference(config_spec: str) -> dict[str, Any] | None:
@@ -155,17 +170,7 @@ def run_sweep(
     return [dirs[i] for i in chosen]
 
 
-def run(
-    config: ml_collections.ConfigDict,
-    config_spec: str,
-    points: list[dict[str, Any]],
-    mode: str,
-    workdir: str,
-    sweep_index: int | Sequence[int] | None = None,
-    vectorize: str = "auto",
-    extra_args: Sequence[str] = (),
-    points_dir: str | None = None,
-) -> None:
+def run(study: Study, mode: str, sweep_index: int | Sequence[int] | None = None, vectorize: str = "auto") -> None:
     """A study from the command line: ``--mode train | eval | list | table`` over its points.
 
     ``train`` runs the points (skipping finished ones) and then, unless one array job ran
@@ -177,11 +182,12 @@ def run(
 
     from amobilenet_jax import evaluate
 
+    config, points, workdir, points_dir = study.config, study.points, study.workdir, study.points_dir
     for point in points:  # every override names a field, before any point runs
         apply_overrides(config, point)
     if mode == "list":
         extra = [f"--points_dir={points_dir}"] if points_dir else []
-        print("\n".join(list_commands(config_spec, workdir, points, extra + list(extra_args))))
+        print("\n".join(list_commands(study.spec, workdir, points, extra + list(study.extra_args))))
         return
     dirs = point_dirs(config, points, points_dir or workdir)
     if mode == "eval":
@@ -192,21 +198,16 @@ def run(
     if mode == "train":
         run_sweep(config, points, workdir, sweep_index, resolve_vectorize(vectorize, jax.default_backend()), points_dir)
     if sweep_index is None:  # one array job does not tabulate the others
-        tabulate(config, config_spec, points, workdir, points_dir)
+        tabulate(study)
 
 
-def tabulate(
-    config: ml_collections.ConfigDict,
-    config_spec: str,
-    points: list[dict[str, Any]],
-    workdir: str,
-    points_dir: str | None = None,
-) -> None:
+def tabulate(study: Study) -> None:
     """Writes the study's tables and figures into ``workdir`` from its finished points, and prints
     the Markdown table."""
-    title = os.path.basename(config_spec.partition(":")[0])[:-3]
-    dirs = point_dirs(config, points, points_dir or workdir)
-    report.write_tables(workdir, points, title, bool(config.paper_table), dirs, load_reference(config_spec))
+    config, points, workdir = study.config, study.points, study.workdir
+    title = os.path.basename(study.spec.partition(":")[0])[:-3]
+    dirs = point_dirs(config, points, study.points_dir or workdir)
+    report.write_tables(workdir, points, title, bool(config.paper_table), dirs, load_reference(study.spec))
     with open(os.path.join(workdir, "ablation.md")) as f:
         print(f.read())
 

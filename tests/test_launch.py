@@ -201,7 +201,8 @@ def test_slurm_launch_on_gpus_submits_a_vectorised_group_as_one_task(tmp_path, f
     study.write_text(FOUR_POINT_STUDY.format(repo=REPO))
     spec, workdir = str(study), str(tmp_path / "runs")
     config, points = load_config_file(spec), sweep.load_sweep(spec)
-    launch.launch("slurm", config, spec, points, workdir, vectorize="auto", resources=launch.Resources(gpus_per_task=1))
+    study = sweep.Study(config, spec, points, workdir)
+    launch.launch("slurm", study, vectorize="auto", resources=launch.Resources(gpus_per_task=1))
     single, _ = scripts(fake_sbatch)
     assert "--array" not in single and "#SBATCH --gpus-per-task=1\n" in single
     with open(os.path.join(workdir, "launch.json")) as f:
@@ -234,7 +235,8 @@ def test_launched_tasks_keep_space_form_overrides(tmp_path):
     extra = main.config_overrides(argv, flag_values)
     assert extra == ["--config.train.num_steps=3", "--config.eval_flip", "--noconfig.data.augment.flip",
                      "--config.data.dir=/data/fer plus"]  # fmt: skip
-    tasks, _ = launch.plan(flag_values.config, spec, sweep.load_sweep(spec), workdir, False, extra_args=extra)
+    study = sweep.Study(flag_values.config, spec, sweep.load_sweep(spec), workdir, extra_args=extra)
+    tasks, _ = launch.plan(study, False)
     assert len(tasks) == 4
     for task in tasks:
         assert list(task.command[-len(extra) :]) == extra
