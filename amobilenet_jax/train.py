@@ -2,8 +2,9 @@
 
 ``Experiment`` puts the data on the devices and jits the steps (``steps``) once. The batch
 is sharded over the ``data`` axis of a 1-D mesh and the state is replicated, so the same
-code runs on one device or many. The loop's log, evaluation, checkpoint, non-finite guard
-and stop request are ``periodic.Periodic``'s, as in a vectorised group.
+code runs on one device or many. ``train_loop`` (its log, evaluation, checkpoint, non-finite
+guard and stop request are ``periodic.Periodic``'s) and the results are also a vectorised group's,
+over a state stacked one member a run, so the two paths cannot drift apart.
 """
 
 from __future__ import annotations
