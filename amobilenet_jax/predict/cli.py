@@ -8,12 +8,8 @@ from amobilenet_jax.faces import DEFAULT_DETECTOR, DETECTORS
 from amobilenet_jax.predict.pipeline import DETECT_EVERY, PHOTO_DETECT_WIDTH, VIDEO_DETECT_WIDTH, run
 
 
-def parse_args(argv: list[str] | None = None):
-    parser = argparse.ArgumentParser(
-        prog="python -m amobilenet_jax.predict",
-        description="Facial expressions of every face in images, folders, videos or a camera (one JSON line per face).",
-    )
-    parser.add_argument("inputs", nargs="*", help="image files, folders (searched recursively) and video files")
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that choose the model (predict's and serve's)."""
     which = parser.add_argument_group("model (default: the shipped FERPlus model)")
     which.add_argument("--workdir", help="a run directory (its weights.msgpack, which a finished run writes)")
     which.add_argument("--weights", help="a weights file with its config.json beside it")
@@ -24,11 +20,10 @@ def parse_args(argv: list[str] | None = None):
         help="classify each face on itself and its mirror only, not on the model's test-time crops too "
         "(eval_crops): about 4x less model time per face, for video on a slow CPU",
     )
-    parser.add_argument("--camera", type=int, default=None, metavar="N", help="read camera N until Ctrl-C")
-    parser.add_argument("--csv", help="also write the records to this CSV file")
-    parser.add_argument("--out", help="write annotated images and videos into this folder")
-    parser.add_argument("--every", type=int, default=1, metavar="N", help="look at every Nth video frame")
-    parser.add_argument("--batch_frames", type=int, default=16, help="frames classified together in one call")
+
+
+def add_face_arguments(parser: argparse.ArgumentParser) -> None:
+    """The flags that find faces and cut them out (predict's and serve's)."""
     parser.add_argument(
         "--detector",
         choices=DETECTORS,
@@ -47,14 +42,6 @@ def parse_args(argv: list[str] | None = None):
         + ")",
     )
     parser.add_argument(
-        "--detect_every",
-        type=int,
-        default=DETECT_EVERY,
-        metavar="N",
-        help="video: once a face is found, run the detector on every Nth frame looked at; between, "
-        f"faces move along their tracks (default {DETECT_EVERY}; 1: every frame)",
-    )
-    parser.add_argument(
         "--margin",
         type=float,
         default=0.0,
@@ -65,6 +52,29 @@ def parse_args(argv: list[str] | None = None):
         action="store_true",
         help="cut faces out as found; by default a face found with landmarks (retinaface) is first turned so that "
         "its eyes are level",
+    )
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = argparse.ArgumentParser(
+        prog="python -m amobilenet_jax.predict",
+        description="Facial expressions of every face in images, folders, videos or a camera (one JSON line per face).",
+    )
+    parser.add_argument("inputs", nargs="*", help="image files, folders (searched recursively) and video files")
+    add_model_arguments(parser)
+    add_face_arguments(parser)
+    parser.add_argument("--camera", type=int, default=None, metavar="N", help="read camera N until Ctrl-C")
+    parser.add_argument("--csv", help="also write the records to this CSV file")
+    parser.add_argument("--out", help="write annotated images and videos into this folder")
+    parser.add_argument("--every", type=int, default=1, metavar="N", help="look at every Nth video frame")
+    parser.add_argument("--batch_frames", type=int, default=16, help="frames classified together in one call")
+    parser.add_argument(
+        "--detect_every",
+        type=int,
+        default=DETECT_EVERY,
+        metavar="N",
+        help="video: once a face is found, run the detector on every Nth frame looked at; between, "
+        f"faces move along their tracks (default {DETECT_EVERY}; 1: every frame)",
     )
     parser.add_argument(
         "--smooth_s",

@@ -44,14 +44,32 @@ def is_video(path: str) -> bool:
 
 def read_image(path: str) -> np.ndarray:
     """RGB uint8 (H, W, 3), upright as the camera's EXIF orientation says. Raises ValueError."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
     if not os.path.exists(path):
         raise ValueError("no such file")
+    return decode_image(path)
+
+
+class TooManyPixels(ValueError):
+    """An image larger than the caller allows, found from its header before it is decoded."""
+
+
+def decode_image(file, max_pixels: int | None = None, formats: tuple[str, ...] | None = None) -> np.ndarray:
+    """``read_image`` of a path or a binary file object; an image of more than ``max_pixels``
+    (width x height, read from its header before decoding: a decompression bomb never unpacks)
+    raises ``TooManyPixels``, and only PIL's ``formats`` are tried when given. Raises ValueError."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
     try:
-        with Image.open(path) as image:
+        with Image.open(file, formats=formats) as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise TooManyPixels(f"{width}x{height} pixels, more than the {max_pixels} allowed")
             image = ImageOps.exif_transpose(image)
             return np.asarray(image.convert("RGB"))
+    except TooManyPixels:
+        raise
+    except Image.DecompressionBombError as e:
+        raise TooManyPixels(" ".join(str(e).split())[:160]) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise ValueError(
             f"not a readable image or video ({type(e).__name__}: {' '.join(str(e).split())[:120]})"

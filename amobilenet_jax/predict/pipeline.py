@@ -75,6 +75,13 @@ class Predictor:
 
     def run_batch(self, frames: list[Frame]) -> list[list[dict]]:
         """Records per frame, in order; all faces of the batch go through the model in one call."""
+        found, ids, crops = self.find(frames)
+        probabilities = self.model.probabilities(crops) if len(crops) else np.zeros((0, 0))
+        return self.records(frames, found, ids, probabilities)
+
+    def find(self, frames: list[Frame]) -> tuple[list, list, np.ndarray]:
+        """``(faces, track ids, crops)``: each frame's faces (found, or carried along their tracks)
+        and their ids (None without a tracker), and all faces cut out, uint8 ``[N, *native_shape]``."""
         from amobilenet_jax import faces as faces_lib
 
         found, ids = [], []
@@ -99,7 +106,10 @@ class Predictor:
             for f, fs in zip(frames, found)
             for face in fs
         ]
-        probabilities = self.model.probabilities(np.stack(crops)) if crops else np.zeros((0, 0))
+        return found, ids, np.stack(crops) if crops else np.zeros((0, *shape), np.uint8)
+
+    def records(self, frames: list[Frame], found: list, ids: list, probabilities: np.ndarray) -> list[list[dict]]:
+        """Emits and returns the records of ``find``'s faces, given their probabilities."""
         out, k = [], 0
         for frame, faces, frame_ids in zip(frames, found, ids):
             tracked = frame_ids is not None
