@@ -1,0 +1,5 @@
+"""``python -m amobilenet_jax.serve``."""
+
+from amobilenet_jax.serve.cli import main
+
+main()

@@ -1,0 +1,429 @@
+"""amobilenet_jax.serve: the batcher, the routes' records against analyze(), the refusals, the
+guards, and docs/serve.md's and README's commands run as written against a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import re
+import shlex
+import socket
+import struct
+import subprocess
+import time
+import zlib
+
+import httpx
+import numpy as np
+import pytest
+from PIL import Image
+
+import amobilenet_jax
+from amobilenet_jax import faces, inference
+from amobilenet_jax.errors import ConfigError
+from amobilenet_jax.serve import Batcher, Service, create_app
+from amobilenet_jax.serve.cli import check_exposure, parse_args
+from tests import media
+from tests.conftest import REPO
+
+pytestmark = pytest.mark.skipif(
+    not os.path.isfile(os.path.join(inference.SHIPPED_MODEL, "weights.msgpack")),
+    reason="the shipped FERPlus model is not in this checkout",
+)
+
+
+# --- the batcher, with a stand-in model -----------------------------------------------------------
+
+
+def row_sums(faces: np.ndarray) -> np.ndarray:
+    return faces.reshape(len(faces), -1).sum(axis=1, keepdims=True).astype(np.float32)
+
+
+def batched(requests: list[np.ndarray], classify, **options):
+    """Each request's answer from one Batcher, all requests sent at once."""
+
+    async def main():
+        batcher = Batcher(classify, **options)
+        batcher.start()
+        try:
+            return await asyncio.gather(*(batcher(r) for r in requests), return_exceptions=True)
+        finally:
+            await batcher.stop()
+
+    return asyncio.run(main())
+
+
+def requests_of(sizes):
+    rng = np.random.default_rng(0)
+    return [rng.integers(0, 255, (n, 4, 4, 1), np.uint8) for n in sizes]
+
+
+def test_concurrent_requests_share_one_model_call():
+    calls = []
+    requests = requests_of([1, 2, 1, 3, 1, 1, 2, 1])
+    answers = batched(requests, lambda f: calls.append(len(f)) or row_sums(f), max_batch=64, max_wait_ms=50)
+    assert calls == [12]  # eight requests, one call
+    for request, answer in zip(requests, answers):
+        np.testing.assert_array_equal(answer, row_sums(request))  # each its own rows, in order
+
+
+def test_a_batch_holds_at_most_max_batch_faces_and_never_splits_a_request():
+    calls = []
+    requests = requests_of([1, 1, 2, 1, 5, 2])
+    answers = batched(requests, lambda f: calls.append(len(f)) or row_sums(f), max_batch=3, max_wait_ms=50)
+    assert calls == [2, 3, 5, 2]  # 1+1 (the 2 would pass 3), 2+1, the 5 alone, 2
+    for request, answer in zip(requests, answers):
+        np.testing.assert_array_equal(answer, row_sums(request))
+    calls.clear()
+    batched(requests_of([1, 1, 1, 1]), lambda f: calls.append(len(f)) or row_sums(f), max_batch=1, max_wait_ms=50)
+    assert calls == [1, 1, 1, 1]  # --max_batch 1: one request at a time
+
+
+def test_a_failing_call_fails_its_requests_and_the_batcher_goes_on():
+    def classify(f):
+        if f.max() == 255:
+            raise RuntimeError("boom")
+        return row_sums(f)
+
+    requests = [np.full((1, 2, 2, 1), 255, np.uint8), np.zeros((1, 2, 2, 1), np.uint8)]
+    failed, fine = batched(requests, classify, max_batch=1, max_wait_ms=0)
+    assert isinstance(failed, RuntimeError) and str(failed) == "boom"
+    np.testing.assert_array_equal(fine, [[0.0]])
+
+
+def test_batcher_flags_are_checked():
+    with pytest.raises(ValueError, match="max_batch must be positive"):
+        Batcher(row_sums, max_batch=0)
+
+
+# --- the app, in-process, with the shipped model ----------------------------------------------------
+
+
+class CountingModel:
+    """The shipped model, counting its calls (the faces in each)."""
+
+    def __init__(self, model):
+        self.model, self.calls = model, []
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def probabilities(self, faces):
+        self.calls.append(len(faces))
+        return self.model.probabilities(faces)
+
+
+@pytest.fixture(scope="module")
+def model():
+    model = CountingModel(inference.load_model())
+    model.warm_up((1, 16))
+    return model
+
+
+@pytest.fixture(scope="module")
+def service(model):
+    def detector():
+        return faces.make_detector("retinaface", detect_width=640)  # as serve's and analyze's photos
+
+    return Service(model, detector, max_batch=16, max_wait_ms=5, max_pixels=1_000_000)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory):
+    """name -> PNG bytes (lossless, so the upload decodes to the file's pixels), saved as files too."""
+    root = tmp_path_factory.mktemp("serve")
+    face = media.astronaut()
+    images = {
+        "astronaut.png": face,
+        "mirrored.png": np.ascontiguousarray(face[:, ::-1]),
+        "head.png": media.head_and_shoulders(),
+        "pair.png": np.concatenate([face, face[:, ::-1]], axis=1),  # two faces
+        "blank.png": np.full((240, 320, 3), 128, np.uint8),  # none
+    }
+    out = {}
+    for name, rgb in images.items():
+        Image.fromarray(rgb).save(root / name)
+        out[name] = ((root / name).read_bytes(), str(root / name))
+    return out
+
+
+def without_file(records):
+    return [{k: v for k, v in r.items() if k != "file"} for r in records]
+
+
+def with_client(app, work):
+    """``await work(client)`` against ``app`` in-process, its lifespan (pool, batcher) around it."""
+
+    async def main():
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+                return await work(client)
+
+    return asyncio.run(main())
+
+
+def post(client, data: bytes, name: str, **options):
+    return client.post("/v1/predict", files={"image": (name, data, "image/png")}, **options)
+
+
+def test_concurrent_requests_are_classified_in_fewer_calls_with_analyzes_records(model, service, photos):
+    names = list(photos)
+    expected = {n: amobilenet_jax.analyze(path) for n, (_, path) in photos.items()}
+    assert [len(expected[n]) for n in names] == [1, 1, 1, 2, 1] and "message" in expected["blank.png"][0]
+    service.batcher.max_wait_s = 0.5
+    model.calls.clear()
+
+    async def work(client):
+        return await asyncio.gather(*(post(client, photos[n][0], n) for n in names))
+
+    try:
+        answers = with_client(create_app(service), work)
+    finally:
+        service.batcher.max_wait_s = 0.005
+    assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
+    for name, answer in zip(names, answers):
+        records = answer.json()
+        assert {r["file"] for r in records} == {name}
+        got, want = without_file(records), without_file(expected[name])
+        for g, w in zip(got, want):  # a batch of 16 and analyze's batch of 1 may differ in the last digit
+            g_p, w_p = g.pop("probabilities", {}), w.pop("probabilities", {})
+            assert g_p.keys() == w_p.keys() and all(abs(g_p[k] - w_p[k]) <= 2e-4 for k in g_p)
+            assert abs(g.pop("score", 0) - w.pop("score", 0)) <= 2e-4
+        assert got == want
+    assert sum(model.calls) == 5 and len(model.calls) < 4  # five faces of four requests (the blank has none)
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A PNG whose header says ``width x height``: what a decompression bomb shows before decoding."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, "PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+def big_png(width: int, height: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def multipart(body: bytes, boundary: str = "b0undary") -> dict:
+    return {"content": body, "headers": {"content-type": f"multipart/form-data; boundary={boundary}"}}
+
+
+def test_bad_requests_get_their_status_and_a_good_one_then_succeeds(service, photos, tmp_path):
+    good, path = photos["astronaut.png"]
+    jpeg = io.BytesIO()
+    Image.fromarray(media.astronaut()).save(jpeg, "JPEG")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for clients")
+
+    async def chunked(size):
+        for _ in range(size // 65536 + 1):
+            yield b"\0" * 65536
+
+    def raw(body, content_type: str = "image/png", **headers) -> dict:
+        return {"content": body, "headers": {"content-type": content_type, **headers}}
+
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 8 8\n"  # PIL would hand it to Ghostscript
+    field_only = b'--b0undary\r\nContent-Disposition: form-data; name="path"\r\n\r\n/etc/passwd\r\n--b0undary--\r\n'
+    two_files = [("a", ("a.png", good, "image/png")), ("b", ("b.png", good, "image/png"))]
+    bad = [  # (what, method, path, request options, status)
+        ("a GET", "GET", "/v1/predict", {}, 405),
+        ("an unknown route", "GET", "/v1/predict/../../etc/passwd", {}, 404),
+        ("no content type", "POST", "/v1/predict", {"content": good}, 415),
+        ("text", "POST", "/v1/predict", raw(b"hello", "text/plain"), 415),
+        ("a path as JSON", "POST", "/v1/predict", {"json": {"path": str(secret)}}, 415),
+        ("a path as the image", "POST", "/v1/predict", raw(str(secret).encode()), 400),
+        ("a path in the query", "POST", f"/v1/predict?path={secret}", raw(b"x"), 400),
+        ("an empty body", "POST", "/v1/predict", raw(b""), 400),
+        ("a truncated JPEG", "POST", "/v1/predict", raw(jpeg.getvalue()[:4000], "image/jpeg"), 400),
+        ("EPS, a format not read", "POST", "/v1/predict", raw(eps), 400),
+        ("a body over the cap", "POST", "/v1/predict", raw(b"\0" * (2**20 + 1)), 413),
+        ("a chunked body over the cap", "POST", "/v1/predict", raw(chunked(2**20 + 1)), 413),
+        ("a Content-Length not a number", "POST", "/v1/predict", raw(b"x", **{"content-length": "abc"}), 400),
+        ("more pixels than --max_pixels", "POST", "/v1/predict", raw(big_png(1100, 1000)), 413),
+        ("a decompression bomb", "POST", "/v1/predict", raw(png_claiming(30000, 30000)), 413),
+        ("a form without a file", "POST", "/v1/predict", multipart(field_only), 400),
+        ("a form with two files", "POST", "/v1/predict", {"files": two_files}, 400),
+        ("a malformed form", "POST", "/v1/predict", multipart(b"--b0undary\r\nno headers end"), 400),
+        ("a file named as a path", "POST", "/v1/predict", {"files": {"image": (str(secret), b"x", "image/png")}}, 400),
+        ("another Host", "GET", "/v1/model", {"headers": {"host": "evil.example"}}, 400),
+    ]
+
+    async def work(client):
+        answers = [await client.request(method, url, **options) for _, method, url, options, _ in bad]
+        return answers, await post(client, good, "astronaut.png")
+
+    answers, ok = with_client(create_app(service, max_upload_mb=1.0), work)
+    for (what, *_, status), answer in zip(bad, answers):
+        assert answer.status_code == status, (what, answer.status_code, answer.text)
+        message = answer.json()["error"]
+        assert isinstance(message, str) and "\n" not in message and "not for clients" not in message, what
+    assert len(bad) >= 10
+    assert ok.status_code == 200
+    assert without_file(ok.json()) == without_file(amobilenet_jax.analyze(path))
+
+
+def test_no_route_takes_a_path(service):
+    """The routes are the three of docs/serve.md (a page's static files only when asked for)."""
+    app = create_app(service)
+    assert sorted((r.path, tuple(sorted(r.methods))) for r in app.routes) == [
+        ("/healthz", ("GET", "HEAD")),
+        ("/v1/model", ("GET", "HEAD")),
+        ("/v1/predict", ("POST",)),
+    ]
+
+
+def test_token_guards_the_v1_routes(service, photos):
+    async def work(client):
+        auth = {"authorization": "Bearer s3cret"}
+        return [
+            await client.get("/v1/model"),
+            await client.get("/v1/model", headers={"authorization": "Bearer wrong"}),
+            await client.get("/v1/model", headers=auth),
+            await post(client, photos["astronaut.png"][0], "a.png"),
+            await post(client, photos["astronaut.png"][0], "a.png", headers=auth),
+            await client.get("/healthz"),
+        ]
+
+    answers = with_client(create_app(service, token="s3cret", allowed_hosts=None), work)
+    assert [a.status_code for a in answers] == [401, 401, 200, 401, 200, 200]
+    assert answers[0].headers["www-authenticate"] == "Bearer"
+
+
+def test_model_route_names_the_classes_the_accuracy_and_its_source(service):
+    async def work(client):
+        return (await client.get("/v1/model")).json()
+
+    info = with_client(create_app(service), work)
+    shipped = inference.load_model()
+    assert info["class_names"] == list(shipped.class_names) and info["source"] == shipped.source
+    assert info["views"] == 12
+    assert info["valid"]["from"] == os.path.join(inference.SHIPPED_MODEL, "eval_valid.json")
+    assert round(info["valid"]["accuracy"], 4) == 0.8565  # README's figure for the shipped model
+
+
+def test_a_page_directory_is_served_without_escaping_it(service, tmp_path):
+    (tmp_path / "page").mkdir()
+    (tmp_path / "page" / "index.html").write_text("<h1>camera</h1>")
+    (tmp_path / "secret.txt").write_text("not for clients")
+
+    async def work(client):
+        return [await client.get(p) for p in ("/", "/../secret.txt", "/%2e%2e/secret.txt")]
+
+    index, *escapes = with_client(create_app(service, page_dir=str(tmp_path / "page")), work)
+    assert index.status_code == 200 and "camera" in index.text
+    assert all(a.status_code == 404 and "not for clients" not in a.text for a in escapes)
+
+
+# --- the command line ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "argv, refused",
+    [
+        ([], False),
+        (["--host", "::1"], False),
+        (["--host", "localhost", "--token", "t"], False),
+        (["--host", "0.0.0.0"], True),
+        (["--host", "192.168.1.5"], True),
+        (["--host", "myhost.example"], True),
+        (["--host", "0.0.0.0", "--token", "t"], False),
+        (["--host", "0.0.0.0", "--no_auth"], False),
+        (["--token", "t", "--no_auth"], True),
+    ],
+)
+def test_listening_beyond_loopback_takes_a_token_or_no_auth(argv, refused, monkeypatch):
+    monkeypatch.delenv("AMOBILENET_JAX_TOKEN", raising=False)
+    args = parse_args(argv)
+    if refused:
+        with pytest.raises(ConfigError):
+            check_exposure(args)
+    else:
+        check_exposure(args)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bash_lines(path: str) -> list[str]:
+    with open(os.path.join(REPO, path)) as f:
+        blocks = re.findall(r"```bash\n(.*?)```", f.read(), re.S)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def wait_for_health(server: subprocess.Popen, port: int, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise AssertionError(f"the server ended with {server.returncode}: {server.stderr.read()[-2000:]}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("the server did not answer /healthz")
+
+
+def test_docs_and_readme_commands_run_as_written(python, photos, tmp_path):
+    """docs/serve.md's commands in order, each server on a free port (its curl lines aimed there):
+    the uploads' records equal analyze()'s on the same photo, a server beyond loopback without a
+    token refuses to start with one line, and README's command is among them."""
+    (readme_command,) = [line for line in bash_lines("README.md") if "amobilenet_jax.serve" in line]
+    lines = bash_lines("docs/serve.md")
+    assert readme_command in lines and sum("curl" in line for line in lines) >= 5
+    jpeg = tmp_path / "photo.jpg"
+    Image.fromarray(media.astronaut()).save(jpeg)
+    expected = without_file(amobilenet_jax.analyze(str(jpeg)))
+    env = {**os.environ, "PYTHONPATH": REPO, "PATH": f"{os.path.dirname(python)}:{os.environ['PATH']}"}
+    env.pop("AMOBILENET_JAX_TOKEN", None)
+    server, port, ran = None, None, []
+    try:
+        for line in lines:
+            argv = shlex.split(line)
+            if argv[:3] == ["python", "-m", "amobilenet_jax.serve"]:
+                if server is not None:
+                    server.terminate()
+                    server.wait(timeout=60)
+                port = free_port()
+                server = subprocess.Popen(
+                    [python, *argv[1:], "--port", str(port)], cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True
+                )
+                host = argv[argv.index("--host") + 1] if "--host" in argv else "127.0.0.1"
+                if host != "127.0.0.1" and "--token" not in argv and "--no_auth" not in argv:
+                    assert server.wait(timeout=120) == 2
+                    (message,) = server.stderr.read().splitlines()
+                    assert message.startswith("serve: error: --host 0.0.0.0 listens beyond this machine")
+                    server = None
+                else:
+                    wait_for_health(server, port)
+                ran.append(line)
+                continue
+            assert argv[0] == "curl", line
+            argv = [a.replace(":8000/", f":{port}/") for a in argv]
+            done = subprocess.run([*argv, "-s", "-S"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0, (line, done.stderr)
+            answer = json.loads(done.stdout)
+            if argv[-1].endswith("/v1/predict"):
+                assert without_file(answer) == expected, line
+                assert {r["file"] for r in answer} == ({"photo.jpg"} if "-F" in argv else {"<upload>"})
+            elif argv[-1].endswith("/v1/model"):
+                assert answer["class_names"] == list(inference.load_model().class_names)
+            else:
+                assert answer["status"] == "ok" and answer["requests"] >= 2
+            ran.append(line)
+    finally:
+        if server is not None:
+            server.terminate()
+            server.wait(timeout=60)
+    assert ran == lines
