@@ -78,6 +78,9 @@ class FaceFormat:
     """What a face crop must look like for a model with a ``config``: the stored-image format."""
 
     config: Any
+    # the batch sizes faces are padded to (ascending; the last is the largest call): serve sets
+    # finer ones, as its batches vary in size and a padded face costs as much as a real one
+    buckets: tuple[int, ...] = BUCKETS
 
     @property
     def native_shape(self) -> tuple[int, int, int]:
@@ -91,15 +94,16 @@ class FaceFormat:
         return self.native_shape[2] == 1
 
     def padded_batches(self, faces: np.ndarray):
-        """Yields ``(batch, n)``: uint8 faces in chunks of up to ``BUCKETS[-1]``, each zero-padded
+        """Yields ``(batch, n)``: uint8 faces in chunks of up to ``buckets[-1]``, each zero-padded
         to a bucket size (a stream of varying face counts compiles a handful of programs), and
         how many of its rows are real. Faces must be ``[N, *native_shape]``."""
         faces = np.asarray(faces)
         if faces.ndim != 4 or tuple(faces.shape[1:]) != self.native_shape:
             raise ValueError(f"faces must be uint8 [N, {', '.join(map(str, self.native_shape))}], got {faces.shape}")
-        for start in range(0, len(faces), BUCKETS[-1]):
-            chunk = faces[start : start + BUCKETS[-1]]
-            size = next(b for b in BUCKETS if b >= len(chunk))
+        buckets = self.buckets
+        for start in range(0, len(faces), buckets[-1]):
+            chunk = faces[start : start + buckets[-1]]
+            size = next(b for b in buckets if b >= len(chunk))
             padded = np.zeros((size, *chunk.shape[1:]), np.uint8)
             padded[: len(chunk)] = chunk
             yield padded, len(chunk)

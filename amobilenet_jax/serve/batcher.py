@@ -12,17 +12,31 @@ from collections.abc import Callable
 import numpy as np
 
 
+def batch_sizes(max_batch: int) -> tuple[int, ...]:
+    """The sizes a served model is compiled for: powers of two up to ``max_batch``, and it."""
+    return tuple(2**i for i in range(max_batch.bit_length()) if 2**i < max_batch) + (max_batch,)
+
+
 class Batcher:
     """``await batcher(faces)`` gives ``classify(faces)``, computed in one call with the faces of
     the other requests that arrive within ``max_wait_ms`` of the batch's first, up to ``max_batch``
-    faces (a request is never split: one with more faces than that runs alone). ``classify`` runs
-    on one worker thread, one call at a time; requests arriving meanwhile form the next batch.
-    ``start`` and ``stop`` run inside the server's event loop."""
+    faces (a request is never split: one with more faces than that runs alone). With ``sizes``,
+    the batch sizes the model runs unpadded, a batch between two sizes gives its last requests
+    back to lead the next batch, down to the smaller size (a padded face costs as much as a real
+    one). ``classify`` runs on one worker thread, one call at a time; requests arriving meanwhile
+    form the next batch. ``start`` and ``stop`` run inside the server's event loop."""
 
-    def __init__(self, classify: Callable[[np.ndarray], np.ndarray], max_batch: int = 64, max_wait_ms: float = 5.0):
+    def __init__(
+        self,
+        classify: Callable[[np.ndarray], np.ndarray],
+        max_batch: int = 16,
+        max_wait_ms: float = 5.0,
+        sizes: tuple[int, ...] | None = None,
+    ):
         if max_batch < 1 or max_wait_ms < 0:
             raise ValueError("max_batch must be positive and max_wait_ms >= 0")
         self.classify, self.max_batch, self.max_wait_s = classify, int(max_batch), max_wait_ms / 1000.0
+        self.sizes = tuple(sizes or ())
         self.calls = self.faces = 0  # model calls made and faces classified: what batching saved
         self._task: asyncio.Task | None = None
         self._worker: concurrent.futures.ThreadPoolExecutor | None = None
@@ -75,6 +89,11 @@ class Batcher:
                 count += len(batch[-1][0])
             elif time.monotonic() >= deadline or not await self._wait(deadline - time.monotonic()):
                 break
+        if self.sizes and count not in self.sizes:
+            target = max((s for s in self.sizes if s <= count), default=count)
+            while len(batch) > 1 and count > target:
+                self._pending.appendleft(batch.pop())  # first of the next batch, in arrival order
+                count -= len(self._pending[0][0])
         return batch
 
     async def _run(self) -> None:

@@ -28,7 +28,9 @@ def parse_args(argv: list[str] | None = None):
         "needed to listen beyond loopback, unless --no_auth",
     )
     parser.add_argument("--no_auth", action="store_true", help="listen beyond loopback without a token")
-    parser.add_argument("--max_batch", type=int, default=64, help="most faces classified in one model call")
+    parser.add_argument(
+        "--max_batch", type=int, default=16, help="most faces classified in one model call (compiled at start)"
+    )
     parser.add_argument(
         "--max_wait_ms", type=float, default=5.0, help="how long a batch's first request waits for others"
     )
@@ -74,7 +76,6 @@ def run(args) -> int:
     import uvicorn
 
     from amobilenet_jax import faces
-    from amobilenet_jax.inference import BUCKETS
     from amobilenet_jax.predict import pipeline
     from amobilenet_jax.serve.app import create_app
     from amobilenet_jax.serve.service import Service
@@ -92,8 +93,10 @@ def run(args) -> int:
         max_wait_ms=args.max_wait_ms,
         max_pixels=args.max_pixels,
     )
-    if hasattr(model, "warm_up"):  # compile the padded batch sizes a batch of max_batch faces uses
-        model.warm_up(BUCKETS[: next((i for i, b in enumerate(BUCKETS) if b >= args.max_batch), len(BUCKETS)) + 1])
+    if hasattr(model, "warm_up"):  # the batch sizes the service runs (model.buckets), compiled before the port opens
+        sizes = ", ".join(map(str, model.buckets))
+        print(f"serve: compiling for batches of {sizes} faces (cached for the next start)", file=sys.stderr, flush=True)
+        model.warm_up(model.buckets)
     app = create_app(
         service,
         token=args.token,

@@ -15,14 +15,15 @@ import numpy as np
 from amobilenet_jax.predict.media import Frame
 from amobilenet_jax.predict.pipeline import ALIGN, Predictor
 from amobilenet_jax.serve import uploads
-from amobilenet_jax.serve.batcher import Batcher
+from amobilenet_jax.serve.batcher import Batcher, batch_sizes
 
 UNNAMED = "<upload>"  # the records' "file" when the client gave no file name
 
 
 class Service:
     """A model and a face detector factory put behind the routes. ``make_detector()`` makes the
-    detector of one pool thread (OpenCV's detectors are not safe to share between threads)."""
+    detector of one pool thread (OpenCV's detectors are not safe to share between threads). The
+    model's ``buckets`` become ``batch_sizes(max_batch)``: the batches it is compiled for."""
 
     def __init__(
         self,
@@ -32,14 +33,15 @@ class Service:
         margin: float = 0.0,
         align: bool = ALIGN,
         detect_threads: int = 2,
-        max_batch: int = 64,
+        max_batch: int = 16,
         max_wait_ms: float = 5.0,
         max_pixels: int = 40_000_000,
     ):
         if detect_threads < 1 or max_pixels < 1:
             raise ValueError("detect_threads and max_pixels must be positive")
         self.model, self.max_pixels = model, int(max_pixels)
-        self.batcher = Batcher(model.probabilities, max_batch, max_wait_ms)
+        model.buckets = batch_sizes(max_batch)
+        self.batcher = Batcher(model.probabilities, max_batch, max_wait_ms, sizes=model.buckets)
         self._predictor = lambda detector: Predictor(model, detector, margin, lambda r: None, align=align)
         self._make_detector = make_detector
         self._recorder = self._predictor(None)  # makes records on the event loop's thread
