@@ -27,10 +27,26 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 import platform
 import warnings
 
 import jax
+
+
+def cpu_name() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), for the records of measurements."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
+def machine() -> str:
+    """``"<CPU>, <N> cores, <OS>"``: the machine a measurement ran on."""
+    return f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}"
+
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4

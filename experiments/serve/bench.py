@@ -19,7 +19,6 @@ import datetime
 import io
 import json
 import os
-import platform
 import socket
 import subprocess
 import sys
@@ -29,16 +28,9 @@ import httpx
 import numpy as np
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, REPO)
 
-
-def machine() -> str:
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} cores, {platform.system()}"
+from amobilenet_jax.runtime import machine  # noqa: E402
 
 
 def photo(path: str | None) -> bytes:

@@ -15,26 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 
 import numpy as np
 
 MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3)
-
-
-def machine() -> str:
-    """The CPU model and core count, for the record."""
-    import os
-
-    name = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            name = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{name}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def main() -> None:
@@ -86,7 +72,7 @@ def main() -> None:
     box_sides = np.asarray([box[2] for _, box in boxes]) / 192.0
     result = {
         "command": "python experiments/use/crop_margin.py --data_dir DATA",
-        "machine": machine(),
+        "machine": runtime.machine(),
         "model": model.source.split("experiments/")[-1],
         "valid_images": int(len(images)),
         "faces_found": int(len(found)),

@@ -41,17 +41,6 @@ PEER = os.environ.get("PEER", os.path.join(REPO, "..", "shared", "bench", "torch
 THREADS = 2
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def torch_peer():
     import torch
 
@@ -218,7 +207,7 @@ def main() -> None:
         "command": "python experiments/use/onnx_latency.py " + " ".join(sys.argv[1:]),
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "machine": {
-            "cpu": cpu_name(),
+            "cpu": runtime.cpu_name(),
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
             "python": platform.python_version(),

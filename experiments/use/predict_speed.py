@@ -77,8 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     from PIL import Image
 
-    sys.path.insert(0, os.path.dirname(__file__))
-    from crop_margin import machine
+    from amobilenet_jax.runtime import machine
 
     with tempfile.TemporaryDirectory() as tmp:
         video = os.path.join(tmp, "astronaut_640x480.mp4")

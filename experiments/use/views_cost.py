@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -32,14 +31,6 @@ def timed(f, x, repeats: int) -> float:
         jax.block_until_ready(f(x))
         times.append(time.perf_counter() - start)
     return statistics.median(times)
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def main() -> None:
@@ -66,7 +57,7 @@ def main() -> None:
     seconds = {name: timed(f, faces, args.repeats) for name, f in functions.items()}
     result = {
         "command": " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]]),
-        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()}; jax {jax.__version__}",
+        "machine": f"{runtime.machine()}; jax {jax.__version__}",
         "model": model.source.split("amobilenet_jax/")[-1],
         "batch": args.batch,
         "views": augment.num_views(config),
