@@ -1,4 +1,7 @@
-"""The paper's mood player: the expression smoothed over a time window picks a track."""
+"""The paper's mood player: the expression smoothed over a time window picks a track.
+
+``read_playlist`` reads the folders and ``MoodPlayer`` applies the window rule; ``predict``
+prints (and can open) the tracks it picks, ``serve`` names them by route for the page to play."""
 
 from __future__ import annotations
 
@@ -7,30 +10,50 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 
 
-class MoodPlayer:
-    """The expression smoothed over a time window picks a track from ``DIR/<expression>/``."""
+def read_playlist(playlist_dir: str, class_names) -> dict[str, list[str]]:
+    """``{expression: [track path, ...]}`` from ``DIR/<expression>/`` (sorted, hidden files left out);
+    a ValueError when the folder is missing or holds no track in any expression's folder."""
+    if not os.path.isdir(playlist_dir):
+        raise ValueError(f"{playlist_dir}: no such playlist folder (it holds one folder per expression)")
+    tracks = {}
+    for name in class_names:
+        folder = os.path.join(playlist_dir, name)
+        files = sorted(f for f in os.listdir(folder) if not f.startswith(".")) if os.path.isdir(folder) else []
+        tracks[name] = [os.path.join(folder, f) for f in files if os.path.isfile(os.path.join(folder, f))]
+    if not any(tracks.values()):
+        raise ValueError(
+            f"{playlist_dir}: no tracks in any of {', '.join(n + '/' for n in class_names)} (one folder per expression)"
+        )
+    return tracks
 
-    def __init__(self, playlist_dir: str, class_names, window_s: float = 3.0, play: bool = False, emit=print):
-        if not os.path.isdir(playlist_dir):
-            raise ValueError(f"{playlist_dir}: no such playlist folder (it holds one folder per expression)")
+
+class MoodPlayer:
+    """The expression smoothed over a time window picks a track from ``DIR/<expression>/``.
+
+    ``playlist`` is the folder, or its tracks as ``read_playlist`` gives them (a server reads the
+    folder once for all its listeners). Each change of mood emits ``{"mood", "time_s", "track"}``,
+    the track named by ``name_track(mood, index, path)`` (its path by default)."""
+
+    def __init__(
+        self,
+        playlist: str | dict[str, list[str]],
+        class_names,
+        window_s: float = 3.0,
+        play: bool = False,
+        emit=print,
+        name_track: Callable[[str, int, str], object] | None = None,
+    ):
         self.class_names = tuple(class_names)
+        self.tracks = read_playlist(playlist, self.class_names) if isinstance(playlist, str) else dict(playlist)
         self.window_s = float(window_s)
         self.play = play
         self.emit = emit
-        self.tracks = {}
-        for name in self.class_names:
-            folder = os.path.join(playlist_dir, name)
-            files = sorted(f for f in os.listdir(folder) if not f.startswith(".")) if os.path.isdir(folder) else []
-            self.tracks[name] = [os.path.join(folder, f) for f in files if os.path.isfile(os.path.join(folder, f))]
-        if not any(self.tracks.values()):
-            raise ValueError(
-                f"{playlist_dir}: no tracks in any of {', '.join(n + '/' for n in self.class_names)} "
-                "(one folder per expression)"
-            )
+        self.name_track = name_track or (lambda mood, index, path: path)
         self.history = collections.deque()  # (time_s, mean probabilities of the frame's faces)
         self.mood = None
         self.next_track = dict.fromkeys(self.class_names, 0)
@@ -47,10 +70,15 @@ class MoodPlayer:
         if mood == self.mood:
             return None
         self.mood = mood
-        tracks = self.tracks[mood]
-        track = tracks[self.next_track[mood] % len(tracks)] if tracks else None
+        tracks = self.tracks.get(mood, [])
+        index = self.next_track[mood] % len(tracks) if tracks else None
+        track = tracks[index] if tracks else None
         self.next_track[mood] += 1
-        record = {"mood": mood, "time_s": time_s, "track": track}
+        record = {
+            "mood": mood,
+            "time_s": time_s,
+            "track": None if track is None else self.name_track(mood, index, track),
+        }
         if track is None:
             record["message"] = f"no tracks in {mood}/"
         self.emit(record)
