@@ -34,6 +34,24 @@ def overlay(face_gray: np.ndarray, amap: np.ndarray) -> np.ndarray:
     return 0.55 * gray + 0.45 * heat
 
 
+def check_attention(model) -> None:
+    """A ValueError unless ``model`` gives CBAM attention maps (a JAX model with CBAM blocks)."""
+    if getattr(model, "variables", None) is None:  # ONNX Runtime's model: the graph's output is the logits
+        raise ValueError(f"{model.source}: an ONNX model gives no attention maps (load the weights instead)")
+    if not model.config.model.get("cbam", False) and model.config.model.name != "amobilenet":
+        raise ValueError(f"{model.source}: this model has no CBAM blocks, so no attention maps to show")
+
+
+def attention(model, crops: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(probabilities [N, K], {block: spatial maps [N, h, w]})`` of face crops ``[N, *native_shape]``,
+    the blocks in the model's order; the maps are those of the whole, unflipped face's forward pass."""
+    from amobilenet_jax import inference
+
+    logits, maps = model.logits(crops, return_attention=True)
+    blocks = sorted(maps, key=lambda b: int(b.replace("block", "")))
+    return inference.probabilities_from_logits(logits, model.config), {b: maps[b] for b in blocks}
+
+
 def _figure(rows: list[dict], blocks: list[str], path: str) -> None:
     """One row per face: the crop, then one overlay per CBAM block."""
     import matplotlib
@@ -67,8 +85,7 @@ def run(args) -> int:
     from amobilenet_jax import inference, predict
 
     model = inference.load_model(workdir=args.workdir, weights=args.weights)
-    if not model.config.model.get("cbam", False) and model.config.model.name != "amobilenet":
-        raise ValueError(f"{model.source}: this model has no CBAM blocks, so no attention maps to show")
+    check_attention(model)
     detector = faces_lib.make_detector(args.detector, min_face=args.min_face, detect_width=args.detect_width)
     os.makedirs(args.out, exist_ok=True)
     rows, failures = [], 0
@@ -93,8 +110,7 @@ def run(args) -> int:
             faces_lib.crop(rgb, f.box, model.native_shape, args.margin, geometry, landmarks)
             for f, landmarks in zip(found, levelled)
         ])  # fmt: skip
-        logits, attention = model.logits(crops, return_attention=True)
-        probabilities = inference.probabilities_from_logits(logits, model.config)
+        probabilities, maps = attention(model, crops)
         stem = os.path.splitext(key)[0].replace(os.sep, "_")
         for i, face in enumerate(found):
             top = int(np.argmax(probabilities[i]))
@@ -104,7 +120,7 @@ def run(args) -> int:
                 "face": gray,
                 "label": model.class_names[top],
                 "score": float(probabilities[i][top]),
-                "attention": {block: maps[i] for block, maps in attention.items()},
+                "attention": {block: block_maps[i] for block, block_maps in maps.items()},
             }
             out = os.path.join(args.out, f"{stem}_face{i}.png")
             _figure([row], _blocks(row), out)
