@@ -4,6 +4,7 @@ guards, and docs/serve.md's and README's commands run as written against a real 
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 import os
@@ -298,13 +299,154 @@ def test_bad_requests_get_their_status_and_a_good_one_then_succeeds(service, pho
 
 
 def test_no_route_takes_a_path(service):
-    """The routes are the three of docs/serve.md (a page's static files only when asked for)."""
+    """The routes are docs/serve.md's: the page is three fixed files, a track is named by
+    (expression, number), and nothing maps a request to a path."""
     app = create_app(service)
     assert sorted((r.path, tuple(sorted(r.methods))) for r in app.routes) == [
+        ("/", ("GET", "HEAD")),
         ("/healthz", ("GET", "HEAD")),
+        ("/page.css", ("GET", "HEAD")),
+        ("/page.js", ("GET", "HEAD")),
+        ("/v1/attention", ("POST",)),
         ("/v1/model", ("GET", "HEAD")),
+        ("/v1/playlist", ("GET", "HEAD")),
+        ("/v1/playlist/{expression}/{index:int}", ("GET", "HEAD")),
         ("/v1/predict", ("POST",)),
     ]
+    assert [r.path for r in create_app(service, page=False).routes if not r.path.startswith(("/v1/", "/healthz"))] == []
+
+
+def test_the_page_is_served_with_its_security_policy(service):
+    async def work(client):
+        return [await client.get(p) for p in ("/", "/page.js", "/page.css", "/index.html", "/../pyproject.toml")]
+
+    index, script, style, *missing = with_client(create_app(service), work)
+    assert index.status_code == 200 and index.headers["content-type"].startswith("text/html")
+    assert '<script src="/page.js" defer></script>' in index.text and "getUserMedia" in script.text
+    assert script.headers["content-type"].startswith("text/javascript") and style.status_code == 200
+    policy = index.headers["content-security-policy"]
+    assert "default-src 'none'" in policy and "script-src 'self';" in policy and "frame-ancestors 'none'" in policy
+    assert "://" not in index.text and "://" not in script.text  # no CDN, no other host
+    assert all(a.status_code == 404 and set(a.json()) == {"error"} for a in missing)
+
+
+def test_stream_frames_get_track_ids_smoothing_and_mood_records(model, service, photos, tmp_path):
+    """Frames of one stream are tracked (ids) and smoothed as predict's video records; with a
+    playlist, the stream's mood changes come as records naming the track's route, and the route
+    serves the file's bytes; bad stream queries get one-line 400s."""
+    from amobilenet_jax.predict.mood import read_playlist
+
+    for expression in ("happiness", "neutral"):
+        (tmp_path / expression).mkdir()
+        (tmp_path / expression / f"{expression}.wav").write_bytes(b"RIFF" + expression.encode())
+    streamed = Service(
+        model,
+        lambda: faces.make_detector("retinaface", detect_width=640),
+        max_batch=8,
+        playlist=read_playlist(str(tmp_path), model.class_names),
+        max_streams=2,
+    )
+    good, mirrored = photos["astronaut.png"][0], photos["mirrored.png"][0]
+    single = without_file(amobilenet_jax.analyze(photos["astronaut.png"][1]))
+
+    async def work(client):
+        def frame(data, stream, t, smooth=0.0):
+            query = {"stream": stream, "time_s": t, "smooth_s": smooth}
+            return client.post("/v1/predict", params=query, content=data, headers={"content-type": "image/png"})
+
+        answers = [await frame(good, "cam-1", 0.0, 1.0), await frame(good, "cam-1", 0.2, 1.0)]
+        answers.append(await frame(mirrored, "cam-1", 0.4, 1.0))
+        answers.append(await frame(good, "other", 0.0))
+        bad = [
+            await client.post("/v1/predict?stream=a/b&time_s=0", content=good, headers={"content-type": "image/png"}),
+            await client.post("/v1/predict?stream=a", content=good, headers={"content-type": "image/png"}),
+            await client.post("/v1/predict?time_s=1", content=good, headers={"content-type": "image/png"}),
+            await client.post("/v1/predict?stream=a&time_s=nan", content=good, headers={"content-type": "image/png"}),
+            await frame(good, "a", 0.0, 60.0),
+            await client.get("/v1/playlist/sadness/0"),
+            await client.get("/v1/playlist/nobody/0"),
+            await client.get("/v1/playlist/happiness/1"),
+        ]
+        listing = await client.get("/v1/playlist")
+        track = await client.get("/v1/playlist/happiness/0")
+        return answers, bad, listing, track
+
+    answers, bad, listing, track = with_client(create_app(streamed), work)
+    first, second, third, other = (a.json() for a in answers)
+    assert [r.get("track") for r in first] == [0, "/v1/playlist/happiness/0"]  # the face, then the mood
+    assert first[1] == {"mood": "happiness", "time_s": 0.0, "track": "/v1/playlist/happiness/0"}
+    assert [r["time_s"] for r in first[:1] + second + third] == [0.0, 0.2, 0.4] and len(second) == 1
+    face = {k: v for k, v in without_file(first[:1])[0].items() if k not in ("track", "time_s")}
+    assert face == {k: v for k, v in single[0].items() if k not in ("track", "time_s")}  # predict's record
+    mirrored_alone = amobilenet_jax.analyze(photos["mirrored.png"][1])[0]["probabilities"]
+    for name, p in third[0]["probabilities"].items():  # smoothed over 1 s: the mean of the track's 3 frames
+        assert abs(p - (2 * first[0]["probabilities"][name] + mirrored_alone[name]) / 3) <= 3e-4
+    assert third[0]["track"] == 0 and other[0]["track"] == 0 and other[1]["mood"] == "happiness"
+    assert [a.status_code for a in bad] == [400, 400, 400, 400, 400, 404, 404, 404]
+    assert all(set(a.json()) == {"error"} and "\n" not in a.json()["error"] for a in bad)
+    assert listing.json() == {
+        "window_s": 3.0,
+        "tracks": {n: [f"{n}.wav"] if n in ("happiness", "neutral") else [] for n in model.class_names},
+    }
+    assert (
+        track.status_code == 200
+        and track.content == b"RIFFhappiness"
+        and track.headers["content-type"] in ("audio/wav", "audio/x-wav")
+    )
+    assert len(streamed.streams) == 2
+
+
+def test_streams_are_bounded_and_expire():
+    from amobilenet_jax.serve.streams import Streams
+
+    now = [0.0]
+    made = []
+    streams = Streams(lambda: made.append(object()) or made[-1], max_streams=2, idle_s=60, clock=lambda: now[0])
+    a = streams.get("a")
+    assert streams.get("a") is a and len(made) == 1
+    streams.get("b")
+    now[0] = 10.0
+    streams.get("a")  # a used last: b goes when c comes
+    streams.get("c")
+    assert len(streams) == 2 and streams.get("a") is a and len(made) == 3
+    now[0] = 100.0
+    streams.get("d")  # a and c idle for over 60 s: forgotten
+    assert len(streams) == 1 and streams.get("a") is not a
+    with pytest.raises(ValueError, match="stream id"):
+        streams.get("../x")
+
+
+def test_attention_route_gives_a_faces_maps_and_refuses_clearly(service, photos, monkeypatch):
+    async def work(client):
+        good = photos["pair.png"][0]
+        return [
+            await client.post("/v1/attention?face=1", content=good, headers={"content-type": "image/png"}),
+            await client.post("/v1/attention?face=2", content=good, headers={"content-type": "image/png"}),
+            await client.post("/v1/attention?face=-1", content=good, headers={"content-type": "image/png"}),
+            await client.post("/v1/attention?face=0&path=x", content=good, headers={"content-type": "image/png"}),
+        ]
+
+    ok, *bad = with_client(create_app(service), work)
+    answer = ok.json()
+    assert ok.status_code == 200, answer
+    records = amobilenet_jax.analyze(photos["pair.png"][1])
+    assert answer["face"] == 1 and answer["box"] == records[1]["box"] and answer["label"] == records[1]["label"]
+    assert abs(answer["score"] - records[1]["score"]) <= 2e-4
+    assert list(answer["maps"]) == ["block4", "block6", "block11", "block13"]
+    for url in (answer["crop"], *answer["maps"].values()):
+        image = Image.open(io.BytesIO(base64.b64decode(url.removeprefix("data:image/png;base64,"))))
+        assert image.size == (144, 144)  # the 48x48 crop, three times
+    assert [a.status_code for a in bad] == [400, 400, 400]
+    assert bad[0].json() == {"error": "face 2: the image has 2 faces, numbered from 0"}
+    monkeypatch.setattr(service, "no_attention", "model.onnx: an ONNX model gives no attention maps")
+
+    async def onnx(client):
+        return await client.post("/v1/attention", content=photos["pair.png"][0], headers={"content-type": "image/png"})
+
+    refused = with_client(create_app(service), onnx)
+    assert refused.status_code == 404 and refused.json() == {
+        "error": "model.onnx: an ONNX model gives no attention maps"
+    }
 
 
 def test_token_guards_the_v1_routes(service, photos):
@@ -317,10 +459,12 @@ def test_token_guards_the_v1_routes(service, photos):
             await post(client, photos["astronaut.png"][0], "a.png"),
             await post(client, photos["astronaut.png"][0], "a.png", headers=auth),
             await client.get("/healthz"),
+            await client.get("/"),  # the page holds no data: it asks for the token
+            await client.get("/v1/playlist"),
         ]
 
     answers = with_client(create_app(service, token="s3cret", allowed_hosts=None), work)
-    assert [a.status_code for a in answers] == [401, 401, 200, 401, 200, 200]
+    assert [a.status_code for a in answers] == [401, 401, 200, 401, 200, 200, 200, 401]
     assert answers[0].headers["www-authenticate"] == "Bearer"
 
 
@@ -334,19 +478,6 @@ def test_model_route_names_the_classes_the_accuracy_and_its_source(service):
     assert info["views"] == 12
     assert info["valid"]["from"] == os.path.join(inference.SHIPPED_MODEL, "eval_valid.json")
     assert round(info["valid"]["accuracy"], 4) == 0.8565  # README's figure for the shipped model
-
-
-def test_a_page_directory_is_served_without_escaping_it(service, tmp_path):
-    (tmp_path / "page").mkdir()
-    (tmp_path / "page" / "index.html").write_text("<h1>camera</h1>")
-    (tmp_path / "secret.txt").write_text("not for clients")
-
-    async def work(client):
-        return [await client.get(p) for p in ("/", "/../secret.txt", "/%2e%2e/secret.txt")]
-
-    index, *escapes = with_client(create_app(service, page_dir=str(tmp_path / "page")), work)
-    assert index.status_code == 200 and "camera" in index.text
-    assert all(a.status_code == 404 and "not for clients" not in a.text for a in escapes)
 
 
 # --- the command line ---------------------------------------------------------------------------------
@@ -408,10 +539,12 @@ def test_docs_and_readme_commands_run_as_written(python, photos, tmp_path):
     token refuses to start with one line, and README's command is among them."""
     (readme_command,) = [line for line in bash_lines("README.md") if "amobilenet_jax.serve" in line]
     lines = bash_lines("docs/serve.md")
-    assert readme_command in lines and sum("curl" in line for line in lines) >= 5
+    assert readme_command in lines and sum("curl" in line for line in lines) >= 7
     jpeg = tmp_path / "photo.jpg"
     Image.fromarray(media.astronaut()).save(jpeg)
     expected = without_file(amobilenet_jax.analyze(str(jpeg)))
+    (tmp_path / "music" / "happiness").mkdir(parents=True)  # --playlist_dir music/
+    (tmp_path / "music" / "happiness" / "song.wav").write_bytes(b"RIFF")
     env = {**os.environ, "PYTHONPATH": REPO, "PATH": f"{os.path.dirname(python)}:{os.environ['PATH']}"}
     env.pop("AMOBILENET_JAX_TOKEN", None)
     server, port, ran = None, None, []
@@ -441,11 +574,17 @@ def test_docs_and_readme_commands_run_as_written(python, photos, tmp_path):
             done = subprocess.run([*argv, "-s", "-S"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
             assert done.returncode == 0, (line, done.stderr)
             answer = json.loads(done.stdout)
-            if argv[-1].endswith("/v1/predict"):
+            route = argv[-1].split(f":{port}", 1)[1]
+            if route == "/v1/predict":
                 assert without_file(answer) == expected, line
                 assert {r["file"] for r in answer} == ({"photo.jpg"} if "-F" in argv else {"<upload>"})
-            elif argv[-1].endswith("/v1/model"):
+            elif route == "/v1/model":
                 assert answer["class_names"] == list(inference.load_model().class_names)
+            elif route == "/v1/attention?face=0":
+                assert (answer["face"], answer["box"], answer["label"]) == (0, expected[0]["box"], expected[0]["label"])
+                assert list(answer["maps"]) == ["block4", "block6", "block11", "block13"]
+            elif route == "/v1/playlist":
+                assert answer["tracks"]["happiness"] == ["song.wav"] and answer["window_s"] == 3.0
             else:
                 assert answer["status"] == "ok" and answer["requests"] >= 2
             ran.append(line)

@@ -17,7 +17,8 @@ TOKEN_ENV = "AMOBILENET_JAX_TOKEN"  # --token's default: a token kept out of the
 def parse_args(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(
         prog="python -m amobilenet_jax.serve",
-        description="Serve predict's records over HTTP: POST an image to /v1/predict (docs/serve.md).",
+        description="Serve predict's records over HTTP (POST an image to /v1/predict) and a page with the camera "
+        "at / (docs/serve.md).",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port (0: any free port, printed at start)")
@@ -40,13 +41,31 @@ def parse_args(argv: list[str] | None = None):
     )
     parser.add_argument("--detect_threads", type=int, default=2, help="threads that decode uploads and find faces")
     parser.add_argument("--max_connections", type=int, default=64, help="connections at once; more are answered 503")
+    parser.add_argument(
+        "--max_streams",
+        type=int,
+        default=8,
+        help="cameras and videos tracked at once (the least recently used is dropped; an idle one after 60 s)",
+    )
+    parser.add_argument(
+        "--playlist_dir", help="mood player: DIR/<expression>/ holds the tracks the page plays for each expression"
+    )
+    parser.add_argument(
+        "--mood_window_s", type=float, default=3.0, help="mood player: seconds the expression is averaged over"
+    )
     add_model_arguments(parser)
     add_face_arguments(parser)
     args = parser.parse_args(argv)
-    if min(args.max_batch, args.max_pixels, args.detect_threads, args.max_connections, args.min_face) < 1:
-        parser.error("--max_batch, --max_pixels, --detect_threads, --max_connections and --min_face must be positive")
+    positive = (args.max_batch, args.max_pixels, args.detect_threads, args.max_connections, args.min_face)
+    if min(*positive, args.max_streams) < 1:
+        parser.error(
+            "--max_batch, --max_pixels, --detect_threads, --max_connections, --max_streams and --min_face "
+            "must be positive"
+        )
     if args.max_wait_ms < 0 or args.max_upload_mb <= 0 or args.margin < 0 or args.detect_width < 0:
         parser.error("--max_wait_ms, --margin and --detect_width must be >= 0, --max_upload_mb > 0")
+    if args.mood_window_s <= 0:
+        parser.error("--mood_window_s must be > 0")
     return args
 
 
@@ -77,11 +96,13 @@ def run(args) -> int:
 
     from amobilenet_jax import faces
     from amobilenet_jax.predict import pipeline
+    from amobilenet_jax.predict.mood import read_playlist
     from amobilenet_jax.serve.app import create_app
     from amobilenet_jax.serve.service import Service
 
     check_exposure(args)
     model = pipeline.load(args)
+    playlist = read_playlist(args.playlist_dir, model.class_names) if args.playlist_dir else None
     detect_width = args.detect_width or pipeline.PHOTO_DETECT_WIDTH  # as analyze() and predict read photos
     service = Service(
         model,
@@ -92,11 +113,23 @@ def run(args) -> int:
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,
         max_pixels=args.max_pixels,
+        max_streams=args.max_streams,
+        playlist=playlist,
+        mood_window_s=args.mood_window_s,
     )
     if hasattr(model, "warm_up"):  # the batch sizes the service runs (model.buckets), compiled before the port opens
         sizes = ", ".join(map(str, model.buckets))
-        print(f"serve: compiling for batches of {sizes} faces (cached for the next start)", file=sys.stderr, flush=True)
+        also = " and a face's attention maps" if service.no_attention is None else ""
+        print(
+            f"serve: compiling for batches of {sizes} faces{also} (cached for the next start)",
+            file=sys.stderr,
+            flush=True,
+        )
         model.warm_up(model.buckets)
+        if service.no_attention is None:  # the page's /v1/attention: one face, its maps too
+            import numpy as np
+
+            model.logits(np.zeros((1, *model.native_shape), np.uint8), return_attention=True)
     app = create_app(
         service,
         token=args.token,
@@ -109,9 +142,10 @@ def run(args) -> int:
     sock = config.bind_socket()  # bound here, so the line below names the port that --port 0 chose
     host = f"[{args.host}]" if ":" in args.host else args.host
     guard = "token required" if args.token else ("loopback only" if is_loopback(args.host) else "no token")
+    tracks = f"; mood player: {sum(map(len, playlist.values()))} tracks" if playlist else ""
     print(
-        f"serve: http://{host}:{sock.getsockname()[1]}/v1/predict ({guard}); model {model.source}; "
-        f"batches of up to {args.max_batch} faces, waiting up to {args.max_wait_ms:g} ms",
+        f"serve: http://{host}:{sock.getsockname()[1]}/ (the page; {guard}); model {model.source}; "
+        f"batches of up to {args.max_batch} faces, waiting up to {args.max_wait_ms:g} ms{tracks}",
         file=sys.stderr,
         flush=True,
     )

@@ -1,11 +1,15 @@
 """What the routes call: an upload decoded and its faces found on a thread pool (one detector a
 thread), their crops classified by the batcher with other requests' faces, and predict's records
-made from them (``predict.Predictor``'s own ``find`` and ``records``)."""
+made from them (``predict.Predictor``'s own ``find`` and ``records``). A frame of a stream (the
+page's camera or video) is tracked and smoothed by that stream's own tracker and mood player, as
+``predict`` does a video's frames; a face's attention maps come from ``visualize``."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import concurrent.futures
+import io
 import os
 import threading
 from collections.abc import Callable
@@ -13,17 +17,27 @@ from collections.abc import Callable
 import numpy as np
 
 from amobilenet_jax.predict.media import Frame
+from amobilenet_jax.predict.mood import MoodPlayer
 from amobilenet_jax.predict.pipeline import ALIGN, Predictor
+from amobilenet_jax.predict.tracking import Tracker
 from amobilenet_jax.serve import uploads
 from amobilenet_jax.serve.batcher import Batcher, batch_sizes
+from amobilenet_jax.serve.streams import MAX_GAP_S, Streams
 
 UNNAMED = "<upload>"  # the records' "file" when the client gave no file name
+ATTENTION_SCALE = 3  # the attention images are the face crop this many times its native size
+
+
+def track_route(mood: str, index: int, path: str) -> str:
+    """How a mood record names its track: the route that serves it, never its path."""
+    return f"/v1/playlist/{mood}/{index}"
 
 
 class Service:
     """A model and a face detector factory put behind the routes. ``make_detector()`` makes the
     detector of one pool thread (OpenCV's detectors are not safe to share between threads). The
-    model's ``buckets`` become ``batch_sizes(max_batch)``: the batches it is compiled for."""
+    model's ``buckets`` become ``batch_sizes(max_batch)``: the batches it is compiled for.
+    ``playlist`` (``predict.mood.read_playlist``'s tracks) gives each stream a mood player."""
 
     def __init__(
         self,
@@ -36,6 +50,9 @@ class Service:
         max_batch: int = 16,
         max_wait_ms: float = 5.0,
         max_pixels: int = 40_000_000,
+        max_streams: int = 8,
+        playlist: dict[str, list[str]] | None = None,
+        mood_window_s: float = 3.0,
     ):
         if detect_threads < 1 or max_pixels < 1:
             raise ValueError("detect_threads and max_pixels must be positive")
@@ -49,6 +66,25 @@ class Service:
         self._threads = int(detect_threads)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.requests = 0
+        self.playlist, self.mood_window_s = playlist, float(mood_window_s)
+        self.streams = Streams(self._new_stream, max_streams)
+        try:
+            from amobilenet_jax.visualize import check_attention
+
+            check_attention(model)
+            self.no_attention = None
+        except ValueError as e:
+            self.no_attention = str(e)  # why /v1/attention is refused
+
+    def _new_stream(self) -> Predictor:
+        """A stream's state: a predictor (its detector unused: faces are found on the pool) with
+        predict's tracker and, with a playlist, a mood player naming tracks by route."""
+        predictor = self._predictor(None)
+        predictor.tracker = Tracker(max_gap_s=MAX_GAP_S)
+        if self.playlist is not None:
+            names = self.model.class_names
+            predictor.mood = MoodPlayer(self.playlist, names, self.mood_window_s, name_track=track_route)
+        return predictor
 
     def start(self) -> None:
         """Starts the pool and the batcher (inside the server's event loop)."""
@@ -61,29 +97,95 @@ class Service:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    def _find(self, data: bytes, name: str):
+    def _find(self, data: bytes, name: str, time_s: float | None = None):
         """On a pool thread: the image decoded, its faces found and cut out."""
         predictor = getattr(self._local, "predictor", None)
         if predictor is None:
             predictor = self._local.predictor = self._predictor(self._make_detector())
         rgb = uploads.decode(data, self.max_pixels)
-        frame = Frame(name, None, None, rgb, name)
+        frame = Frame(name, None, time_s, rgb, name)
         found, ids, crops = predictor.find([frame])
         return frame, found, ids, crops
 
-    async def predict(self, data: bytes, name: str | None = None) -> list[dict]:
-        """predict's records of the image in ``data`` (one a face, or a ``no face found`` record)."""
+    async def predict(
+        self,
+        data: bytes,
+        name: str | None = None,
+        stream: str | None = None,
+        time_s: float | None = None,
+        smooth_s: float = 0.0,
+    ) -> list[dict]:
+        """predict's records of the image in ``data`` (one a face, or a ``no face found`` record).
+        As a frame of ``stream`` at ``time_s`` seconds, its faces carry the stream's track ids and
+        probabilities averaged along their tracks over ``smooth_s`` seconds, as predict's video
+        records do, followed by a mood record whenever the stream's mood changes (with a playlist)."""
+        if stream is not None:
+            self.streams.get(stream)  # a bad id is refused before any work
         self.requests += 1
         loop = asyncio.get_running_loop()
-        frame, found, ids, crops = await loop.run_in_executor(self._pool, self._find, data, name or UNNAMED)
+        name = name or UNNAMED
+        frame, found, ids, crops = await loop.run_in_executor(self._pool, self._find, data, name, time_s)
         probabilities = await self.batcher(crops) if len(crops) else np.zeros((0, 0))
+        # from here to the end no await: the recorder (and a stream's state) is this request's alone
+        recorder = self._recorder
+        if stream is not None:
+            recorder = self.streams.get(stream)
+            recorder.tracker.smooth_s = smooth_s
+            ids = [recorder.tracker.update(time_s, [face.box for face in found[0]])]
         records: list[dict] = []
-        self._recorder.emit_record = records.append  # no await between this and its use
-        self._recorder.records([frame], found, ids, probabilities)
+        recorder.emit_record = records.append
+        if recorder.mood is not None:
+            recorder.mood.emit = records.append
+        recorder.records([frame], found, ids, probabilities)
         return records
+
+    def _attention(self, data: bytes, face: int) -> dict:
+        """On a pool thread: the image's face number ``face`` (in the records' order), its label and
+        its CBAM spatial maps, each as a PNG data URL over the face crop."""
+        import cv2
+
+        from amobilenet_jax import faces as faces_lib
+        from amobilenet_jax.visualize import attention, overlay
+
+        frame, found, _, crops = self._find(data, UNNAMED)
+        if not 0 <= face < len(found[0]):
+            count = len(found[0])
+            have = f"{count} face{'s' if count > 1 else ''}, numbered from 0" if count else "no face"
+            raise uploads.UploadError(400, f"face {face}: the image has {have}")
+        probabilities, maps = attention(self.model, crops[face : face + 1])
+        top = int(np.argmax(probabilities[0]))
+        gray = faces_lib.to_gray(crops[face])
+        height, width = gray.shape[:2]
+        gray = cv2.resize(gray, (width * ATTENTION_SCALE, height * ATTENTION_SCALE), interpolation=cv2.INTER_CUBIC)
+        return {
+            "face": face,
+            "box": [int(v) for v in found[0][face].box],
+            "label": self.model.class_names[top],
+            "score": round(float(probabilities[0][top]), 4),
+            "crop": png_data_url(gray),
+            "maps": {block: png_data_url(overlay(gray, m[0])) for block, m in maps.items()},
+        }
+
+    async def attention(self, data: bytes, face: int) -> dict:
+        """The attention maps of the ``face``-th face of the image in ``data`` (``/v1/attention``)."""
+        if self.no_attention is not None:
+            raise uploads.UploadError(404, self.no_attention)
+        self.requests += 1
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self._attention, data, face)
 
     def stats(self) -> dict:
         return {"requests": self.requests, "model_calls": self.batcher.calls, "faces": self.batcher.faces}
+
+
+def png_data_url(image: np.ndarray) -> str:
+    """A ``data:image/png`` URL of a uint8 image, or a float one in [0, 1]."""
+    from PIL import Image
+
+    if image.dtype != np.uint8:
+        image = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(image.squeeze()).save(buffer, "PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
 
 
 def describe(model) -> dict:
