@@ -213,8 +213,8 @@ class Enlarged:
     """A detector run on the frame enlarged to ``width`` pixels wide (boxes and landmarks mapped
     back): can a larger input find the faces it misses at 640?"""
 
-    def __init__(self, detector, width: int):
-        self.detector, self.width = detector, width
+    def __init__(self, detector, width: int, min_face: int = MIN_FACE):
+        self.detector, self.width, self.min_face = detector, width, min_face
 
     def detect(self, frame):
         import cv2
@@ -231,7 +231,7 @@ class Enlarged:
                 None if f.landmarks is None else tuple((px / scale, py / scale) for px, py in f.landmarks),
             )
             for f in found
-            if min(f.box[2:]) / scale >= MIN_FACE
+            if min(f.box[2:]) / scale >= self.min_face
         ]
 
 
@@ -373,20 +373,42 @@ def main() -> None:
     parser.add_argument("--table", metavar="JSON", help="only print the Markdown table of a finished study")
     parser.add_argument("--data_dir")
     parser.add_argument("--cache_dir", default="")
-    parser.add_argument("--detectors", default="haar,ssd,retinaface@320,retinaface,yunet,yunet@320,mtcnn,lbp")
+    parser.add_argument("--detectors", help="default haar,ssd,retinaface@320,retinaface,yunet,yunet@320,mtcnn,lbp "
+                        "(--hard: retinaface, predict's default)")  # fmt: skip
     parser.add_argument("--num_faces", type=int, default=0, help="Valid faces used (0: all)")
     parser.add_argument(
         "--tilt_deg", type=float, default=0.0,
         help="turn each pasted Valid face by an angle drawn evenly from [-D, D] (the Train faces that calibrate "
         "the crop stay upright)",
     )  # fmt: skip
-    parser.add_argument("--out", default="experiments/faces/detectors_cpu.json")
-    parser.add_argument("--figure", default="experiments/faces/frames.png")
+    parser.add_argument(
+        "--hard", action="store_true",
+        help="the hard frame set (hard.py): 1-3 faces a frame at 48-150 px, turned, dim, low-contrast, blurred, "
+        "noisy or JPEG; predict's crops",
+    )  # fmt: skip
+    parser.add_argument(
+        "--min_faces", default="40", help="--hard: the smallest face sides kept, one row each (predict's default 40)"
+    )
+    parser.add_argument("--face_free", type=int, default=1000, help="--hard: face-free frames")
+    parser.add_argument("--out", help="default experiments/faces/detectors_cpu.json (--hard: hard_cpu.json)")
+    parser.add_argument("--figure", help="default experiments/faces/frames.png (--hard: hard_frames.png)")
     args = parser.parse_args()
     if args.table:
         with open(args.table) as f:
-            print(markdown(json.load(f)), end="")
+            result = json.load(f)
+        if "size_px" in result:
+            import hard
+
+            print(hard.markdown(result), end="")
+        else:
+            print(markdown(result), end="")
         return
+    if args.detectors is None:
+        args.detectors = "retinaface" if args.hard else "haar,ssd,retinaface@320,retinaface,yunet,yunet@320,mtcnn,lbp"
+    if args.out is None:
+        args.out = "experiments/faces/hard_cpu.json" if args.hard else "experiments/faces/detectors_cpu.json"
+    if args.figure is None:
+        args.figure = "experiments/faces/hard_frames.png" if args.hard else "experiments/faces/frames.png"
     if not args.data_dir:
         parser.error("--data_dir is required")
     from amobilenet_jax import runtime
@@ -404,6 +426,16 @@ def main() -> None:
     valid, train = data.split("valid"), data.split("train")
     n = len(valid.labels) if not args.num_faces else min(args.num_faces, len(valid.labels))
     photos = backgrounds()
+    if args.hard:
+        import hard
+
+        args.min_faces = [int(v) for v in args.min_faces.split(",")]
+        result, frames = hard.run(args, model, valid, photos)
+        write_json_atomic(args.out, {**result, "command": command_line(sys.argv), "machine": machine()})
+        if args.figure:
+            write_atomic(args.figure, hard.figure(frames, model))
+        print(f"wrote {args.out}")
+        return
 
     rng = np.random.default_rng(0)
     tilts = np.random.default_rng(2).uniform(-args.tilt_deg, args.tilt_deg, n) if args.tilt_deg else np.zeros(n)
