@@ -1,6 +1,6 @@
 """The detector study's hard frame set (``study.py --hard``): small, turned, degraded faces.
 
-Each frame is a 640 x 480 crop of one of study.BACKGROUNDS with 1-3 FERPlus Valid faces (each
+Each frame is a 640 x 480 crop of one of detectors.BACKGROUNDS with 1-3 FERPlus Valid faces (each
 used once, in order), each enlarged to a side drawn evenly from HARD_SIZE_RANGE pixels, turned by
 an angle drawn evenly from +-HARD_TILT_DEG and pasted whole (the turned square's own pixels) where
 its bounding square overlaps no other face's. Each frame gets one of CONDITIONS (drawn evenly):
@@ -36,8 +36,10 @@ large faces). Their cost per frame is measured per frame: the sum of the passes 
 
 from __future__ import annotations
 
+import detectors
 import numpy as np
-import study
+
+from amobilenet_jax.predict.tracking import iou  # the box overlap predict's tracker uses
 
 HARD_SIZE_RANGE = (48, 150)
 HARD_SIZE_BINS = ((48, 63), (64, 79), (80, 99), (100, 124), (125, 150))
@@ -95,7 +97,7 @@ def apart(a: tuple[int, int, int], b: tuple[int, int, int]) -> bool:
 def place(rng: np.random.Generator, sides: list[int], tries: int = 200) -> list[tuple[int, int] | None]:
     """Top-left corners for squares of ``sides`` inside the frame, none within FACE_GAP of another
     (None where no place was found in ``tries`` draws)."""
-    height, width = study.FRAME
+    height, width = detectors.FRAME
     placed: list[tuple[int, int, int]] = []
     out: list[tuple[int, int] | None] = []
     for side in sides:
@@ -155,7 +157,7 @@ def hard_frame(rng, photos, faces48: list[np.ndarray], condition: dict) -> tuple
     face its upright square ``box``, ``size`` and ``angle`` (faces with no room are left out)."""
     import cv2
 
-    frame = study.background_frame(rng, photos)
+    frame = detectors.background_frame(rng, photos)
     if "background_blur_px" in condition:
         frame = blur(frame, condition["background_blur_px"])
     sizes = [int(rng.integers(HARD_SIZE_RANGE[0], HARD_SIZE_RANGE[1] + 1)) for _ in faces48]
@@ -203,14 +205,14 @@ def base_detector(name: str):
     """A single pass at LOW_THRESHOLD with no smallest size (rows filter both)."""
     from amobilenet_jax import faces
 
-    if name == "retinaface" or name == f"retinaface@{study.FRAME[1]}":
+    if name == "retinaface" or name == f"retinaface@{detectors.FRAME[1]}":
         return faces.RetinaFaceDetector(min_face=1, detect_width=0, threshold=LOW_THRESHOLD)
     if name.startswith("retinaface@"):
         width = int(name.split("@")[1])
-        inner = faces.RetinaFaceDetector(min_face=1, detect_width=0 if width > study.FRAME[1] else width,
+        inner = faces.RetinaFaceDetector(min_face=1, detect_width=0 if width > detectors.FRAME[1] else width,
                                          threshold=LOW_THRESHOLD)  # fmt: skip
-        return study.Enlarged(inner, width, min_face=1) if width > study.FRAME[1] else inner
-    return study.make(name)
+        return detectors.Enlarged(inner, width, min_face=1) if width > detectors.FRAME[1] else inner
+    return detectors.make(name)
 
 
 def parts(name: str) -> tuple[str, list[str]]:
@@ -262,7 +264,7 @@ def match_frame(detected: list, truths: list[tuple]) -> list:
     """For each truth box, the detected face matched to it one to one (highest IoU first, IoU >=
     IOU_FOUND), or None."""
     pairs = sorted(
-        ((study.iou(face.box, truth), i, j) for i, truth in enumerate(truths) for j, face in enumerate(detected)),
+        ((iou(face.box, truth), i, j) for i, truth in enumerate(truths) for j, face in enumerate(detected)),
         reverse=True,
     )
     out: list = [None] * len(truths)
@@ -366,7 +368,7 @@ def row_thresholds(name: str) -> tuple:
         return PAIR_THRESHOLDS
     if names[0].startswith("retinaface"):
         return THRESHOLDS
-    return study.THRESHOLDS.get(name, (None,))
+    return detectors.THRESHOLDS.get(name, (None,))
 
 
 def run(args, model, valid, photos) -> dict:
@@ -385,7 +387,7 @@ def run(args, model, valid, photos) -> dict:
     bases = list(dict.fromkeys(b for name in names for b in parts(name)[1]))
     runs = {}
     for base in bases:
-        found, ms = study.run_detector(base_detector(base), data["frames"] + data["empty"])
+        found, ms = detectors.run_detector(base_detector(base), data["frames"] + data["empty"])
         runs[base] = (found, ms)
         print(f"{base}: {np.median(ms):.1f} ms a frame (median)", flush=True)
     base = parts(names[0])[1][0].split("@")[0]
@@ -411,8 +413,8 @@ def run(args, model, valid, photos) -> dict:
         "tilt_deg": HARD_TILT_DEG,
         "conditions": CONDITIONS,
         "second_pass_when": f"the first pass finds no face under {SMALL_FACE} px",
-        "frame": f"{study.FRAME[1]}x{study.FRAME[0]}",
-        "backgrounds": study.BACKGROUNDS,
+        "frame": f"{detectors.FRAME[1]}x{detectors.FRAME[0]}",
+        "backgrounds": detectors.BACKGROUNDS,
         "stored_crop_accuracy": float(np.mean(stored == labels)),
         "crop": "predict's: faces.CROP_GEOMETRY of the detector, eyes levelled with its landmarks",
         "rows": rows,

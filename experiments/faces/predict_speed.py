@@ -22,10 +22,12 @@ import sys
 import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "use"))
 
-from crop_margin import machine  # noqa: E402
 from predict_speed import make_video, run  # noqa: E402
+
+from amobilenet_jax.runtime import machine  # noqa: E402
 
 DETECTORS = {
     "retinaface, detector on every frame (whole 640 px frame)": ["--detect_every", "1"],
