@@ -127,20 +127,41 @@ def view_batches(images, config, crops: bool = True) -> list[jax.Array]:
     return views
 
 
+# The most images one model call of ``vote`` takes: a small batch's views go through the
+# model together (B x V images keep both cores busy where B alone would not), a larger batch's
+# one view a call in sequence. Either way the program holds the model once (twice with the
+# attention maps), not once per view: it compiles in a third of the time.
+# (experiments/views/README.md measures the choice.)
+ONE_CALL_IMAGES = 64
+
+
 def vote(apply, images, config, crops: bool = True, return_attention: bool = False):
     """Summed logits of every test-time view and the whole image's ``aux`` (its attention maps).
 
-    ``apply(x, return_attention) -> (logits, aux)`` is the model in inference mode. The whole
-    image and its mirror come first, so without crops this is evaluation's two-view sum as it
-    always was."""
-    views = view_batches(images, config, crops)
-    logits, aux = apply(views[0], return_attention)
-    if config.eval_flip:
-        logits = logits + apply(views[0][:, :, ::-1, :], False)[0]
-    for x in views[1:]:
-        logits = logits + apply(x, False)[0]
-        if config.eval_flip:
-            logits = logits + apply(x[:, :, ::-1, :], False)[0]
+    ``apply(x, return_attention) -> (logits, aux)`` is the model in inference mode. The views
+    are summed in order: the whole image, its mirror, then each crop and its mirror; without
+    crops this is evaluation's two-view sum as it always was."""
+    ordered = []
+    for x in view_batches(images, config, crops):
+        ordered += [x, x[:, :, ::-1, :]] if config.eval_flip else [x]
+    logits, aux = None, {}
+    if return_attention:
+        logits, aux = apply(ordered.pop(0), True)
+    if len(ordered) == 1:
+        rest = [apply(ordered[0], False)[0]]
+    elif ordered:
+
+        def one(x):
+            return apply(x, False)[0]
+
+        stacked = jnp.stack(ordered)
+        together = stacked.shape[1] * len(ordered) <= ONE_CALL_IMAGES
+        out = jax.vmap(one)(stacked) if together else jax.lax.map(one, stacked)
+        rest = [out[i] for i in range(len(ordered))]
+    else:
+        rest = []
+    for out in rest:
+        logits = out if logits is None else logits + out
     return logits, aux
 
 
