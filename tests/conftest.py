@@ -28,6 +28,14 @@ jax.config.update("jax_compilation_cache_dir", CACHE)
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def normal(seed: int, shape, dtype=None):
+    """A standard-normal test input drawn by NumPy: ``jax.random.normal`` compiles a program for
+    each shape (one to two seconds each on a 2-core CPU), which a test input need not cost."""
+    import numpy as np
+
+    return jax.numpy.asarray(np.random.default_rng(seed).standard_normal(shape), dtype or jax.numpy.float32)
+
+
 def load_config(name: str, variant: str | None = None):
     """Loads ``configs/<name>.py[:variant]`` the way --config does."""
     from amobilenet_jax.config import load_config_file

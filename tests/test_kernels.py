@@ -15,6 +15,7 @@ import pytest
 from amobilenet_jax.kernels import _ffi_numba, cpu_kernels, depthwise
 from amobilenet_jax.kernels.windows import pad_same
 from amobilenet_jax.models.mobilenet_v3 import V3_SMALL_BLOCKS, MobileNetV3Small
+from tests.conftest import normal
 
 IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false")
 
@@ -63,9 +64,9 @@ def frame_counters():
     ],
 )
 def test_kernel_grad_matches_xla(shape, k, stride):
-    x = jax.random.normal(jax.random.PRNGKey(0), shape)
+    x = normal(0, shape)
     out_hw = [(s + 2 * (k // 2) - k) // stride + 1 for s in shape[1:3]]
-    dy = jax.random.normal(jax.random.PRNGKey(1), (shape[0], *out_hw, shape[3]))
+    dy = normal(1, (shape[0], *out_hw, shape[3]))
     got = jax.jit(cpu_kernels.kernel_grad, static_argnums=(2, 3))(x, dy, k, stride)
     want = depthwise._kernel_grad(x, dy, k, stride)
     assert got.shape == (k, k, 1, shape[3]) and got.dtype == jnp.float32
@@ -83,8 +84,8 @@ def test_kernel_grad_matches_xla(shape, k, stride):
 @needs_kernel
 def test_kernel_grad_under_vmap():
     """Vectorised sweeps vmap the train step over models: the op runs once per model."""
-    xs = jax.random.normal(jax.random.PRNGKey(2), (3, 2, 6, 6, 8))
-    dys = jax.random.normal(jax.random.PRNGKey(3), (3, 2, 6, 6, 8))
+    xs = normal(2, (3, 2, 6, 6, 8))
+    dys = normal(3, (3, 2, 6, 6, 8))
     got = jax.jit(jax.vmap(lambda x, dy: cpu_kernels.kernel_grad(x, dy, 3, 1)))(xs, dys)
     for m in range(3):
         np.testing.assert_allclose(got[m], depthwise._kernel_grad(xs[m], dys[m], 3, 1), rtol=1e-5, atol=1e-5)
@@ -114,8 +115,8 @@ def test_rejects_other_dtypes():
 
 @needs_kernel
 def test_shift_ffi_falls_back_for_bfloat16():
-    x = jax.random.normal(jax.random.PRNGKey(4), (2, 6, 6, 8), jnp.bfloat16)
-    kernel = jax.random.normal(jax.random.PRNGKey(5), (3, 3, 1, 8), jnp.bfloat16)
+    x = normal(4, (2, 6, 6, 8), jnp.bfloat16)
+    kernel = normal(5, (3, 3, 1, 8), jnp.bfloat16)
 
     def kernel_grad(fn):
         return jax.grad(lambda k: jnp.sum(fn(x, k, 1).astype(jnp.float32) ** 2))(kernel)
@@ -181,8 +182,8 @@ def test_a_pair_that_fails_its_check_keeps_xla_while_the_others_keep_the_compile
     assert failing_layers == 2
     assert hlo.count(f"@{cpu_kernels.TARGET}") == len(V3_SMALL_BLOCKS) - failing_layers
     # and the gradient that pair gets is XLA's, unchanged
-    x = jax.random.normal(jax.random.PRNGKey(6), (2, 7, 7, 8))
-    kernel = jax.random.normal(jax.random.PRNGKey(7), (5, 5, 1, 8))
+    x = normal(6, (2, 7, 7, 8))
+    kernel = normal(7, (5, 5, 1, 8))
 
     def kernel_grad(fn):
         return jax.grad(lambda kern: jnp.sum(fn(x, kern, 2) ** 2))(kernel)

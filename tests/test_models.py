@@ -13,6 +13,7 @@ from amobilenet_jax.kernels.depthwise import depthwise_conv_shift, depthwise_con
 from amobilenet_jax.models import MODELS, build_model, model_kwargs
 from amobilenet_jax.models.cbam import CBAM
 from amobilenet_jax.models.layers import ACTIVATIONS, ConvBN, DepthwiseConv
+from tests.conftest import normal
 
 
 def _param_count(name: str, **overrides) -> int:
@@ -76,7 +77,7 @@ def _tiny(name="amobilenet", **overrides):
 @pytest.fixture(scope="module")
 def tiny_amobilenet():
     model = _tiny()
-    x = jax.random.normal(jax.random.PRNGKey(1), (2, 64, 64, 3))
+    x = normal(1, (2, 64, 64, 3))
     variables = jax.jit(lambda k: model.init({"params": k}, x))(jax.random.PRNGKey(0))
     return model, variables, x
 
@@ -113,7 +114,7 @@ def test_train_mode_uses_dropout_and_updates_batch_stats(tiny_amobilenet):
 
 
 def test_linear_depthwise_changes_the_function():
-    x = jax.random.normal(jax.random.PRNGKey(1), (1, 32, 32, 3))
+    x = normal(1, (1, 32, 32, 3))
     relu_model = _tiny(linear_depthwise=False, cbam=False)
     linear_model = _tiny(linear_depthwise=True, cbam=False)
     variables = jax.jit(lambda k: relu_model.init({"params": k}, x))(jax.random.PRNGKey(0))
@@ -123,7 +124,7 @@ def test_linear_depthwise_changes_the_function():
 
 
 def test_cbam_is_channel_then_spatial():
-    x = jax.random.normal(jax.random.PRNGKey(0), (2, 5, 5, 32))
+    x = normal(0, (2, 5, 5, 32))
     module = CBAM(reduction=16, kernel_size=7)
     variables = module.init(jax.random.PRNGKey(1), x)
     out, spatial = module.apply(variables, x)
@@ -147,12 +148,12 @@ def test_cbam_is_channel_then_spatial():
 
 @pytest.mark.parametrize("size,stride", [(8, 1), (8, 2), (7, 1), (7, 2), (3, 2), (2, 1)])
 def test_depthwise_impls_agree_with_gradients(size, stride):
-    kx, kk, kg = jax.random.split(jax.random.PRNGKey(size * 10 + stride), 3)
-    x = jax.random.normal(kx, (2, size, size, 5))
-    kernel = jax.random.normal(kk, (3, 3, 1, 5))
+    seed = 3 * (size * 10 + stride)
+    x = normal(seed, (2, size, size, 5))
+    kernel = normal(seed + 1, (3, 3, 1, 5))
     out_xla = depthwise_conv_xla(x, kernel, stride)
     assert out_xla.shape == (2, -(-size // stride), -(-size // stride), 5)
-    cotangent = jax.random.normal(kg, out_xla.shape)
+    cotangent = normal(seed + 2, out_xla.shape)
 
     def grads(fn):
         return jax.grad(lambda x, k: jnp.sum(fn(x, k, stride) * cotangent), argnums=(0, 1))(x, kernel)
@@ -167,8 +168,8 @@ def test_depthwise_impls_agree_with_gradients(size, stride):
 
 def test_depthwise_kernel_gradient_chunks_the_batch(monkeypatch):
     """The cache-sized chunking of the kernel gradient sums to the whole-batch value."""
-    x = jax.random.normal(jax.random.PRNGKey(1), (6, 9, 9, 4))
-    kernel = jax.random.normal(jax.random.PRNGKey(2), (3, 3, 1, 4))
+    x = normal(1, (6, 9, 9, 4))
+    kernel = normal(2, (3, 3, 1, 4))
 
     def kernel_grad():
         return jax.grad(lambda k: jnp.sum(depthwise_conv_shift(x, k, 2) ** 2))(kernel)
@@ -184,8 +185,8 @@ def test_depthwise_kernel_gradient_chunks_the_batch(monkeypatch):
 
 @pytest.mark.parametrize("kernel_size,stride", [(1, 1), (3, 2), (3, 1)])
 def test_dense_conv_matches_xla_conv_with_gradients(kernel_size, stride):
-    x = jax.random.normal(jax.random.PRNGKey(3), (2, 7, 7, 3))
-    kernel = jax.random.normal(jax.random.PRNGKey(4), (kernel_size, kernel_size, 3, 6))
+    x = normal(3, (2, 7, 7, 3))
+    kernel = normal(4, (kernel_size, kernel_size, 3, 6))
     pad = kernel_size // 2
 
     def xla(x, k):
@@ -193,7 +194,7 @@ def test_dense_conv_matches_xla_conv_with_gradients(kernel_size, stride):
         return jax.lax.conv_general_dilated(x, k, (stride, stride), ((pad, pad), (pad, pad)), dimension_numbers=dn)
 
     np.testing.assert_allclose(conv_dense_dot(x, kernel, stride), xla(x, kernel), rtol=1e-5, atol=1e-5)
-    cotangent = jax.random.normal(jax.random.PRNGKey(5), xla(x, kernel).shape)
+    cotangent = normal(5, xla(x, kernel).shape)
     for fn_grads in zip(
         *(
             jax.grad(lambda a, b, f=f: jnp.sum(f(a, b) * cotangent), (0, 1))(x, kernel)
@@ -206,11 +207,11 @@ def test_dense_conv_matches_xla_conv_with_gradients(kernel_size, stride):
 @pytest.mark.parametrize("activation", ["relu6", "linear", "hard_swish"])
 def test_fused_batch_norm_matches_flax_with_gradients(activation):
     """ConvBN's BatchNormAct: same outputs, statistics and gradients as nn.BatchNorm + act."""
-    x = 3 * jax.random.normal(jax.random.PRNGKey(6), (4, 5, 5, 8)) + 1
-    cotangent = jax.random.normal(jax.random.PRNGKey(7), x.shape)
+    x = 3 * normal(6, (4, 5, 5, 8)) + 1
+    cotangent = normal(7, x.shape)
     fused = ConvBN(None, 3, activation=activation)
     variables = fused.init(jax.random.PRNGKey(0), x, train=True)
-    params = jax.tree.map(lambda p: p + 0.3 * jax.random.normal(jax.random.PRNGKey(8), p.shape), variables["params"])
+    params = jax.tree.map(lambda p: p + 0.3 * normal(8, p.shape), variables["params"])
     variables = {**variables, "params": params}
     act = ACTIVATIONS[activation] or (lambda v: v)
     bn = nn.BatchNorm(use_running_average=False, momentum=0.99, epsilon=1e-3)

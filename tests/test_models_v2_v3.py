@@ -20,6 +20,7 @@ import pytest
 
 from amobilenet_jax.models.mobilenet_v2 import InvertedResidual, MobileNetV2
 from amobilenet_jax.models.mobilenet_v3 import Bneck, MobileNetV3Small
+from tests.conftest import normal
 
 NUM_CLASSES = 8
 BATCH = 2
@@ -43,7 +44,7 @@ def _count(tree: Any) -> int:
 
 
 def _images(seed: int = 0) -> jnp.ndarray:
-    return jax.random.normal(jax.random.key(seed), (BATCH, SIZE, SIZE, 3), jnp.float32)
+    return normal(seed, (BATCH, SIZE, SIZE, 3), jnp.float32)
 
 
 def _build(cls: type[nn.Module], **kwargs: Any) -> nn.Module:
@@ -178,7 +179,7 @@ def _zero_projection_bn(variables: dict[str, Any]) -> dict[str, Any]:
     ids=["v2_block", "v3_block"],
 )
 def test_residual_shortcut(block: nn.Module) -> None:
-    x = jax.random.normal(jax.random.key(3), (BATCH, 8, 8, 16))
+    x = normal(3, (BATCH, 8, 8, 16))
     for stride in (1, 2):
         module = block.clone(stride=stride, depthwise_impl="xla")
         variables = _random_variables(module, x)
