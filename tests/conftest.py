@@ -36,6 +36,30 @@ def normal(seed: int, shape, dtype=None):
     return jax.numpy.asarray(np.random.default_rng(seed).standard_normal(shape), dtype or jax.numpy.float32)
 
 
+def random_variables(module, x, seed: int = 0, **init_kwargs) -> dict:
+    """Fan-in-scaled random variables in the shapes ``module.init(key, x, **init_kwargs)`` would
+    create (BatchNorm at its identity), drawn by NumPy: compiling a model's init costs seconds
+    to tens of seconds (every initializer's random numbers), which a test of its forward pass
+    need not pay."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+
+    def draw(path, leaf):
+        name = path[-1].key
+        if name in ("scale", "var"):
+            return jax.numpy.ones(leaf.shape, leaf.dtype)
+        if name == "mean":
+            return jax.numpy.zeros(leaf.shape, leaf.dtype)
+        if name == "bias":
+            return jax.numpy.asarray(rng.normal(0.0, 0.1, leaf.shape), leaf.dtype)
+        # Kernels: conv/dense (..., in, out) and depthwise (k, k, 1, C) both have fan-in prod(shape[:-1]).
+        return jax.numpy.asarray(rng.normal(0.0, 1.0, leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1])), leaf.dtype)
+
+    shapes = jax.eval_shape(lambda: module.init({"params": jax.random.PRNGKey(0)}, x, **init_kwargs))
+    return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
 def load_config(name: str, variant: str | None = None):
     """Loads ``configs/<name>.py[:variant]`` the way --config does."""
     from amobilenet_jax.config import load_config_file

@@ -13,7 +13,7 @@ from amobilenet_jax.kernels.depthwise import depthwise_conv_shift, depthwise_con
 from amobilenet_jax.models import MODELS, build_model, model_kwargs
 from amobilenet_jax.models.cbam import CBAM
 from amobilenet_jax.models.layers import ACTIVATIONS, ConvBN, DepthwiseConv
-from tests.conftest import normal
+from tests.conftest import normal, random_variables
 
 
 def _param_count(name: str, **overrides) -> int:
@@ -78,8 +78,7 @@ def _tiny(name="amobilenet", **overrides):
 def tiny_amobilenet():
     model = _tiny()
     x = normal(1, (2, 64, 64, 3))
-    variables = jax.jit(lambda k: model.init({"params": k}, x))(jax.random.PRNGKey(0))
-    return model, variables, x
+    return model, random_variables(model, x), x
 
 
 def test_amobilenet_outputs_and_attention_shapes(tiny_amobilenet):
@@ -117,7 +116,7 @@ def test_linear_depthwise_changes_the_function():
     x = normal(1, (1, 32, 32, 3))
     relu_model = _tiny(linear_depthwise=False, cbam=False)
     linear_model = _tiny(linear_depthwise=True, cbam=False)
-    variables = jax.jit(lambda k: relu_model.init({"params": k}, x))(jax.random.PRNGKey(0))
+    variables = random_variables(relu_model, x)
     a, _ = jax.jit(lambda v: relu_model.apply(v, x))(variables)
     b, _ = jax.jit(lambda v: linear_model.apply(v, x))(variables)  # same parameter tree
     assert not np.allclose(a, b)
@@ -248,7 +247,7 @@ def test_bfloat16_compute_keeps_float32_params():
     cfg.dtype = "bfloat16"
     model = build_model(cfg, 8)
     x = jnp.ones((1, 32, 32, 3))
-    variables = jax.jit(lambda k: model.init({"params": k}, x))(jax.random.PRNGKey(0))
+    variables = random_variables(model, x)  # in the dtypes init gives (jax.eval_shape)
     assert all(leaf.dtype == jnp.float32 for leaf in jax.tree.leaves(variables["params"]))
     logits, aux = jax.jit(lambda v: model.apply(v, x))(variables)
     assert logits.dtype == jnp.float32 and aux["embedding"].dtype == jnp.float32

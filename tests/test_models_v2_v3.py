@@ -20,7 +20,7 @@ import pytest
 
 from amobilenet_jax.models.mobilenet_v2 import InvertedResidual, MobileNetV2
 from amobilenet_jax.models.mobilenet_v3 import Bneck, MobileNetV3Small
-from tests.conftest import normal
+from tests.conftest import normal, random_variables
 
 NUM_CLASSES = 8
 BATCH = 2
@@ -55,24 +55,6 @@ def _shapes(module: nn.Module, x: jnp.ndarray) -> dict[str, Any]:
     return jax.eval_shape(lambda: module.init({"params": jax.random.key(0)}, x, train=False))
 
 
-def _random_variables(module: nn.Module, x: jnp.ndarray, seed: int = 0) -> dict[str, Any]:
-    """Fan-in-scaled random variables in the shapes ``module.init`` would create, without compiling init."""
-    rng = np.random.default_rng(seed)
-
-    def draw(path: tuple, leaf: jax.ShapeDtypeStruct) -> jnp.ndarray:
-        name = path[-1].key
-        if name in ("scale", "var"):
-            return jnp.ones(leaf.shape, leaf.dtype)
-        if name == "mean":
-            return jnp.zeros(leaf.shape, leaf.dtype)
-        if name == "bias":
-            return jnp.asarray(rng.normal(0.0, 0.1, leaf.shape), leaf.dtype)
-        # Kernels: conv/dense (..., in, out) and depthwise (k, k, 1, C) both have fan-in prod(shape[:-1]).
-        return jnp.asarray(rng.normal(0.0, 1.0, leaf.shape) / np.sqrt(np.prod(leaf.shape[:-1])), leaf.dtype)
-
-    return jax.tree_util.tree_map_with_path(draw, _shapes(module, x))
-
-
 def _eval_fn(model: nn.Module) -> Any:
     return jax.jit(lambda v, x: model.apply(v, x, train=False, return_attention=True))
 
@@ -83,7 +65,7 @@ def run(request: pytest.FixtureRequest) -> dict[str, Any]:
     cls = request.param
     model = _build(cls, depthwise_impl="xla")
     x = _images(1)
-    variables = _random_variables(model, x)
+    variables = random_variables(model, x, train=False)
     train_fn = jax.jit(
         lambda v, x: model.apply(v, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)})
     )
@@ -182,7 +164,7 @@ def test_residual_shortcut(block: nn.Module) -> None:
     x = normal(3, (BATCH, 8, 8, 16))
     for stride in (1, 2):
         module = block.clone(stride=stride, depthwise_impl="xla")
-        variables = _random_variables(module, x)
+        variables = random_variables(module, x, train=False)
         out = jax.jit(lambda v, x, m=module: m.apply(v, x, train=False))(_zero_projection_bn(variables), x)
         if stride == 1:
             # With the projection's BN output forced to zero only the shortcut is left: the block is the identity.
