@@ -25,7 +25,7 @@ os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".st
 import jax  # noqa: E402
 
 jax.config.update("jax_compilation_cache_dir", CACHE)
-jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # as runtime.enable_compilation_cache
 
 
 def normal(seed: int, shape, dtype=None):
