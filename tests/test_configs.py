@@ -1,9 +1,9 @@
 """The README's real-data CPU commands, run as a user runs them, on a generated FERPlus.
 
 `configs/ferplus_cpu.py` and the `:cpu` studies read FERPlus in its official layout; here
-the layout is a fixture (tests/fixtures.py) and the model is shrunk by overrides
-(width 0.25, a few steps), so what is checked is the command line, the recipe's fields
-reaching the run and the study's table, not the accuracy.
+the layout is a fixture (tests/fixtures.py) and the model is shrunk by overrides (width 0.25,
+the 4-block body where the study allows, a few steps), so what is checked is the command line,
+the recipe's fields reaching the run and the study's table, not the accuracy.
 """
 
 import json
@@ -15,6 +15,9 @@ from tests import fixtures
 from tests.test_main import run_main
 
 SHRINK = ["--config.model.width=0.25", "--config.train.batch_size=8", "--config.train.eval_batch_size=16"]
+# and the 4-block body of the tiny configs (recipes.SMALL_BODY) where no point sets CBAM's blocks:
+# a third of the 13 blocks' compile time
+SMALL = ["--config.model.blocks=((64, 1), (128, 2), (256, 2), (1024, 2))", "--config.model.cbam_blocks=(2, 4)"]
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +37,7 @@ def test_cpu_recipe_command_trains_on_ferplus_with_its_levers(ferplus, tmp_path)
         f"--config.data.cache_dir={cache}",
         "--config.train.num_steps=4",
         *SHRINK,
+        *SMALL,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "valid accuracy" in proc.stdout + proc.stderr
@@ -93,6 +97,7 @@ def test_converged_study_runs_a_point_into_the_shared_points_dir(ferplus, tmp_pa
         "--config.train.num_steps=2",
         *extra,
         *SHRINK,
+        *SMALL,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     run_dir = os.path.join(points_dir if extra else workdir, point)
