@@ -11,13 +11,14 @@ import os
 
 import pytest
 
+from amobilenet_jax.recipes import SMALL_BODY
 from tests import fixtures
 from tests.test_main import run_main
 
 SHRINK = ["--config.model.width=0.25", "--config.train.batch_size=8", "--config.train.eval_batch_size=16"]
 # and the 4-block body of the tiny configs (recipes.SMALL_BODY) where no point sets CBAM's blocks:
 # a third of the 13 blocks' compile time
-SMALL = ["--config.model.blocks=((64, 1), (128, 2), (256, 2), (1024, 2))", "--config.model.cbam_blocks=(2, 4)"]
+SMALL = [f"--config.model.{key}={value}" for key, value in SMALL_BODY.items()]
 
 
 @pytest.fixture(scope="module")
