@@ -131,6 +131,33 @@ def test_auto_uses_it_on_one_cpu_device():
     assert depthwise.resolve_depthwise_impl("auto") == "shift_ffi"
 
 
+FORWARD_THEN_GRADIENT = """
+import sys, jax, jax.numpy as jnp
+from amobilenet_jax.config import load_config_file
+from amobilenet_jax.models import build_model
+model = build_model(load_config_file(sys.argv[1]).model, 8)
+x = jnp.zeros((2, 32, 32, 3))
+variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
+jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
+print("after the forward pass:", "numba" in sys.modules)
+loss = lambda v: jnp.sum(model.apply(v, x, train=False)[0])
+jax.eval_shape(jax.grad(loss), variables)
+print("after the gradient:", "numba" in sys.modules)
+"""
+
+
+@needs_kernel
+def test_only_a_gradient_loads_the_compiled_kernel(python):
+    """A process that only runs the model forward (predict, serve, evaluation) never imports numba
+    nor checks the kernel; the first gradient it traces does both (a fresh process, as a user's)."""
+    from tests.conftest import REPO
+
+    spec = os.path.join(REPO, "configs", "quickstart.py") + ":tiny"
+    proc = subprocess.run([python, "-c", FORWARD_THEN_GRADIENT, spec], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "after the forward pass: False" in proc.stdout and "after the gradient: True" in proc.stdout, proc.stdout
+
+
 # --- the self-check runs per (kernel size, stride), for the pairs a model uses ---------------
 
 

@@ -5,7 +5,7 @@ several implementations, so a checkpoint trained with one runs with another:
 - ``shift``: nine shifted multiply-adds, which XLA:CPU fuses into one loop (several times
   faster on CPU than the grouped convolution), with a hand-written backward pass.
 - ``shift_ffi``: ``shift`` whose kernel gradient (thousands of small ops in XLA:CPU) is one
-  compiled loop (``cpu_kernels``); the CPU default on one device.
+  compiled loop (``cpu_kernels``) where that loop can run; the CPU default on one device.
 - ``shift_autodiff``: ``shift`` with JAX's own backward pass, for checking.
 """
 
@@ -36,7 +36,10 @@ def resolve_depthwise_impl(impl: str, backend: str | None = None, device_count: 
     if (backend or jax.default_backend()) != "cpu":
         return "xla"
     count = jax.device_count() if device_count is None else device_count
-    return "shift_ffi" if count == 1 and cpu_kernels.available() else "shift"
+    # Whether the compiled loop can run is asked when a gradient is first traced
+    # (_kernel_grad_compiled), where it falls back to XLA's: the forward pass is the same, and
+    # a process that only predicts does not import and check numba's kernel (~0.6 s).
+    return "shift_ffi" if count == 1 else "shift"
 
 
 def depthwise_conv_shift_autodiff(x, kernel, stride: int):
@@ -114,8 +117,8 @@ def depthwise_conv_shift(x, kernel, stride: int):
 def depthwise_conv_shift_ffi(x, kernel, stride: int):
     """``depthwise_conv_shift`` whose kernel gradient is one compiled loop on CPU.
 
-    See models/cpu_kernels.py. Float32 on a CPU backend only; otherwise the same as
-    ``depthwise_conv_shift``.
+    See kernels/cpu_kernels.py. Float32 on a CPU backend where the loop passes its checks;
+    otherwise (with a warning where it fails them) the same as ``depthwise_conv_shift``.
     """
     return _depthwise_shift(pad_same(x, kernel.shape[0]), kernel, stride, True)
 
