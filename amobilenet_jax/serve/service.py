@@ -66,6 +66,7 @@ class Service:
         self._threads = int(detect_threads)
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self.requests = 0
+        self.attention_requests = 0
         self.playlist, self.mood_window_s = playlist, float(mood_window_s)
         self.streams = Streams(self._new_stream, max_streams)
         try:
@@ -170,11 +171,18 @@ class Service:
         """The attention maps of the ``face``-th face of the image in ``data`` (``/v1/attention``)."""
         if self.no_attention is not None:
             raise uploads.UploadError(404, self.no_attention)
-        self.requests += 1
+        self.attention_requests += 1
         return await asyncio.get_running_loop().run_in_executor(self._pool, self._attention, data, face)
 
     def stats(self) -> dict:
-        return {"requests": self.requests, "model_calls": self.batcher.calls, "faces": self.batcher.faces}
+        """``/healthz``'s counts: predict requests, whose faces the batcher classifies (``requests``
+        over ``model_calls`` is the batching), and attention requests, which run alone."""
+        return {
+            "requests": self.requests,
+            "model_calls": self.batcher.calls,
+            "faces": self.batcher.faces,
+            "attention_requests": self.attention_requests,
+        }
 
 
 def png_data_url(image: np.ndarray) -> str:
@@ -196,6 +204,13 @@ def describe(model) -> dict:
     from amobilenet_jax.files import read_json
 
     run_dir = os.path.dirname(os.path.abspath(model.source))
+    package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def shown(path: str) -> str:  # the shipped model's files inside the package, not where it is installed
+        path = os.path.abspath(path)
+        inside = os.path.commonpath([path, package]) == package
+        return os.path.join("amobilenet_jax", os.path.relpath(path, package)) if inside else path
+
     valid = None
     for name in ("eval_valid.json", "results.json"):
         path = os.path.join(run_dir, name)
@@ -205,11 +220,11 @@ def describe(model) -> dict:
             continue
         if isinstance(result, dict) and result.get("split") == "valid" and "accuracy" in result:
             keys = ("accuracy", "mean_class_accuracy", "num_examples")
-            valid = {**{k: result.get(k) for k in keys}, "from": path}
+            valid = {**{k: result.get(k) for k in keys}, "from": shown(path)}
             break
     return {
         "class_names": list(model.class_names),
-        "source": model.source,
+        "source": shown(model.source),
         "views": num_views(model.config),
         "valid": valid,
     }
