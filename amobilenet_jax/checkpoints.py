@@ -98,8 +98,9 @@ def restore(
     check: Callable[[Any, str], None],
     what: str = "train state",
 ) -> tuple[Any, dict]:
-    """The newest usable checkpoint restored into ``state``'s structure and shardings, with its
-    data position; ``(state, {})`` unchanged when there is no checkpoint.
+    """The newest usable checkpoint restored into ``state``'s structure and shardings (a state,
+    or its ``jax.ShapeDtypeStruct`` leaves with shardings), with its data position; ``(state, {})``
+    unchanged when there is no checkpoint.
 
     ``check(saved_config, where)`` raises when the checkpoint belongs to another experiment:
     that stops the run. An unreadable step is skipped for the next older one; once one is

@@ -70,7 +70,7 @@ def _state(config: ml_collections.ConfigDict, workdir: str, exp: Experiment):
                 raise RunNotFoundError(
                     f"{os.path.join(workdir, checkpoints.CHECKPOINT_DIR)}: no checkpoint to evaluate"
                 )
-            state, _ = checkpoints.restore_run(mngr, exp.init_state(), config)
+            state, _ = checkpoints.restore_run(mngr, exp.abstract_state(), config)
         finally:
             mngr.close()
         return state, f"at step {int(jax.device_get(state.step))}"

@@ -34,7 +34,12 @@ def restore_run_state(workdir: str):
     try:
         if mngr.latest_step() is None:
             raise RunNotFoundError(f"{os.path.join(workdir, checkpoints.CHECKPOINT_DIR)}: no checkpoint")
-        state, _ = checkpoints.restore_run(mngr, state_without_data(config), config)
+        on_one_device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        target = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=on_one_device),
+            state_without_data(config, abstract=True),
+        )
+        state, _ = checkpoints.restore_run(mngr, target, config)
     finally:
         mngr.close()
     return config, state

@@ -199,9 +199,26 @@ def create_train_state(
 
     ``total_steps``: the run's length, which the cosine schedule needs.
     """
+    return _train_state(config, model, image_size, num_classes, total_steps, init_variables)
+
+
+def abstract_train_state(
+    config: ml_collections.ConfigDict, model, image_size: int, num_classes: int, total_steps: int | None = None
+) -> TrainState:
+    """``create_train_state``'s structure, shapes and dtypes (``jax.ShapeDtypeStruct`` leaves),
+    without running the model's init: what restoring a checkpoint needs."""
+
+    def init(module, size, key):
+        return module.init({"params": key}, jnp.zeros((1, size, size, 3), jnp.float32), train=False)
+
+    return jax.eval_shape(lambda: _train_state(config, model, image_size, num_classes, total_steps, init))
+
+
+def _train_state(config, model, image_size: int, num_classes: int, total_steps: int | None, init) -> TrainState:
+    """A fresh state with ``init(model, image_size, key)``'s variables."""
     root = jax.random.PRNGKey(config.seed)
     init_key, state_key = jax.random.split(root)
-    variables = init_variables(model, image_size, init_key)
+    variables = init(model, image_size, init_key)
     dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
     _, aux = jax.eval_shape(lambda v: model.apply(v, dummy, train=False), variables)
     tx = make_optimizer(config, total_steps)
@@ -219,8 +236,9 @@ def create_train_state(
     )
 
 
-def state_without_data(config: ml_collections.ConfigDict) -> TrainState:
-    """A fresh train state of ``config``'s model, built without reading the data set.
+def state_without_data(config: ml_collections.ConfigDict, abstract: bool = False) -> TrainState:
+    """A fresh train state of ``config``'s model, built without reading the data set
+    (``abstract``: its shapes and dtypes only, ``abstract_train_state``).
 
     For restoring a checkpoint's structure (exporting weights): the optimizer's state has
     the same structure whatever the run's length, so the schedule gets a stand-in one.
@@ -229,7 +247,8 @@ def state_without_data(config: ml_collections.ConfigDict) -> TrainState:
 
     num_classes = len(class_names(config.data.name))
     model = build_model(config.model, num_classes)
-    return create_train_state(config, model, config.data.image_size, num_classes, total_steps=1)
+    make = abstract_train_state if abstract else create_train_state
+    return make(config, model, config.data.image_size, num_classes, total_steps=1)
 
 
 def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None = None, teachers=()) -> Callable:

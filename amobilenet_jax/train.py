@@ -31,6 +31,7 @@ from amobilenet_jax.models import build_model, count_params, forward_flops, mode
 from amobilenet_jax.periodic import Periodic
 from amobilenet_jax.steps import (
     TrainState,
+    abstract_train_state,
     create_train_state,
     evaluated_variables,
     make_eval_step,
@@ -173,6 +174,21 @@ class Experiment:
         )
         return jax.device_put(state, self.replicated)
 
+    def abstract_state(self) -> TrainState:
+        """``init_state``'s shapes, dtypes and shardings, without running an init: the target a
+        checkpoint is restored into."""
+        shapes = abstract_train_state(
+            self.config, self.model, self.config.data.image_size, self.num_classes, self.total_steps
+        )
+        return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=self.replicated), shapes)
+
+    def restored_or_fresh_state(self, mngr) -> tuple[TrainState, dict]:
+        """The newest usable checkpoint of ``mngr`` (``checkpoints.restore_run``) with its data
+        position, else a fresh state and ``{}``: the model's init runs only for a fresh run."""
+        if mngr.all_steps():
+            return checkpoints.restore_run(mngr, self.abstract_state(), self.config)
+        return self.init_state(), {}
+
     def eval_split(self, name: str) -> DeviceSplit:
         if name not in self._eval_splits:
             self._eval_splits[name] = DeviceSplit(self.dataset.split(name), self.mesh)
@@ -288,7 +304,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, dataset:
 def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: str) -> dict:
     is_chief = jax.process_index() == 0
     resuming = bool(mngr.all_steps())
-    state, position = checkpoints.restore_run(mngr, exp.init_state(), config)  # raises before anything is written
+    state, position = exp.restored_or_fresh_state(mngr)  # raises before anything is written
     if config.model.init_from and not resuming:  # a checkpoint always wins over model.init_from
         state = apply_init_from(state, config)
     start_step = int(jax.device_get(state.step))

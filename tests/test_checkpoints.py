@@ -31,8 +31,14 @@ def _garble(step_dir: str) -> None:
                 f.write(b"garbage")
 
 
-def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(finished_run, tiny_config, tmp_path):
+def _no_init(*args, **kwargs):
+    raise AssertionError("a run with a checkpoint ran the model's init")
+
+
+def test_corrupt_newest_checkpoint_falls_back_to_the_previous_one(finished_run, tiny_config, tmp_path, monkeypatch):
     workdir, result = finished_run
+    # A resumed run restores into the state's shapes (Experiment.abstract_state): no init runs.
+    monkeypatch.setattr(train, "create_train_state", _no_init)
     broken = str(tmp_path / "broken")
     shutil.copytree(workdir, broken)
     os.remove(os.path.join(broken, "results.json"))
