@@ -36,6 +36,11 @@ def two_steps(config_spec: str) -> dict:
         config.optimizer.eps = 1e-3
         config.data.pipeline = pipeline
         config.data.grain_workers = 0
+        # Two blocks, one with CBAM, at 16 px: what is checked is the mesh, the sharding and the
+        # collectives, not the body; each of the four multi-device train steps compiles in less.
+        config.model.blocks = ((32, 1), (64, 2))
+        config.model.cbam_blocks = (2,)
+        config.data.image_size = 16
         exp = train.Experiment(config)
         state = exp.init_state()
         steps = 0
