@@ -8,6 +8,7 @@ import pytest
 
 from amobilenet_jax import losses, steps, train
 from amobilenet_jax.data.augment import prepare_images
+from tests.conftest import micro
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +184,7 @@ def test_params_fingerprint_is_order_and_value_sensitive():
 def test_sam_steps_from_the_uphill_gradient_with_the_first_pass_metrics(tiny_config):
     """Mixup/CutMix, random erasing and scale jitter on, with and without SAM: the same batch and
     keys give the same first pass (the logged loss), SAM another update, each step pure."""
-    cfg = tiny_config.copy_and_resolve_references()
+    cfg = micro(tiny_config)
     cfg.data.augment.update({"mixup": 0.4, "cutmix": 1.0, "erase": 0.5, "scale_out": 0.1})
     sam_cfg = cfg.copy_and_resolve_references()
     sam_cfg.optimizer.sam_rho = 0.05
