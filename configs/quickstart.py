@@ -3,8 +3,7 @@
     python -m amobilenet_jax.main --config configs/quickstart.py --workdir runs/quickstart
 
 `:tiny` is the test-size variant (a handful of steps, a narrow model of 4 blocks instead of the
-paper's 13, with CBAM after blocks 2 and 4, and XLA's depthwise convolution: it compiles in a
-fraction of the time); `:diverge` is `:tiny`
+paper's 13, with CBAM after blocks 2 and 4: it compiles in a fraction of the time); `:diverge` is `:tiny`
 with a learning rate that blows up within a few steps, to show the non-finite guard.
 """
 
@@ -34,10 +33,6 @@ def get_config(variant=None):
     if variant in ("tiny", "diverge"):
         c.model.width = 0.25
         c.model.update(SMALL_BODY)
-        # XLA's own depthwise convolution: a run of a few steps does not repay the second a
-        # process spends loading the compiled CPU kernel (depthwise_impl="auto"), and its
-        # single convolution traces faster than the kernel's shifted slices.
-        c.model.depthwise_impl = "xla"
         c.data.image_size = 32
         c.data.num_train = 128
         c.data.num_test = 64

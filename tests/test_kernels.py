@@ -135,9 +135,7 @@ FORWARD_THEN_GRADIENT = """
 import sys, jax, jax.numpy as jnp
 from amobilenet_jax.config import load_config_file
 from amobilenet_jax.models import build_model
-config = load_config_file(sys.argv[1])
-config.model.depthwise_impl = "auto"  # the default (the tiny variant picks XLA's convolution)
-model = build_model(config.model, 8)
+model = build_model(load_config_file(sys.argv[1]).model, 8)
 x = jnp.zeros((2, 32, 32, 3))
 variables = jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0), x, train=False))
 jax.eval_shape(lambda v: model.apply(v, x, train=False), variables)
