@@ -73,14 +73,15 @@ def tiny_config():
     return load_config("quickstart", "tiny")
 
 
-def micro(config):
+def micro(config, image_size: int = 16):
     """``config`` with the smallest body the checks of a train step's mechanics need: two blocks
-    (the second with CBAM) at 16 px. A test whose train step no other test compiles (its own
-    augmentation, SAM, distillation) compiles it in about half the tiny body's time."""
+    (the second with CBAM), at 16 px unless ``image_size`` says otherwise. A test whose train
+    step no other test compiles (its own augmentation, SAM, vmapped points, the coarse stem,
+    a distilled student) compiles it in about half the tiny body's time."""
     config = config.copy_and_resolve_references()
     config.model.blocks = ((32, 1), (64, 2))
     config.model.cbam_blocks = (2,)
-    config.data.image_size = 16
+    config.data.image_size = image_size
     return config
 
 

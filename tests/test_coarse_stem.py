@@ -6,10 +6,11 @@ import pytest
 from amobilenet_jax import steps, train
 from amobilenet_jax.config import validate
 from amobilenet_jax.errors import ConfigError
+from tests.conftest import micro
 
 
 def _config(tiny_config, coarse):
-    config = tiny_config.copy_and_resolve_references()  # 128 images, batch 16: 8 steps an epoch, 2 epochs
+    config = micro(tiny_config)  # 128 images, batch 16: 8 steps an epoch, 2 epochs
     config.model.stem_stride = 1
     config.train.coarse_stem_epochs = coarse
     return config

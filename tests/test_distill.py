@@ -16,10 +16,12 @@ from amobilenet_jax import distill, losses, train, weights
 from amobilenet_jax.config import validate
 from amobilenet_jax.data.augment import prepare_images
 from amobilenet_jax.errors import ConfigError
+from tests.conftest import micro
 
 
 def student_config(tiny_config, teachers, weight=1.0, temperature=2.0):
-    cfg = tiny_config.copy_and_resolve_references()
+    # The micro body at the teacher's (the tiny run's) 32 px: the student's steps are this file's own.
+    cfg = micro(tiny_config, image_size=tiny_config.data.image_size)
     cfg.loss.distill_from = tuple(teachers)
     cfg.loss.distill_weight = weight
     cfg.loss.distill_temperature = temperature

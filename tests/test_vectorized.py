@@ -13,7 +13,7 @@ import pytest
 from amobilenet_jax import checkpoints, train, vectorized
 from amobilenet_jax.errors import CheckpointError
 from amobilenet_jax.summary_writer import read_scalars
-from tests.conftest import REPO, load_config
+from tests.conftest import REPO, load_config, micro
 from tests.tb_events import tags
 
 # Training length of the equivalence tests. On the tiny model (32 px, batch 16) the
@@ -26,7 +26,7 @@ EQUIVALENCE_STEPS = 1
 
 
 def _config(seed=0, center_weight=None, num_steps=None):
-    c = load_config("quickstart", "tiny")
+    c = micro(load_config("quickstart", "tiny"))
     c.seed = seed
     # Adam's first steps move every parameter by +-lr whatever its gradient's size, so a
     # parameter with a zero true gradient would move by the sign of rounding noise;
@@ -67,10 +67,11 @@ TWO_POINTS = """
 import os, sys
 sys.path.insert(0, {repo!r})
 from amobilenet_jax.config import load_config_file
+from tests.conftest import micro
 
 
 def get_config(variant=None):
-    c = load_config_file(os.path.join({repo!r}, "configs", "quickstart.py") + ":tiny")
+    c = micro(load_config_file(os.path.join({repo!r}, "configs", "quickstart.py") + ":tiny"))
     c.unlock()
     c.optimizer.eps = 1e-3
     c.train.num_steps = {steps}
