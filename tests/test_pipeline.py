@@ -12,7 +12,7 @@ import pytest
 
 from amobilenet_jax import evaluate, train
 from amobilenet_jax.data import augment, grain_pipeline
-from tests.conftest import load_config
+from tests.conftest import load_config, micro
 from tests.fixtures import write_ferplus_folders, write_rafdb
 
 AUGMENT = ml_collections.ConfigDict({"rotation": 20.0, "crop": 0.2, "translate": 0.1, "flip": True})
@@ -91,7 +91,7 @@ def test_augmented_images_have_matching_pixel_statistics():
 
 
 def test_grain_pipeline_trains_and_resumes_exactly(tiny_config, tmp_path):
-    cfg = tiny_config.copy_and_resolve_references()
+    cfg = micro(tiny_config)
     cfg.data.pipeline = "grain"
     cfg.data.grain_workers = 0  # worker processes are exercised from the command line test
     full = train.train_and_evaluate(cfg, str(tmp_path / "full"))

@@ -11,6 +11,7 @@ import pytest
 
 from amobilenet_jax import evaluate, ship, steps, train, weights
 from amobilenet_jax.errors import ConfigError
+from tests.conftest import micro
 
 
 def test_the_average_follows_the_warmed_up_recurrence_and_leaves_the_updates_alone():
@@ -55,7 +56,7 @@ def test_ema_decay_outside_zero_to_one_is_a_config_error(tiny_config):
 
 @pytest.fixture(scope="module")
 def averaged_run(tiny_config, tmp_path_factory):
-    config = tiny_config.copy_and_resolve_references()
+    config = micro(tiny_config)
     config.optimizer.ema_decay = 0.9
     workdir = str(tmp_path_factory.mktemp("averaged_run"))
     return config, workdir, train.train_and_evaluate(config, workdir)
