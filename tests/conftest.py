@@ -77,7 +77,7 @@ def micro(config, image_size: int = 16):
     """``config`` with the smallest body the checks of a train step's mechanics need: two blocks
     (the second with CBAM), at 16 px unless ``image_size`` says otherwise. A test whose train
     step no other test compiles (its own augmentation, SAM, vmapped points, the coarse stem,
-    a distilled student) compiles it in about half the tiny body's time."""
+    a distilled student) compiles it in less time than the tiny body's (experiments/suite/)."""
     config = config.copy_and_resolve_references()
     config.model.blocks = ((32, 1), (64, 2))
     config.model.cbam_blocks = (2,)
