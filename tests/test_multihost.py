@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from tests.conftest import CACHE, REPO
+from tests.conftest import CACHE, REPO, micro
 
 
 def two_steps(config_spec: str) -> dict:
@@ -28,7 +28,9 @@ def two_steps(config_spec: str) -> dict:
 
     results = {}
     for pipeline in ("device", "grain"):
-        config = load_config_file(config_spec)
+        # The micro body: what is checked is the mesh, the sharding and the collectives, not the
+        # body; each of the four multi-device train steps compiles in less.
+        config = micro(load_config_file(config_spec))
         # Adam's first steps move every parameter by +-lr whatever its gradient's size, so a
         # parameter whose true gradient is zero (a BN shift that the next BN removes) moves by
         # the sign of rounding noise. A large eps makes the update a smooth function of the
@@ -36,11 +38,6 @@ def two_steps(config_spec: str) -> dict:
         config.optimizer.eps = 1e-3
         config.data.pipeline = pipeline
         config.data.grain_workers = 0
-        # Two blocks, one with CBAM, at 16 px: what is checked is the mesh, the sharding and the
-        # collectives, not the body; each of the four multi-device train steps compiles in less.
-        config.model.blocks = ((32, 1), (64, 2))
-        config.model.cbam_blocks = (2,)
-        config.data.image_size = 16
         exp = train.Experiment(config)
         state = exp.init_state()
         steps = 0
