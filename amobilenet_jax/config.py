@@ -69,6 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.augment.flip = True
     c.data.augment.scale_out = 0.0  # also zoom out by up to this fraction of the side (scale jitter)
     c.data.augment.erase = 0.0  # probability of erasing one random rectangle of an image (random erasing)
+    c.data.augment.degrade = 0.0  # probability of degrading an image: seen small, blur, light, noise, JPEG
     c.data.augment.mixup = 0.0  # alpha of mixup's Beta(alpha, alpha) share; 0: off
     c.data.augment.cutmix = 0.0  # alpha of CutMix's Beta(alpha, alpha) share; 0: off (both on: one a batch)
     c.data.normalize_mean = 0.5  # after scaling to [0, 1]
@@ -172,7 +173,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not 0.0 < config.eval_crop_zoom <= 1.0:
         raise ConfigError(f"config: eval_crop_zoom={config.eval_crop_zoom!r} must be in (0, 1]")
     a = config.data.augment
-    for field, value, upper in (("scale_out", a.scale_out, 1.0), ("erase", a.erase, 1.0)):
+    for field, value, upper in (("scale_out", a.scale_out, 1.0), ("erase", a.erase, 1.0), ("degrade", a.degrade, 1.0)):
         if not 0.0 <= value <= upper:
             raise ConfigError(f"config: data.augment.{field}={value!r} must be in [0, {upper:g}]")
     for field, value in (("data.augment.mixup", a.mixup), ("data.augment.cutmix", a.cutmix),

@@ -21,7 +21,7 @@ from clu import metrics as clu_metrics
 
 from amobilenet_jax import losses
 from amobilenet_jax.config import SCHEDULES
-from amobilenet_jax.data.augment import mix, prepare_images, random_erase, vote
+from amobilenet_jax.data.augment import degrade, mix, prepare_images, random_erase, vote
 from amobilenet_jax.distill import teacher_probabilities
 from amobilenet_jax.errors import ConfigError
 from amobilenet_jax.models import build_model, init_variables
@@ -261,6 +261,8 @@ def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None =
     smoothing = float(config.loss.label_smoothing)
     a = config.data.augment
     erase, mixup, cutmix = float(a.get("erase", 0.0)), float(a.get("mixup", 0.0)), float(a.get("cutmix", 0.0))
+    degraded = float(a.get("degrade", 0.0))
+    grey_mean, grey_std = float(config.data.normalize_mean), float(config.data.normalize_std)
     sam_rho = float(config.optimizer.get("sam_rho", 0.0))
     distill_weight = float(config.loss.get("distill_weight", 0.0))
     temperature = float(config.loss.get("distill_temperature", 1.0))
@@ -281,6 +283,9 @@ def make_train_step(config: ml_collections.ConfigDict, total_steps: int | None =
         labels = batch["label"]
         teacher_probs = batch["teacher"] if stored else None  # distill_views='stored': gathered with the batch
         # Keys of their own, so that a run without these augmentations draws what it always drew.
+        if degraded > 0:  # a face from a poor frame (in grey levels), before any occlusion
+            grey = (images * grey_std + grey_mean) * 255.0
+            images = (degrade(jax.random.fold_in(step_key, 3), grey, degraded) / 255.0 - grey_mean) / grey_std
         if erase > 0:
             images = random_erase(jax.random.fold_in(step_key, 1), images, erase)
         if mixup > 0 or cutmix > 0:

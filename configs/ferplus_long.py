@@ -39,6 +39,9 @@ SCREEN_LEVERS = [
     {"train.num_steps": LONG_STEPS, "data.augment.erase": 0.5},  # random erasing
     {"train.num_steps": LONG_STEPS, "data.augment.scale_out": 0.1},  # scale jitter: zoom 0.8-1.1
     {"train.num_steps": LONG_STEPS, "optimizer.sam_rho": 0.05},  # SAM: two passes a step
+    # Faces from poor frames (issue 36): half the images seen small, blurred, dim, noisy or JPEG'd;
+    # read on clean Valid here and on experiments/faces/'s hard set.
+    {"train.num_steps": LONG_STEPS, "data.augment.degrade": 0.5},
 ]
 
 VARIANTS = ("screen",)

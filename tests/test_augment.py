@@ -1,5 +1,5 @@
 """The training-time augmentations of data/augment.py beyond the affine map: zoom out (scale
-jitter), random erasing, and mixup/CutMix of images with their targets."""
+jitter), random erasing, degradation, and mixup/CutMix of images with their targets."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from ml_collections import ConfigDict
 
-from amobilenet_jax.data.augment import ERASE_AREA, mix, random_erase, zoom_scale
+from amobilenet_jax.data import augment
+from amobilenet_jax.data.augment import ERASE_AREA, degrade, mix, random_erase, zoom_scale
 
 
 def test_zoom_scale_spans_crop_in_to_scale_out_and_is_the_old_crop_without_it():
@@ -83,3 +84,48 @@ def test_mixup_and_cutmix_together_take_one_of_them_a_batch():
         a, b, m = np.asarray(images), np.asarray(images)[::-1], np.asarray(mixed)
         kinds.add("cutmix" if np.all((m == a) | (m == b)) else "mixup")
     assert kinds == {"mixup", "cutmix"}
+
+
+def _face_like(n: int = 8, size: int = 48, seed: int = 0) -> np.ndarray:
+    """Grey images with detail at every scale: a smooth ramp plus fine texture, 0-255."""
+    rng = np.random.default_rng(seed)
+    ramp = np.linspace(60, 190, size)[None, :, None] * np.ones((size, 1, 1))
+    return np.clip(ramp[None] + rng.normal(0, 30, (n, size, size, 1)), 0, 255).astype(np.float32)
+
+
+def test_degrade_is_off_at_zero_and_keeps_grey_images_grey_in_range():
+    grey = np.repeat(_face_like(), 3, axis=-1)  # a grey image as the model sees it: 3 equal channels
+    np.testing.assert_allclose(np.asarray(degrade(jax.random.PRNGKey(0), grey, 0.0)), grey, atol=1e-3)
+    out = np.asarray(jax.jit(degrade, static_argnums=2)(jax.random.PRNGKey(0), grey, 1.0))
+    assert out.min() >= 0.0 and out.max() <= 255.0
+    np.testing.assert_array_equal(out[..., 0], out[..., 1])
+    np.testing.assert_array_equal(out[..., 0], out[..., 2])
+    changed = np.abs(out - grey).mean(axis=(1, 2, 3)) > 1.0
+    assert changed.sum() >= 6  # each image draws 5 effects at even odds: nearly all take one
+
+
+def test_seen_small_and_blur_keep_the_mean_and_lose_the_fine_detail():
+    n = 48
+    checker = (np.indices((n, n)).sum(0) % 2 * 255.0)[:, :, None]  # detail of one pixel
+    for matrix in (augment._seen_small(jnp.float32(12.0), n), augment._blur(jnp.float32(1.4), n)):
+        m = np.asarray(matrix)
+        np.testing.assert_allclose(m.sum(1), 1.0, atol=1e-5)  # a flat image stays flat
+        out = np.einsum("ij,jkc,lk->ilc", m, checker, m)
+        assert abs(out.mean() - checker.mean()) < 2.0 and out.std() < 0.1 * checker.std()
+    # a face seen at 24 px of 48 keeps its coarse shape: a ramp comes back nearly as it was
+    ramp = np.linspace(0, 255, n)[None, :, None] * np.ones((n, 1, 1))
+    m = np.asarray(augment._seen_small(jnp.float32(24.0), n))
+    np.testing.assert_allclose(np.einsum("ij,jkc,lk->ilc", m, ramp, m)[:, 4:-4], ramp[:, 4:-4], atol=1.0)
+
+
+def test_jpeg_step_is_libjpegs_within_a_grey_level():
+    import cv2
+
+    image = _face_like(1)[0, :, :, 0]
+    for quality in (35, 70):
+        ok, data = cv2.imencode(".jpg", image.astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, quality])
+        theirs = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE).astype(np.float32)
+        ours = np.clip(np.asarray(augment.jpeg(jnp.asarray(image.astype(np.uint8), jnp.float32), quality)), 0, 255)
+        loss = np.abs(theirs - image).mean()
+        assert loss > 4.0  # the compression is lossy at these qualities
+        assert np.abs(ours - theirs).mean() < 0.25 * loss  # and ours loses what libjpeg loses

@@ -182,10 +182,10 @@ def test_params_fingerprint_is_order_and_value_sensitive():
 
 
 def test_sam_steps_from_the_uphill_gradient_with_the_first_pass_metrics(tiny_config):
-    """Mixup/CutMix, random erasing and scale jitter on, with and without SAM: the same batch and
+    """Mixup/CutMix, random erasing, scale jitter and degradation on, with and without SAM: the same batch and
     keys give the same first pass (the logged loss), SAM another update, each step pure."""
     cfg = micro(tiny_config)
-    cfg.data.augment.update({"mixup": 0.4, "cutmix": 1.0, "erase": 0.5, "scale_out": 0.1})
+    cfg.data.augment.update({"mixup": 0.4, "cutmix": 1.0, "erase": 0.5, "scale_out": 0.1, "degrade": 0.5})
     sam_cfg = cfg.copy_and_resolve_references()
     sam_cfg.optimizer.sam_rho = 0.05
     plain, sam = train.Experiment(cfg), train.Experiment(sam_cfg)

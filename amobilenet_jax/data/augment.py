@@ -191,6 +191,111 @@ def random_erase(rng: jax.Array, images_BxHxWxC: jax.Array, probability: float) 
     return jnp.where(mask[..., None], 0.0, images_BxHxWxC)
 
 
+# Degradation (``data.augment.degrade``): what a face cut from a poor frame looks like. A degraded
+# image takes each effect below with even odds, at a strength drawn uniformly from its range, in
+# a camera's order: seen small (area-shrunk to a side of SMALL_SIDE pixels of every 48, then
+# enlarged back bilinearly, as predict enlarges a small face's crop), optical blur (Gaussian sigma
+# in pixels), light (contrast about the image's mean, then brightness), sensor noise (its standard
+# deviation in grey levels), JPEG at a quality in JPEG_QUALITY (8x8 blocks, the standard luminance
+# table). The ranges cover the conditions of experiments/faces/hard.py's frames.
+SMALL_SIDE = (12.0, 40.0)
+BLUR_SIGMA = (0.4, 1.4)
+CONTRAST = (0.4, 1.0)
+BRIGHTNESS = (0.5, 1.2)
+NOISE_STD = (2.0, 10.0)
+JPEG_QUALITY = (30.0, 75.0)
+_JPEG_LUMA = (
+    (16, 11, 10, 16, 24, 40, 51, 61),
+    (12, 12, 14, 19, 26, 58, 60, 55),
+    (14, 13, 16, 24, 40, 57, 69, 56),
+    (14, 17, 22, 29, 51, 87, 80, 62),
+    (18, 22, 37, 56, 68, 109, 103, 77),
+    (24, 35, 55, 64, 81, 104, 113, 92),
+    (49, 64, 78, 87, 103, 121, 120, 101),
+    (72, 92, 95, 98, 112, 100, 103, 99),
+)
+
+
+def _seen_small(side: jax.Array, n: int) -> jax.Array:
+    """``[n, n]``: shrink by area averaging to ``side`` * n / 48 pixels, then enlarge bilinearly
+    back to ``n`` (pixel centres at +0.5, edges repeated), along one axis."""
+    small = jnp.maximum(1.0, jnp.round(side * n / 48.0))
+    ratio = n / small  # source pixels per small pixel
+    i = jnp.arange(n, dtype=jnp.float32)[:, None]  # small pixel (rows from ``small`` on are unused)
+    j = jnp.arange(n, dtype=jnp.float32)[None, :]
+    overlap = jnp.clip(jnp.minimum(j + 1, (i + 1) * ratio) - jnp.maximum(j, i * ratio), 0.0, None) / ratio
+    down = jnp.where(i < small, overlap, 0.0)
+    at = jnp.clip((jnp.arange(n, dtype=jnp.float32) + 0.5) / ratio - 0.5, 0.0, small - 1)[:, None]
+    up = jnp.maximum(0.0, 1.0 - jnp.abs(jnp.arange(n, dtype=jnp.float32)[None, :] - at))
+    return up @ down
+
+
+def _blur(sigma: jax.Array, n: int) -> jax.Array:
+    """``[n, n]``: a Gaussian of ``sigma`` pixels along one axis, each row summing to 1."""
+    d = jnp.arange(n, dtype=jnp.float32)[:, None] - jnp.arange(n, dtype=jnp.float32)[None, :]
+    g = jnp.exp(-0.5 * (d / sigma) ** 2)
+    return g / g.sum(1, keepdims=True)
+
+
+def _dct8() -> jax.Array:
+    k = jnp.arange(8, dtype=jnp.float32)[:, None]
+    x = jnp.arange(8, dtype=jnp.float32)[None, :]
+    c = jnp.cos((2 * x + 1) * k * jnp.pi / 16) * jnp.sqrt(2.0 / 8)
+    return c.at[0].multiply(1 / jnp.sqrt(2.0))  # orthonormal DCT-II
+
+
+def jpeg(image_HxW: jax.Array, quality: jax.Array) -> jax.Array:
+    """One grey image (0-255, sides a multiple of 8) through JPEG's lossy step at ``quality``
+    (1-100): each 8x8 block's DCT quantised by the standard luminance table, scaled as libjpeg does."""
+    h, w = image_HxW.shape
+    scale = jnp.where(quality < 50, 5000.0 / quality, 200.0 - 2.0 * quality)
+    table = jnp.clip(jnp.floor((jnp.array(_JPEG_LUMA, jnp.float32) * scale + 50) / 100), 1, 255)
+    c = _dct8()
+    blocks = (image_HxW - 128.0).reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3)
+    coefficients = c @ blocks @ c.T
+    blocks = c.T @ (jnp.round(coefficients / table) * table) @ c
+    return blocks.transpose(0, 2, 1, 3).reshape(h, w) + 128.0
+
+
+def degrade(rng: jax.Array, images_BxHxWxC: jax.Array, probability: float) -> jax.Array:
+    """Degrades each image (grey levels 0-255) with ``probability``: seen small, blurred, lit
+    flat or dim, noisy, JPEG-compressed (each with even odds; ranges above). Channels share
+    every draw, so a grey image stays grey. JPEG applies where both sides are multiples of 8."""
+    b, h, w, _ = images_BxHxWxC.shape
+    keys = jax.random.split(rng, 12)
+
+    def draw(key, low_high):
+        return jax.random.uniform(key, (b,), minval=low_high[0], maxval=low_high[1])
+
+    on = jax.random.bernoulli(keys[0], probability, (b,))
+    use = [on & jax.random.bernoulli(k, 0.5, (b,)) for k in keys[1:6]]
+    side, sigma = draw(keys[6], SMALL_SIDE), draw(keys[7], BLUR_SIGMA)
+    contrast, brightness = draw(keys[8], CONTRAST), draw(keys[9], BRIGHTNESS)
+    noise_std, quality = draw(keys[10], NOISE_STD), draw(keys[11], JPEG_QUALITY)
+
+    def one(image, use_small, use_blur, use_light, use_noise, use_jpeg, side, sigma, contrast, brightness, noise_std,
+            quality, key):  # fmt: skip
+        rows = jnp.eye(h)
+        cols = jnp.eye(w)
+        rows = jnp.where(use_small, _seen_small(side, h), rows)
+        cols = jnp.where(use_small, _seen_small(side, w), cols)
+        rows = jnp.where(use_blur, _blur(sigma, h), jnp.eye(h)) @ rows
+        cols = jnp.where(use_blur, _blur(sigma, w), jnp.eye(w)) @ cols
+        x = jnp.einsum("ij,jkc,lk->ilc", rows, image, cols)
+        mean = x.mean()
+        x = jnp.where(use_light, (mean + (x - mean) * contrast) * brightness, x)
+        x = x + jnp.where(use_noise, noise_std, 0.0) * jax.random.normal(key, (h, w, 1))
+        x = jnp.clip(x, 0.0, 255.0)
+        if h % 8 == 0 and w % 8 == 0:
+            compressed = jax.vmap(lambda c: jpeg(c, quality), in_axes=2, out_axes=2)(x)
+            x = jnp.where(use_jpeg, jnp.clip(compressed, 0.0, 255.0), x)
+        return x
+
+    noise_keys = jax.random.split(jax.random.fold_in(rng, 1), b)
+    return jax.vmap(one)(images_BxHxWxC.astype(jnp.float32), *use, side, sigma, contrast, brightness, noise_std,
+                         quality, noise_keys)  # fmt: skip
+
+
 def mix(rng: jax.Array, images_BxHxWxC: jax.Array, targets_BxK: jax.Array, mixup: float, cutmix: float):
     """Mixup (Zhang et al. 2018) or CutMix (Yun et al. 2019) of each image with the batch's reverse.
 
