@@ -49,6 +49,7 @@ def _predictor(args, records: list) -> pipeline.Predictor:
         predictor = _PREDICTORS[key] = pipeline.Predictor(model, detector, args.margin, None)
     predictor.emit_record, predictor.csv, predictor.mood = records.append, None, None
     predictor.margin, predictor.align, predictor.detect_every = args.margin, not args.no_align, args.detect_every
+    predictor.levels = not args.no_levels
     predictor.tracker = None
     return predictor
 

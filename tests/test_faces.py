@@ -44,6 +44,24 @@ def test_levelling_the_eyes_undoes_a_tilt():
         assert abs(faces.eye_angle(detector.detect(framed)[0].landmarks)) < 6
 
 
+def test_light_levels_lift_a_dim_flat_crop_and_leave_a_well_lit_one():
+    rng = np.random.default_rng(0)
+    texture = rng.normal(0.0, 1.0, (48, 48, 1))
+    lit = np.clip(128 + 50 * texture, 0, 255).astype(np.uint8)  # as most training faces are
+    assert faces.level_light(lit) is lit
+    dim = np.clip(50 + 12 * texture, 0, 255).astype(np.uint8)
+    out = faces.level_light(dim).astype(np.float64)
+    assert out.mean() == pytest.approx(faces.LIGHT_MEAN_RANGE[0], abs=0.5)
+    assert out.std() == pytest.approx(faces.LIGHT_MIN_STD, abs=0.5)
+    assert np.corrcoef(out.ravel(), dim.ravel())[0, 1] > 0.99  # the same picture, brighter and stronger
+    bright = np.clip(220 + 45 * texture, 0, 255).astype(np.uint8)
+    out = faces.level_light(bright).astype(np.float64)
+    assert out.mean() == pytest.approx(faces.LIGHT_MEAN_RANGE[1], abs=0.5)  # darker
+    assert bright.std() > faces.LIGHT_MIN_STD and out.std() == pytest.approx(bright.std(), abs=0.5)  # contrast kept
+    flat = np.full((48, 48, 1), 30, np.uint8)  # no contrast to stretch: only its level moves
+    assert np.unique(faces.level_light(flat)).tolist() == [86]
+
+
 def test_crop_geometry_scales_and_moves_the_box():
     assert faces.crop_box((10, 20, 100, 80), None) == (10, 20, 100, 80)
     x, y, w, h = faces.crop_box((10, 20, 100, 80), {"scale": 1.2, "dx": 0.1, "dy": -0.05})

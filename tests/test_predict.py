@@ -96,12 +96,14 @@ def test_photo_and_folder_with_the_default_model(python, photos, tmp_path):
 
 
 @needs_shipped
-def test_no_align_cuts_the_face_out_as_found(python, tmp_path):
-    """The astronaut turned by 20 degrees: by default predict levels her eyes before the crop;
-    with --no_align its probabilities are those of the crop cut from the box as found."""
+def test_no_align_and_no_levels_cut_the_face_out_as_found(python, tmp_path):
+    """The astronaut turned by 20 degrees and dimmed: by default predict levels her eyes before
+    the crop and then the crop's light; with --no_align its probabilities are those of the crop
+    cut from the box as found, light levelled; --no_levels leaves the light as it is."""
     image = media.astronaut()
     turn = cv2.getRotationMatrix2D((image.shape[1] / 2, image.shape[0] / 2), 20, 1.0)
     turned = cv2.warpAffine(image, turn, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
+    turned = (turned * 0.4).astype(np.uint8)  # a dim photo
     Image.fromarray(turned).save(tmp_path / "turned.png")
     done, (record,) = run_predict(python, str(tmp_path / "turned.png"), "--no_align")
     assert done.returncode == 0, done.stderr[-2000:]
@@ -109,27 +111,30 @@ def test_no_align_cuts_the_face_out_as_found(python, tmp_path):
     model = inference.load_model()
     (face,) = faces.make_detector("retinaface").detect(turned)
     assert record["box"] == list(face.box) and abs(faces.eye_angle(face.landmarks)) > 10
-    as_found, levelled = (
-        model.probabilities(
-            faces.crop(turned, face.box, model.native_shape, geometry=faces.CROP_GEOMETRY["retinaface"],
-                       landmarks=landmarks)[None]
-        )[0]
+    geometry = faces.CROP_GEOMETRY["retinaface"]
+    raw = faces.crop(turned, face.box, model.native_shape, geometry=geometry)
+    assert raw.mean() < faces.LIGHT_MEAN_RANGE[0]  # dim: levelling moves it
+    as_found, levelled_eyes = (
+        model.probabilities(faces.level_light(
+            faces.crop(turned, face.box, model.native_shape, geometry=geometry, landmarks=landmarks)
+        )[None])[0]
         for landmarks in (None, face.landmarks)
     )  # fmt: skip
     got = np.array([record["probabilities"][c] for c in model.class_names])
     np.testing.assert_allclose(got, as_found, atol=2e-4)
-    assert np.abs(levelled - as_found).max() > 1e-3  # the default, levelled crop reads differently
-    # --no_crops: the same face on itself and its mirror only, not on the shipped test-time crops.
-    done, (two_views,) = run_predict(python, str(tmp_path / "turned.png"), "--no_align", "--no_crops")
+    assert np.abs(levelled_eyes - as_found).max() > 5e-4  # the default, levelled crop reads differently
+    assert np.abs(model.probabilities(raw[None])[0] - as_found).max() > 1e-3  # and so does the light as it was
+    # --no_crops: the same face on itself and its mirror only, not on the shipped test-time crops;
+    # --no_levels: the crop's light as cut out.
+    done, (two_views,) = run_predict(python, str(tmp_path / "turned.png"), "--no_align", "--no_crops", "--no_levels")
     assert done.returncode == 0, done.stderr[-2000:]
     assert model.config.eval_crops == 5
     plain = inference.load_model()
     plain.config.eval_crops = 0  # before its first forward pass, as predict sets it
-    crop = faces.crop(turned, face.box, plain.native_shape, geometry=faces.CROP_GEOMETRY["retinaface"])
-    want = plain.probabilities(crop[None])[0]
+    want = plain.probabilities(raw[None])[0]
     got = np.array([two_views["probabilities"][c] for c in model.class_names])
     np.testing.assert_allclose(got, want, atol=2e-4)
-    assert np.abs(want - as_found).max() > 1e-4  # the crops changed the answer
+    assert np.abs(want - as_found).max() > 1e-4  # the crops and the light changed the answer
 
 
 @needs_shipped
@@ -500,7 +505,7 @@ def test_faces_with_landmarks_are_levelled_before_the_crop_also_when_carried():
     crops = {}
     for align in (True, False):
         model, detector = _CropRecordingModel(), Detector(lambda n: [(40 + 10 * n, 50, 80, 80)])
-        predictor = predict.Predictor(model, detector, 0.0, lambda r: None, detect_every=2, align=align)
+        predictor = predict.Predictor(model, detector, 0.0, lambda r: None, detect_every=2, align=align, levels=False)
         predictor.tracker = Tracker()
         records = predictor.run_batch(frames)
         assert detector.asked == [0, 2, 4] and [r[0]["detector_score"] for r in records][:2] == [0.9, None]

@@ -53,6 +53,12 @@ def add_face_arguments(parser: argparse.ArgumentParser) -> None:
         help="cut faces out as found; by default a face found with landmarks (retinaface) is first turned so that "
         "its eyes are level",
     )
+    parser.add_argument(
+        "--no_levels",
+        action="store_true",
+        help="classify face crops as cut out; by default a dim or flat crop has its brightness and contrast "
+        "raised to the range of the training faces",
+    )
 
 
 def parse_args(argv: list[str] | None = None):

@@ -34,15 +34,28 @@ DETECT_EVERY = 3
 # A face found with landmarks (RetinaFace) is turned so that its eyes are level before it is cut
 # out, which helps most on tilted faces (experiments/faces/README.md). --no_align turns it off.
 ALIGN = True
+# A dim or flat face crop has its light levelled to the range of the training faces
+# (faces.level_light); --no_levels turns it off.
+LEVELS = True
 
 
 class Predictor:
     """Detects, crops and classifies the faces of batches of frames; emits the records."""
 
     def __init__(
-        self, model, detector, margin: float, emit, csv_sink=None, mood=None, detect_every: int = 1, align: bool = ALIGN
+        self,
+        model,
+        detector,
+        margin: float,
+        emit,
+        csv_sink=None,
+        mood=None,
+        detect_every: int = 1,
+        align: bool = ALIGN,
+        levels: bool = LEVELS,
     ):
         self.model, self.detector, self.margin, self.align = model, detector, margin, bool(align)
+        self.levels = bool(levels)
         self.detect_every = int(detect_every)  # video: the detector looks at every Nth frame
         from amobilenet_jax.faces import CROP_GEOMETRY
 
@@ -106,6 +119,8 @@ class Predictor:
             for f, fs in zip(frames, found)
             for face in fs
         ]
+        if self.levels:
+            crops = [faces_lib.level_light(c) for c in crops]
         return found, ids, np.stack(crops) if crops else np.zeros((0, *shape), np.uint8)
 
     def records(self, frames: list[Frame], found: list, ids: list, probabilities: np.ndarray) -> list[list[dict]]:
@@ -168,7 +183,9 @@ def run(args) -> int:
         if args.playlist_dir
         else None
     )
-    predictor = Predictor(model, detector, args.margin, emit, csv_sink, mood, args.detect_every, not args.no_align)
+    predictor = Predictor(
+        model, detector, args.margin, emit, csv_sink, mood, args.detect_every, not args.no_align, not args.no_levels
+    )
     failures = 0
     start = time.perf_counter()
     completed = False

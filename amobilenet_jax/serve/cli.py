@@ -109,6 +109,7 @@ def run(args) -> int:
         lambda: faces.make_detector(args.detector, min_face=args.min_face, detect_width=detect_width),
         margin=args.margin,
         align=not args.no_align,
+        levels=not args.no_levels,
         detect_threads=args.detect_threads,
         max_batch=args.max_batch,
         max_wait_ms=args.max_wait_ms,

@@ -18,7 +18,7 @@ import numpy as np
 
 from amobilenet_jax.predict.media import Frame
 from amobilenet_jax.predict.mood import MoodPlayer
-from amobilenet_jax.predict.pipeline import ALIGN, Predictor
+from amobilenet_jax.predict.pipeline import ALIGN, LEVELS, Predictor
 from amobilenet_jax.predict.tracking import Tracker
 from amobilenet_jax.serve import uploads
 from amobilenet_jax.serve.batcher import Batcher, batch_sizes
@@ -46,6 +46,7 @@ class Service:
         *,
         margin: float = 0.0,
         align: bool = ALIGN,
+        levels: bool = LEVELS,
         detect_threads: int = 2,
         max_batch: int = 16,
         max_wait_ms: float = 5.0,
@@ -59,7 +60,9 @@ class Service:
         self.model, self.max_pixels = model, int(max_pixels)
         model.buckets = batch_sizes(max_batch)
         self.batcher = Batcher(model.probabilities, max_batch, max_wait_ms, sizes=model.buckets)
-        self._predictor = lambda detector: Predictor(model, detector, margin, lambda r: None, align=align)
+        self._predictor = lambda detector: Predictor(
+            model, detector, margin, lambda r: None, align=align, levels=levels
+        )
         self._make_detector = make_detector
         self._recorder = self._predictor(None)  # makes records on the event loop's thread
         self._local = threading.local()

@@ -280,8 +280,8 @@ def match_frame(detected: list, truths: list[tuple]) -> list:
 class Classifier:
     """The shipped model on predict's crops of detected faces, each crop classified once per run."""
 
-    def __init__(self, model, frames, geometry):
-        self.model, self.frames, self.geometry = model, frames, geometry
+    def __init__(self, model, frames, geometry, levels: bool = True):
+        self.model, self.frames, self.geometry, self.levels = model, frames, geometry, levels
         self._labels: dict = {}
 
     def __call__(self, items: list[tuple[int, object]]) -> np.ndarray:
@@ -292,8 +292,9 @@ class Classifier:
         todo = list(dict.fromkeys(k for k in keys if k not in self._labels))
         if todo:
             shape = self.model.native_shape
-            crops = np.stack([faces.crop(self.frames[i], box, shape, geometry=self.geometry, landmarks=points)
-                              for i, box, points in todo])  # fmt: skip
+            crops = [faces.crop(self.frames[i], box, shape, geometry=self.geometry, landmarks=points)
+                     for i, box, points in todo]  # fmt: skip
+            crops = np.stack([faces.level_light(c) for c in crops] if self.levels else crops)
             for k, label in zip(todo, np.argmax(self.model.logits(crops), -1)):
                 self._labels[k] = int(label)
         return np.array([self._labels[k] for k in keys], int)
@@ -391,16 +392,19 @@ def run(args, model, valid, photos) -> dict:
         runs[base] = (found, ms)
         print(f"{base}: {np.median(ms):.1f} ms a frame (median)", flush=True)
     base = parts(names[0])[1][0].split("@")[0]
-    classify = Classifier(model, data["frames"], faces_lib.CROP_GEOMETRY.get(base))
     rows = []
-    for name in names:
-        for thresholds in row_thresholds(name):
-            for min_face in args.min_faces:
-                rows.append(hard_row(name, thresholds, min_face, runs, data, labels, stored, classify))
-                r = rows[-1]
-                print(f"{name} {thresholds} min_face {min_face}: found {100 * r['found']:.1f}%, "
-                      f"{r['false_boxes_per_100_empty_frames']:.1f} false boxes, "
-                      f"end to end {100 * r['end_to_end_accuracy']:.1f}%", flush=True)  # fmt: skip
+    for light in args.light.split(","):  # each crop's light levelled (predict's default) or as cut out
+        classify = Classifier(model, data["frames"], faces_lib.CROP_GEOMETRY.get(base), levels=light == "levels")
+        for name in names:
+            for thresholds in row_thresholds(name):
+                for min_face in args.min_faces:
+                    rows.append({**hard_row(name, thresholds, min_face, runs, data, labels, stored, classify),
+                                 "light": light})  # fmt: skip
+                    r = rows[-1]
+                    print(f"{name} {thresholds} min_face {min_face} light {light}: found {100 * r['found']:.1f}%, "
+                          f"{r['false_boxes_per_100_empty_frames']:.1f} false boxes, "
+                          f"acc. on found {100 * r['accuracy_on_found']:.1f}%, "
+                          f"end to end {100 * r['end_to_end_accuracy']:.1f}%", flush=True)  # fmt: skip
     return {
         "question": "how many small, turned, degraded faces predict's detector finds and reads "
         "(FERPlus Valid faces pasted into photos, issue 36)",
@@ -416,7 +420,8 @@ def run(args, model, valid, photos) -> dict:
         "frame": f"{detectors.FRAME[1]}x{detectors.FRAME[0]}",
         "backgrounds": detectors.BACKGROUNDS,
         "stored_crop_accuracy": float(np.mean(stored == labels)),
-        "crop": "predict's: faces.CROP_GEOMETRY of the detector, eyes levelled with its landmarks",
+        "crop": "predict's: faces.CROP_GEOMETRY of the detector, eyes levelled with its landmarks; "
+        "light levelled (faces.level_light) in the rows whose light is 'levels'",
         "rows": rows,
     }, data
 
@@ -440,25 +445,30 @@ def markdown(result: dict, detail: str = "retinaface") -> str:
         f"{result['faces']} faces in {result['face_frames']} frames, {result['face_free_frames']} face-free frames; "
         f"stored crops {pct(result['stored_crop_accuracy'])}%",
         "",
-        f"| detector | threshold | min face | found (%) | by size {'/'.join(bins)} px | false boxes / 100 face-free "
-        "| acc. on found (%) | end to end (%) | stored-crop acc. of found (%) | ms / frame (median / mean) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"| detector | threshold | min face | light | found (%) | by size {'/'.join(bins)} px "
+        "| false boxes / 100 face-free | acc. on found (%) | end to end (%) | stored-crop acc. of found (%) "
+        "| ms / frame (median / mean) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         sizes = "/".join(f"{100 * r['by_size'][b]['found']:.0f}" for b in bins)
         lines.append(
-            f"| {r['detector']} | {threshold_text(r['threshold'])} | {r['min_face']} | {pct(r['found'])} | {sizes} "
+            f"| {r['detector']} | {threshold_text(r['threshold'])} | {r['min_face']} | {r.get('light', 'raw')} "
+            f"| {pct(r['found'])} | {sizes} "
             f"| {r['false_boxes_per_100_empty_frames']:.1f} | {pct(r['accuracy_on_found'])} "
             f"| {pct(r['end_to_end_accuracy'])} | {pct(r['stored_crop_accuracy_of_found'])} "
             f"| {r['ms_per_frame_median']:.0f} / {r['ms_per_frame_mean']:.0f} |"
         )
     chosen = [r for r in result["rows"] if r["detector"] == detail and r["threshold"] == 0.8 and r["min_face"] == 40]
-    for r in chosen[:1]:
+    first = {}  # the first such row of each light setting (rows before light levels: 'raw')
+    for r in chosen:
+        first.setdefault(r.get("light", "raw"), r)
+    for light, r in first.items():
         for group, key in (("face size (px)", "by_size"), ("condition", "by_condition")):
             falses = r["false_boxes_per_100_empty_frames_by_condition"] if key == "by_condition" else None
             lines += [
                 "",
-                f"{r['detector']}, threshold 0.8, min face 40, by {group}:",
+                f"{r['detector']}, threshold 0.8, min face 40, light {light}, by {group}:",
                 "",
                 f"| {group} | faces | found (%) | acc. on found (%) | end to end (%) | stored-crop acc. (%) "
                 "| stored-crop acc. of found (%) |" + (" false boxes / 100 face-free |" if falses else ""),

@@ -198,6 +198,11 @@ def main() -> None:
         "--min_faces", default="40", help="--hard: the smallest face sides kept, one row each (predict's default 40)"
     )
     parser.add_argument("--face_free", type=int, default=1000, help="--hard: face-free frames")
+    parser.add_argument(
+        "--light", default="levels",
+        help="--hard: each crop's light levelled as predict does ('levels'), cut out as it is ('raw'), or "
+        "'levels,raw' for rows of both",
+    )  # fmt: skip
     parser.add_argument("--out", help="default experiments/faces/detectors_cpu.json (--hard: hard_cpu.json)")
     parser.add_argument("--figure", help="default experiments/faces/frames.png (--hard: hard_frames.png)")
     args = parser.parse_args()
