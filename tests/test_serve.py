@@ -516,6 +516,30 @@ def test_listening_beyond_loopback_takes_a_token_or_no_auth(argv, refused, monke
         check_exposure(args)
 
 
+def test_predicts_face_flags_reach_every_predictor_of_the_service(monkeypatch):
+    """serve takes predict's --margin, --no_align and --no_levels; each request's and each
+    stream's predictor is built with them."""
+    from amobilenet_jax.serve import cli
+
+    built = []
+
+    class Stop(Exception):
+        pass
+
+    def service(model, make_detector, **options):
+        real = Service(model, make_detector, **options)
+        built.append(real._predictor(None))
+        raise Stop
+
+    monkeypatch.setattr("amobilenet_jax.serve.service.Service", service)
+    for argv in (["--margin", "0.1", "--no_align", "--no_levels"], []):
+        with pytest.raises(Stop):
+            cli.run(parse_args(argv))
+    flagged, default = built
+    assert (flagged.margin, flagged.align, flagged.levels) == (0.1, False, False)
+    assert (default.margin, default.align, default.levels) == (0.0, True, True)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
