@@ -22,7 +22,7 @@ from amobilenet_jax.predict.sinks import CSV_COLUMNS_HEAD, csv_row
 
 _PREDICTORS: dict[tuple, pipeline.Predictor] = {}
 # predict's flags that choose what is loaded (the model, the detector); the rest act per call
-_LOADED = ("workdir", "weights", "onnx", "no_crops", "detector", "min_face")
+_LOADED = ("workdir", "weights", "onnx", "no_crops", "detector", "min_face", "small_faces")
 
 
 def _options(options: dict):
@@ -45,7 +45,7 @@ def _predictor(args, records: list) -> pipeline.Predictor:
         from amobilenet_jax import faces as faces_lib
 
         model = pipeline.load(args)
-        detector = faces_lib.make_detector(args.detector, min_face=args.min_face)
+        detector = faces_lib.make_detector(args.detector, min_face=args.min_face, small_faces=args.small_faces)
         predictor = _PREDICTORS[key] = pipeline.Predictor(model, detector, args.margin, None)
     predictor.emit_record, predictor.csv, predictor.mood = records.append, None, None
     predictor.margin, predictor.align, predictor.detect_every = args.margin, not args.no_align, args.detect_every

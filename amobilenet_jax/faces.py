@@ -250,6 +250,16 @@ def _scale_to(frame: np.ndarray, width: int) -> tuple[np.ndarray, float]:
     return cv2.resize(rgb, size, interpolation=cv2.INTER_AREA), scale
 
 
+def box_iou(a, b) -> float:
+    """Intersection over union of two (x, y, w, h) boxes."""
+    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    inter = w * h
+    return float(inter / (a[2] * a[3] + b[2] * b[3] - inter))
+
+
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
     """Greedy non-maximum suppression over (x, y, w, h) boxes; indices kept, best first."""
     order = np.argsort(-scores)
@@ -334,7 +344,17 @@ class RetinaFaceDetector:
     SIZES = ((16, 32), (64, 128), (256, 512))
     MEAN_BGR = np.array([104.0, 117.0, 123.0], np.float32)
 
-    def __init__(self, min_face: int = 40, detect_width: int = 640, threshold: float = 0.8):
+    # small_faces: a second pass on the frame at SMALL_FACES_SCALE times the first pass's size;
+    # each face it adds (one the first pass did not find) must pass a second look, RetinaFace on
+    # the region about it (SECOND_LOOK_CONTEXT times its side) scaled so that the face is
+    # SECOND_LOOK_PX pixels, scoring at least SECOND_LOOK_THRESHOLD there. The values are the
+    # ones the hard set measured (experiments/faces/README.md#small-faces).
+    SMALL_FACES_SCALE = 2.0
+    SECOND_LOOK_PX = 160
+    SECOND_LOOK_CONTEXT = 2.5
+    SECOND_LOOK_THRESHOLD = 0.5
+
+    def __init__(self, min_face: int = 40, detect_width: int = 640, threshold: float = 0.8, small_faces: bool = False):
         import hashlib
 
         import onnxruntime as ort
@@ -352,6 +372,7 @@ class RetinaFaceDetector:
         self._session = ort.InferenceSession(weights, options, providers=["CPUExecutionProvider"])
         self._input = self._session.get_inputs()[0].name
         self.min_face, self.detect_width, self.threshold = int(min_face), int(detect_width), float(threshold)
+        self.small_faces = bool(small_faces)
         self._anchors: dict[tuple[int, int], np.ndarray] = {}
 
     def anchors(self, height: int, width: int) -> np.ndarray:
@@ -369,11 +390,48 @@ class RetinaFaceDetector:
 
     def detect(self, frame: np.ndarray) -> list[Face]:
         rgb, scale = _scale_to(frame, self.detect_width)
+        found = self._run(rgb, scale, self.threshold, self.min_face)
+        if not self.small_faces:
+            return found
+        cv2 = _cv2()
+        big_scale = scale * self.SMALL_FACES_SCALE
+        size = (max(1, round(frame.shape[1] * big_scale)), max(1, round(frame.shape[0] * big_scale)))
+        full = _scale_to(frame, 0)[0]
+        big = cv2.resize(full, size, interpolation=cv2.INTER_LINEAR if big_scale > 1 else cv2.INTER_AREA)
+        # a face both passes find keeps the better-scored box; one only this pass finds needs the second look
+        added = [
+            face
+            for face in self._run(big, big_scale, self.threshold, self.min_face)
+            if any(box_iou(face.box, f.box) >= 0.4 for f in found)
+            or self.second_look(full, face.box) >= self.SECOND_LOOK_THRESHOLD
+        ]
+        if not added:
+            return found
+        every = found + added
+        keep = _nms(np.array([f.box for f in every], np.float64), np.array([f.detector_score for f in every]), 0.4)
+        return sorted((every[i] for i in keep), key=lambda f: -f.box[2] * f.box[3])
+
+    def second_look(self, rgb: np.ndarray, box) -> float:
+        """The best score of a face found on the region about ``box``, scaled so that the box is
+        ``SECOND_LOOK_PX`` pixels, that overlaps the box (IoU >= 0.4); 0 where none does."""
+        cv2 = _cv2()
+        x, y, w, h = box
+        scale = self.SECOND_LOOK_PX / max(w, h)
+        side = int(round(self.SECOND_LOOK_CONTEXT * self.SECOND_LOOK_PX))
+        cx, cy = x + w / 2, y + h / 2
+        to_region = np.array([[scale, 0, side / 2 - cx * scale], [0, scale, side / 2 - cy * scale]], np.float64)
+        region = cv2.warpAffine(rgb, to_region, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        target = (side / 2 - w * scale / 2, side / 2 - h * scale / 2, w * scale, h * scale)
+        found = self._run(region, 1.0, 0.05, 1)
+        return max((f.detector_score for f in found if box_iou(f.box, target) >= 0.4), default=0.0)
+
+    def _run(self, rgb: np.ndarray, scale: float, threshold: float, min_face: int) -> list[Face]:
+        """One pass over ``rgb`` (the frame at ``scale``): faces above ``threshold`` in frame pixels."""
         height, width = rgb.shape[:2]
         x = (rgb[:, :, ::-1].astype(np.float32) - self.MEAN_BGR).transpose(2, 0, 1)[None]
         deltas, scores, points = self._session.run(None, {self._input: x})
         scores = scores[0, :, 1]
-        chosen = np.nonzero(scores > self.threshold)[0]
+        chosen = np.nonzero(scores > threshold)[0]
         if chosen.size == 0:
             return []
         anchors = self.anchors(height, width)[chosen]
@@ -383,15 +441,20 @@ class RetinaFaceDetector:
         boxes = np.concatenate([centre - size / 2, size], 1)
         points = anchors[:, None, :2] + points * 0.1 * anchors[:, None, 2:]
         keep = _nms(boxes, scores[chosen], 0.4)
-        return _faces(boxes[keep], scores[chosen][keep], points[keep], scale, self.min_face)
+        return _faces(boxes[keep], scores[chosen][keep], points[keep], scale, min_face)
 
 
-def make_detector(name: str, min_face: int = 40, detect_width: int | None = None, **options):
+def make_detector(name: str, min_face: int = 40, detect_width: int | None = None, small_faces: bool = False, **options):
     """The detector ``name`` (one of ``DETECTORS``); ``detect_width`` None keeps its own default;
-    ``options`` (e.g. ``threshold``) go to its constructor."""
+    ``small_faces``: RetinaFace's second pass (``RetinaFaceDetector``); ``options`` (e.g.
+    ``threshold``) go to its constructor."""
     classes = {"haar": FaceDetector, "ssd": SsdDetector, "retinaface": RetinaFaceDetector}
     if name not in classes:
         raise ValueError(f"--detector must be one of {DETECTORS}, got {name!r}")
+    if small_faces:
+        if name != "retinaface":
+            raise ValueError(f"--small_faces needs --detector retinaface (got {name!r})")
+        options["small_faces"] = True
     if detect_width is not None:
         options["detect_width"] = detect_width
     return classes[name](min_face=min_face, **options)

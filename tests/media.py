@@ -40,6 +40,22 @@ def head_and_shoulders() -> np.ndarray:
     return astronaut()[20:300, 100:360]
 
 
+SMALL_FACE_AT = (300, 200, 46)  # x, y and width of the head and shoulders in small_face_frame()
+
+
+def small_face_frame() -> np.ndarray:
+    """640 x 480, grey, with the astronaut's head and shoulders 46 px wide at SMALL_FACE_AT: a
+    face of about 17 px, too small for RetinaFace on the frame as it is."""
+    import cv2
+
+    x, y, width = SMALL_FACE_AT
+    head = head_and_shoulders()
+    small = cv2.resize(head, None, fx=width / head.shape[1], fy=width / head.shape[1], interpolation=cv2.INTER_AREA)
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[y : y + small.shape[0], x : x + small.shape[1]] = small
+    return frame
+
+
 def group_photo() -> np.ndarray:
     """Three faces on one 900x420 canvas: the astronaut at three sizes, one mirrored."""
     import cv2

@@ -6,6 +6,7 @@ import pytest
 from skimage import data
 
 from amobilenet_jax import faces
+from tests import media
 
 ASTRONAUT = cv2.resize(data.astronaut(), (640, 480))  # one face, about 110 px, near (285, 110)
 FACE_CENTRE = (285, 110)
@@ -60,6 +61,20 @@ def test_light_levels_lift_a_dim_flat_crop_and_leave_a_well_lit_one():
     assert bright.std() > faces.LIGHT_MIN_STD and out.std() == pytest.approx(bright.std(), abs=0.5)  # contrast kept
     flat = np.full((48, 48, 1), 30, np.uint8)  # no contrast to stretch: only its level moves
     assert np.unique(faces.level_light(flat)).tolist() == [86]
+
+
+def test_small_faces_finds_a_face_too_small_for_the_first_pass_and_no_false_one():
+    frame = media.small_face_frame()
+    assert faces.RetinaFaceDetector(min_face=12).detect(frame) == []
+    detector = faces.RetinaFaceDetector(min_face=12, small_faces=True)
+    (face,) = detector.detect(frame)
+    x, y, width = media.SMALL_FACE_AT
+    bx, by, bw, bh = face.box
+    assert x <= bx and bx + bw <= x + width and y <= by and by + bh <= y + width and 12 <= bw <= 24
+    assert len(face.landmarks) == 5 and face.detector_score > 0.8
+    assert detector.detect(cv2.resize(data.coffee(), (640, 480))) == []
+    with pytest.raises(ValueError, match="--small_faces needs --detector retinaface"):
+        faces.make_detector("haar", small_faces=True)
 
 
 def test_crop_geometry_scales_and_moves_the_box():

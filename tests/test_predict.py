@@ -151,6 +151,18 @@ def test_another_detector_is_chosen_by_name(python, photos):
     assert coffee["face"] is None and coffee["message"] == "no face found"
 
 
+@needs_shipped
+def test_small_faces_finds_a_face_the_default_misses(python, tmp_path):
+    Image.fromarray(media.small_face_frame()).save(tmp_path / "small.png")
+    done, lines = run_predict(python, str(tmp_path / "small.png"), "--small_faces", "--min_face", "12", "--no_progress")
+    assert done.returncode == 0, done.stderr[-2000:]
+    (record,) = lines
+    x, y, width = media.SMALL_FACE_AT
+    bx, by, bw, bh = record["box"]
+    assert record["face"] == 0 and x <= bx and bx + bw <= x + width and y <= by and by + bh <= y + width
+    assert faces.make_detector("retinaface", min_face=12).detect(media.small_face_frame()) == []  # the default
+
+
 def test_video_every_nth_frame_annotated_copy_and_mood_player(python, tmp_path):
     video = tmp_path / "clip.mp4"
     media.write_video(str(video), frames=30, face_from=10)

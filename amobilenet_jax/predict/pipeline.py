@@ -158,7 +158,9 @@ def run(args) -> int:
 
     started = time.perf_counter()
     model = load(args)
-    detector = faces_lib.make_detector(args.detector, min_face=args.min_face, detect_width=args.detect_width)
+    detector = faces_lib.make_detector(
+        args.detector, min_face=args.min_face, detect_width=args.detect_width, small_faces=args.small_faces
+    )
     if hasattr(model, "warm_up"):
         model.warm_up((1,) if args.camera is not None and not args.inputs else (1, min(args.batch_frames, 16)))
     print(

@@ -20,21 +20,14 @@ import dataclasses
 
 import numpy as np
 
+from amobilenet_jax.faces import box_iou as iou
+
 GROW = 2.0
 
 
 def grown(box, factor: float = GROW) -> tuple[float, float, float, float]:
     x, y, w, h = box
     return x - (factor - 1) * w / 2, y - (factor - 1) * h / 2, factor * w, factor * h
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    union = aw * ah + bw * bh - w * h
-    return w * h / union if union > 0 else 0.0
 
 
 @dataclasses.dataclass

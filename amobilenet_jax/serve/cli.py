@@ -101,12 +101,16 @@ def run(args) -> int:
     from amobilenet_jax.serve.service import Service
 
     check_exposure(args)
+    if args.small_faces and args.detector != "retinaface":
+        raise ConfigError(f"--small_faces needs --detector retinaface (got {args.detector!r})")
     model = pipeline.load(args)
     playlist = read_playlist(args.playlist_dir, model.class_names) if args.playlist_dir else None
     detect_width = args.detect_width or pipeline.PHOTO_DETECT_WIDTH  # as analyze() and predict read photos
     service = Service(
         model,
-        lambda: faces.make_detector(args.detector, min_face=args.min_face, detect_width=detect_width),
+        lambda: faces.make_detector(
+            args.detector, min_face=args.min_face, detect_width=detect_width, small_faces=args.small_faces
+        ),
         margin=args.margin,
         align=not args.no_align,
         levels=not args.no_levels,
