@@ -132,6 +132,35 @@ def level_light(crop: np.ndarray) -> np.ndarray:
     return np.clip(np.round((x - mean) * gain + target), 0, 255).astype(np.uint8)
 
 
+# Detail levels: a crop whose fine detail (the variance of its Laplacian over the variance of its
+# pixels, so that contrast does not count) is below DETAIL_MIN_RATIO, the 5th percentile of
+# FERPlus Train's faces, is sharpened by an unsharp mask (Gaussian sigma SHARPEN_SIGMA pixels,
+# amount SHARPEN_AMOUNT): a blurred face read as one in focus (experiments/faces/README.md).
+DETAIL_MIN_RATIO = 0.296
+SHARPEN_SIGMA = 1.0
+SHARPEN_AMOUNT = 1.5
+
+
+def sharpen_detail(crop: np.ndarray) -> np.ndarray:
+    """A uint8 face crop sharpened where its detail is below ``DETAIL_MIN_RATIO``; the crop itself
+    otherwise."""
+    cv2 = _cv2()
+    x = np.asarray(crop, np.float32)
+    grey = x.mean(axis=2)
+    variance = float(grey.var())
+    laplacian = cv2.Laplacian(grey, cv2.CV_32F, borderType=cv2.BORDER_REPLICATE)
+    if variance <= 0.0 or float(laplacian.var()) / variance >= DETAIL_MIN_RATIO:
+        return crop
+    soft = cv2.GaussianBlur(x, (0, 0), SHARPEN_SIGMA).reshape(x.shape)
+    return np.clip(np.round(x + SHARPEN_AMOUNT * (x - soft)), 0, 255).astype(np.uint8)
+
+
+def level(crop: np.ndarray) -> np.ndarray:
+    """A face crop with its light levelled, then its detail (``level_light``, ``sharpen_detail``):
+    what predict classifies unless told --no_levels."""
+    return sharpen_detail(level_light(crop))
+
+
 def to_gray(frame: np.ndarray) -> np.ndarray:
     """uint8 (H, W) luma of an RGB, RGBA or grayscale frame (ITU-R 601 weights, as PIL's "L")."""
     frame = np.asarray(frame)

@@ -110,8 +110,8 @@ def run(args) -> int:
             faces_lib.crop(rgb, f.box, model.native_shape, args.margin, geometry, landmarks)
             for f, landmarks in zip(found, levelled)
         ])  # fmt: skip
-        if not args.no_levels:  # light levelled, as predict classifies
-            crops = np.stack([faces_lib.level_light(c) for c in crops])
+        if not args.no_levels:  # light and detail levelled, as predict classifies
+            crops = np.stack([faces_lib.level(c) for c in crops])
         probabilities, maps = attention(model, crops)
         stem = os.path.splitext(key)[0].replace(os.sep, "_")
         for i, face in enumerate(found):
@@ -169,7 +169,9 @@ def parse_args(argv=None):
         "--no_align", action="store_true", help="cut faces out as found, without levelling the eyes (as predict)"
     )
     parser.add_argument(
-        "--no_levels", action="store_true", help="classify crops as cut out, without levelling their light (as predict)"
+        "--no_levels",
+        action="store_true",
+        help="classify crops as cut out, without levelling their light and detail (as predict)",
     )
     parser.add_argument("--max_grid", type=int, default=24, help="faces in the grid image at most")
     return parser.parse_args(argv)

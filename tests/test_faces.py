@@ -63,6 +63,23 @@ def test_light_levels_lift_a_dim_flat_crop_and_leave_a_well_lit_one():
     assert np.unique(faces.level_light(flat)).tolist() == [86]
 
 
+def test_detail_levels_sharpen_a_blurred_crop_and_leave_a_sharp_one():
+    def detail(image):
+        grey = image[..., 0].astype(np.float32)
+        return cv2.Laplacian(grey, cv2.CV_32F, borderType=cv2.BORDER_REPLICATE).var() / grey.var()
+
+    sharp = media.sample_faces((48, 48, 1), count=1)[0]
+    assert detail(sharp) >= faces.DETAIL_MIN_RATIO and faces.sharpen_detail(sharp) is sharp
+    blurred = cv2.GaussianBlur(sharp, (0, 0), 1.5)[..., None]
+    assert detail(blurred) < faces.DETAIL_MIN_RATIO
+    out = faces.sharpen_detail(blurred)
+    assert detail(out) > 1.5 * detail(blurred) and abs(float(out.mean()) - float(blurred.mean())) < 2.0
+    flat = np.full((48, 48, 1), 120, np.uint8)
+    assert faces.sharpen_detail(flat) is flat
+    dim = (blurred * 0.4).astype(np.uint8)  # level: the light first, then the detail
+    np.testing.assert_array_equal(faces.level(dim), faces.sharpen_detail(faces.level_light(dim)))
+
+
 def test_small_faces_finds_a_face_too_small_for_the_first_pass_and_no_false_one():
     frame = media.small_face_frame()
     assert faces.RetinaFaceDetector(min_face=12).detect(frame) == []

@@ -98,8 +98,8 @@ def test_photo_and_folder_with_the_default_model(python, photos, tmp_path):
 @needs_shipped
 def test_no_align_and_no_levels_cut_the_face_out_as_found(python, tmp_path):
     """The astronaut turned by 20 degrees and dimmed: by default predict levels her eyes before
-    the crop and then the crop's light; with --no_align its probabilities are those of the crop
-    cut from the box as found, light levelled; --no_levels leaves the light as it is."""
+    the crop and then the crop's light and detail; with --no_align its probabilities are those of
+    the crop cut from the box as found, levelled; --no_levels leaves the crop as it is."""
     image = media.astronaut()
     turn = cv2.getRotationMatrix2D((image.shape[1] / 2, image.shape[0] / 2), 20, 1.0)
     turned = cv2.warpAffine(image, turn, image.shape[1::-1], borderMode=cv2.BORDER_REFLECT)
@@ -115,7 +115,7 @@ def test_no_align_and_no_levels_cut_the_face_out_as_found(python, tmp_path):
     raw = faces.crop(turned, face.box, model.native_shape, geometry=geometry)
     assert raw.mean() < faces.LIGHT_MEAN_RANGE[0]  # dim: levelling moves it
     as_found, levelled_eyes = (
-        model.probabilities(faces.level_light(
+        model.probabilities(faces.level(
             faces.crop(turned, face.box, model.native_shape, geometry=geometry, landmarks=landmarks)
         )[None])[0]
         for landmarks in (None, face.landmarks)

@@ -63,7 +63,7 @@ def add_face_arguments(parser: argparse.ArgumentParser) -> None:
         "--no_levels",
         action="store_true",
         help="classify face crops as cut out; by default a dim or flat crop has its brightness and contrast "
-        "raised to the range of the training faces",
+        "raised to the range of the training faces, and a blurred one is sharpened",
     )
 
 

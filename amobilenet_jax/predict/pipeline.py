@@ -34,8 +34,8 @@ DETECT_EVERY = 3
 # A face found with landmarks (RetinaFace) is turned so that its eyes are level before it is cut
 # out, which helps most on tilted faces (experiments/faces/README.md). --no_align turns it off.
 ALIGN = True
-# A dim or flat face crop has its light levelled to the range of the training faces
-# (faces.level_light); --no_levels turns it off.
+# A dim, flat or blurred face crop has its light and detail levelled to the range of the training
+# faces (faces.level); --no_levels turns it off.
 LEVELS = True
 
 
@@ -120,7 +120,7 @@ class Predictor:
             for face in fs
         ]
         if self.levels:
-            crops = [faces_lib.level_light(c) for c in crops]
+            crops = [faces_lib.level(c) for c in crops]
         return found, ids, np.stack(crops) if crops else np.zeros((0, *shape), np.uint8)
 
     def records(self, frames: list[Frame], found: list, ids: list, probabilities: np.ndarray) -> list[list[dict]]:

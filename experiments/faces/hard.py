@@ -337,8 +337,8 @@ def match_frame(detected: list, truths: list[tuple]) -> list:
 class Classifier:
     """The shipped model on predict's crops of detected faces, each crop classified once per run."""
 
-    def __init__(self, model, frames, geometry, levels: bool = True):
-        self.model, self.frames, self.geometry, self.levels = model, frames, geometry, levels
+    def __init__(self, model, frames, geometry, light: str = "levels"):
+        self.model, self.frames, self.geometry, self.light = model, frames, geometry, light
         self._labels: dict = {}
 
     def __call__(self, items: list[tuple[int, object]]) -> np.ndarray:
@@ -351,7 +351,8 @@ class Classifier:
             shape = self.model.native_shape
             crops = [faces.crop(self.frames[i], box, shape, geometry=self.geometry, landmarks=points)
                      for i, box, points in todo]  # fmt: skip
-            crops = np.stack([faces.level_light(c) for c in crops] if self.levels else crops)
+            step = {"levels": faces.level, "light": faces.level_light, "raw": lambda c: c}[self.light]
+            crops = np.stack([step(c) for c in crops])
             for k, label in zip(todo, np.argmax(self.model.logits(crops), -1)):
                 self._labels[k] = int(label)
         return np.array([self._labels[k] for k in keys], int)
@@ -455,7 +456,7 @@ def run(args, model, valid, photos) -> dict:
     looks = {px: SecondLook(px) for px in {second_look_px(name) for name in names} - {None}}
     rows = []
     for light in args.light.split(","):  # each crop's light levelled (predict's default) or as cut out
-        classify = Classifier(model, data["frames"], faces_lib.CROP_GEOMETRY.get(base), levels=light == "levels")
+        classify = Classifier(model, data["frames"], faces_lib.CROP_GEOMETRY.get(base), light=light)
         for name in names:
             for thresholds in row_thresholds(name):
                 for min_face in args.min_faces:
@@ -482,7 +483,8 @@ def run(args, model, valid, photos) -> dict:
         "backgrounds": detectors.BACKGROUNDS,
         "stored_crop_accuracy": float(np.mean(stored == labels)),
         "crop": "predict's: faces.CROP_GEOMETRY of the detector, eyes levelled with its landmarks; "
-        "light levelled (faces.level_light) in the rows whose light is 'levels'",
+        "light and detail levelled (faces.level) in the rows whose light is 'levels', light alone "
+        "(faces.level_light) in those whose light is 'light'",
         "rows": rows,
     }, data
 
@@ -579,7 +581,7 @@ def figure(data: dict, model, count: int = 6) -> bytes:
         for face, color in [(f, "lime") for f in found] + [(f, "cyan") for f in added]:
             x, y, w, h = face.box
             crop = faces.crop(frame, face.box, model.native_shape, geometry=geometry, landmarks=face.landmarks)
-            probs = model.probabilities(faces.level_light(crop)[None])[0]
+            probs = model.probabilities(faces.level(crop)[None])[0]
             k = int(np.argmax(probs))
             ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, color=color, lw=1.5))
             ax.text(x, y - 3, f"{model.class_names[k]} {probs[k]:.2f}", color=color, fontsize=7, weight="bold")

@@ -200,8 +200,8 @@ def main() -> None:
     parser.add_argument("--face_free", type=int, default=1000, help="--hard: face-free frames")
     parser.add_argument(
         "--light", default="levels",
-        help="--hard: each crop's light levelled as predict does ('levels'), cut out as it is ('raw'), or "
-        "'levels,raw' for rows of both",
+        help="--hard: each crop levelled as predict does ('levels': light, then detail), its light alone "
+        "('light'), or cut out as it is ('raw'); several, comma-separated, give rows of each",
     )  # fmt: skip
     parser.add_argument("--out", help="default experiments/faces/detectors_cpu.json (--hard: hard_cpu.json)")
     parser.add_argument("--figure", help="default experiments/faces/frames.png (--hard: hard_frames.png)")
