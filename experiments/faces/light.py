@@ -24,6 +24,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
+from detectors import shipped_model_and_data  # noqa: E402
+
 from amobilenet_jax.runtime import machine  # noqa: E402
 
 
@@ -38,18 +40,13 @@ def main() -> None:
     parser.add_argument("--cache_dir", default="")
     parser.add_argument("--out", default="experiments/faces/light_cpu.json")
     args = parser.parse_args()
-    from amobilenet_jax import faces, inference, runtime
+    from amobilenet_jax import faces, runtime
 
     runtime.configure()
-    from amobilenet_jax.data import load_dataset
     from amobilenet_jax.data.augment import num_views
     from amobilenet_jax.files import write_json_atomic
 
-    model = inference.load_model()
-    data_config = model.config.data.copy_and_resolve_references()
-    with data_config.unlocked():
-        data_config.dir, data_config.cache_dir = args.data_dir, args.cache_dir
-    data = load_dataset(data_config, splits=("train", "valid"))
+    model, data = shipped_model_and_data(args.data_dir, args.cache_dir)
     train, valid = data.split("train"), data.split("valid")
     import cv2
 

@@ -47,6 +47,7 @@ from detectors import (  # noqa: E402
     backgrounds,
     make,
     run_detector,
+    shipped_model_and_data,
 )
 
 from amobilenet_jax.predict.tracking import iou  # noqa: E402  (the box overlap predict's tracker uses)
@@ -227,15 +228,9 @@ def main() -> None:
     from amobilenet_jax import runtime
 
     runtime.configure()
-    from amobilenet_jax import inference
-    from amobilenet_jax.data import load_dataset
     from amobilenet_jax.files import write_atomic, write_json_atomic
 
-    model = inference.load_model()
-    data_config = model.config.data.copy_and_resolve_references()
-    with data_config.unlocked():
-        data_config.dir, data_config.cache_dir = args.data_dir, args.cache_dir
-    data = load_dataset(data_config, splits=("train", "valid"))
+    model, data = shipped_model_and_data(args.data_dir, args.cache_dir)
     valid, train = data.split("valid"), data.split("train")
     n = len(valid.labels) if not args.num_faces else min(args.num_faces, len(valid.labels))
     photos = backgrounds()
