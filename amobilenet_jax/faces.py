@@ -440,13 +440,15 @@ class RetinaFaceDetector:
         keep = _nms(np.array([f.box for f in every], np.float64), np.array([f.detector_score for f in every]), 0.4)
         return sorted((every[i] for i in keep), key=lambda f: -f.box[2] * f.box[3])
 
-    def second_look(self, rgb: np.ndarray, box) -> float:
+    def second_look(self, rgb: np.ndarray, box, face_px: int | None = None) -> float:
         """The best score of a face found on the region about ``box``, scaled so that the box is
-        ``SECOND_LOOK_PX`` pixels, that overlaps the box (IoU >= 0.4); 0 where none does."""
+        ``face_px`` pixels (default ``SECOND_LOOK_PX``), that overlaps the box (IoU >= 0.4); 0
+        where none does."""
         cv2 = _cv2()
+        face_px = face_px or self.SECOND_LOOK_PX
         x, y, w, h = box
-        scale = self.SECOND_LOOK_PX / max(w, h)
-        side = int(round(self.SECOND_LOOK_CONTEXT * self.SECOND_LOOK_PX))
+        scale = face_px / max(w, h)
+        side = int(round(self.SECOND_LOOK_CONTEXT * face_px))
         cx, cy = x + w / 2, y + h / 2
         to_region = np.array([[scale, 0, side / 2 - cx * scale], [0, scale, side / 2 - cy * scale]], np.float64)
         region = cv2.warpAffine(rgb, to_region, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)

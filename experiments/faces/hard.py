@@ -32,7 +32,7 @@ above its threshold and ``--min_face``; ``A+B`` is the union of A's and B's boxe
 by NMS at IoU 0.4), each at its own threshold; ``A>B`` runs B (a second pass on the enlarged
 frame) only on the frames where A finds no face smaller than SMALL_FACE pixels (nothing, or only
 large faces). ``A+B^P`` is ``A+B`` where a box of B's that overlaps none of A's must also pass a
-second look: RetinaFace on the region around it (SECOND_LOOK_CONTEXT times its side), scaled so
+second look: RetinaFace on the region around it (2.5 times its side), scaled so
 that the box is P pixels, finds a face there overlapping it (IoU >= 0.4) scoring at least the
 row's third threshold. Their cost per frame is measured per frame: the sum of the passes that ran.
 """
@@ -58,7 +58,6 @@ GOAL_SIZE = 56  # issue 36's goal: >= 90% of the faces of this side and more fou
 # A+B^P: (A's threshold, B's threshold, the second look's threshold)
 VERIFY_THRESHOLDS = ((0.8, 0.8, 0.5), (0.8, 0.8, 0.8), (0.8, 0.8, 0.9), (0.8, 0.9, 0.5), (0.8, 0.9, 0.8),
                      (0.8, 0.9, 0.9))  # fmt: skip
-SECOND_LOOK_CONTEXT = 2.5
 IOU_FOUND = 0.4
 FACE_GAP = 4  # pixels between the bounding squares of two faces in a frame
 
@@ -238,36 +237,24 @@ def second_look_px(name: str) -> int | None:
 
 
 class SecondLook:
-    """RetinaFace on the region about a candidate box (``SECOND_LOOK_CONTEXT`` times its side),
-    scaled so that the box's side is ``face_px``: the best score of a face found there that
-    overlaps the box (IoU >= IOU_FOUND), 0 where none does. Scores are kept per (frame, box)."""
+    """``faces.RetinaFaceDetector.second_look`` with the face scaled to ``face_px``, its score and
+    its ms kept per (frame, box)."""
 
     def __init__(self, face_px: int):
         from amobilenet_jax import faces
 
         self.face_px = int(face_px)
-        self.detector = faces.RetinaFaceDetector(min_face=1, detect_width=0, threshold=0.05)
+        self.detector = faces.RetinaFaceDetector(min_face=1, detect_width=0)
         self.scores: dict = {}
         self.ms: dict = {}
 
     def __call__(self, frame_index: int, frame: np.ndarray, box) -> float:
         import time
 
-        import cv2
-
         key = (frame_index, tuple(box))
         if key not in self.scores:
             started = time.perf_counter()
-            x, y, w, h = box
-            scale = self.face_px / max(w, h)
-            side = int(round(SECOND_LOOK_CONTEXT * self.face_px))
-            cx, cy = x + w / 2, y + h / 2
-            to_region = np.array([[scale, 0, side / 2 - cx * scale], [0, scale, side / 2 - cy * scale]], np.float64)
-            region = cv2.warpAffine(frame, to_region, (side, side), flags=cv2.INTER_LINEAR,
-                                    borderMode=cv2.BORDER_REPLICATE)  # fmt: skip
-            target = (side / 2 - w * scale / 2, side / 2 - h * scale / 2, w * scale, h * scale)
-            found = self.detector.detect(region)
-            self.scores[key] = max((f.detector_score for f in found if iou(f.box, target) >= IOU_FOUND), default=0.0)
+            self.scores[key] = self.detector.second_look(frame, box, self.face_px)
             self.ms[key] = 1000 * (time.perf_counter() - started)
         return self.scores[key]
 
