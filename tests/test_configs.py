@@ -221,8 +221,8 @@ def test_long_recipe_screen_changes_one_lever_a_point_and_its_teachers_load():
     distill = ["loss.distill_from", "loss.distill_weight"]
     assert list(changed.values()) == [
         [], [], [*distill[:1], "loss.distill_views", *distill[1:]], distill, ["optimizer.weight_decay"],
-        ["optimizer.ema_decay"], ["data.augment.cutmix", "data.augment.mixup"], ["data.augment.erase"],
-        ["data.augment.scale_out"], ["optimizer.sam_rho"], ["data.augment.degrade"],
+        ["optimizer.ema_decay"], ["data.augment.cutmix", "data.augment.mixup"], ["data.augment.degrade"],
+        ["data.augment.erase"], ["data.augment.scale_out"], ["optimizer.sam_rho"],
     ]  # fmt: skip
 
 
