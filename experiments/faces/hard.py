@@ -51,7 +51,7 @@ HARD_FACE_FREE = 1000
 CONDITIONS = ("clean", "dim", "low_contrast", "blur", "noise", "jpeg", "combined")
 LOW_THRESHOLD = 0.4
 THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
-# A+B and A>B: (A's threshold, B's threshold)
+# A+B, A>B and A~B: (A's threshold, B's threshold)
 PAIR_THRESHOLDS = ((0.8, 0.8), (0.8, 0.9), (0.8, 0.95), (0.7, 0.9))
 SMALL_FACE = 100
 GOAL_SIZE = 56  # issue 36's goal: >= 90% of the faces of this side and more found
@@ -223,10 +223,10 @@ def base_detector(name: str):
 
 
 def parts(name: str) -> tuple[str, list[str]]:
-    """``("+", [A, B])``, ``(">", [A, B])`` or ``("", [name])``; ``A+B^P`` is ``("+", [A, B])`` too
-    (``second_look_px`` gives its P)."""
+    """``("+", [A, B])``, ``(">", [A, B])``, ``("~", [A, B])`` or ``("", [name])``; ``A+B^P`` is
+    ``("+", [A, B])`` too (``second_look_px`` gives its P)."""
     name = name.split("^")[0]
-    for op in ("+", ">"):
+    for op in ("+", ">", "~"):
         if op in name:
             return op, name.split(op)
     return "", [name]
@@ -288,7 +288,8 @@ def combine(name, runs, thresholds, min_face, looks=None, frames=None) -> tuple[
     out, ms, ran = [], [], []
     for i, (f1, f2, m1, m2) in enumerate(zip(first, second, ms1, ms2)):
         a = keep(f1, t1, min_face)
-        needed = op == "+" or not any(max(f.box[2:]) < SMALL_FACE for f in a)
+        small = any(max(f.box[2:]) < SMALL_FACE for f in a)
+        needed = op == "+" or (op == ">" and not small) or (op == "~" and (small or not a))
         b, extra = keep(f2, t2, min_face), 0.0
         if look is not None:  # B's boxes that A did not find need a second look
             new = [f for f in b if not any(iou(f.box, g.box) >= IOU_FOUND for g in a)]
@@ -297,7 +298,7 @@ def combine(name, runs, thresholds, min_face, looks=None, frames=None) -> tuple[
             b = [f for f in b if id(f) not in scores or scores[id(f)] >= thresholds[2]]
         out.append(merge(a + b) if needed else a)
         ms.append(m1 + m2 + extra if needed else m1)
-        ran.append(needed and op == ">")
+        ran.append(needed and op in "~>")
     return out, ms, ran
 
 
@@ -405,7 +406,7 @@ def hard_row(name, thresholds, min_face, runs, data, labels, stored, classify, l
         "by_condition": {c: rates(conditions == c, hit, pred, labels, stored) for c in CONDITIONS},
         "ms_per_frame_median": float(np.median(ms)),
         "ms_per_frame_mean": float(np.mean(ms)),
-        "second_pass_ran_on_frames": float(np.mean(ran)) if parts(name)[0] == ">" else None,
+        "second_pass_ran_on_frames": float(np.mean(ran)) if parts(name)[0] in "~>" else None,
     }
 
 
@@ -465,7 +466,8 @@ def run(args, model, valid, photos) -> dict:
         "size_px": list(HARD_SIZE_RANGE),
         "tilt_deg": HARD_TILT_DEG,
         "conditions": CONDITIONS,
-        "second_pass_when": f"the first pass finds no face under {SMALL_FACE} px",
+        "second_pass_when": f"A>B: the first pass finds no face under {SMALL_FACE} px; "
+        f"A~B: the first pass finds nothing or a face under {SMALL_FACE} px",
         "frame": f"{detectors.FRAME[1]}x{detectors.FRAME[0]}",
         "backgrounds": detectors.BACKGROUNDS,
         "stored_crop_accuracy": float(np.mean(stored == labels)),
