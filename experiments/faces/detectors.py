@@ -32,13 +32,13 @@ BACKGROUNDS = {
 }
 
 
-def shipped_model_and_data(data_dir: str, cache_dir: str, splits=("train", "valid")):
-    """The shipped model, and the FERPlus ``splits`` it was trained on read from ``data_dir`` (their
-    prepared cache in ``cache_dir``)."""
+def shipped_model_and_data(data_dir: str, cache_dir: str, splits=("train", "valid"), workdir: str | None = None):
+    """The shipped model (or the run in ``workdir``), and the FERPlus ``splits`` it was trained on
+    read from ``data_dir`` (their prepared cache in ``cache_dir``)."""
     from amobilenet_jax import inference
     from amobilenet_jax.data import load_dataset
 
-    model = inference.load_model()
+    model = inference.load_model(workdir=workdir or None)
     data_config = model.config.data.copy_and_resolve_references()
     with data_config.unlocked():
         data_config.dir, data_config.cache_dir = data_dir, cache_dir

@@ -78,8 +78,13 @@ def face_frame(rng, photos, face48: np.ndarray, size: int, tilt: float = 0.0) ->
     return frame, (x, y, size, size)
 
 
+def model_name(workdir: str) -> str:
+    """What read the faces, without this machine's paths: the run directory's name, or the shipped model."""
+    return os.path.basename(os.path.normpath(workdir)) if workdir else "the shipped model"
+
+
 def command_line(argv: list[str]) -> str:
-    """The command as run, with this machine's data paths written as DATA and CACHE."""
+    """The command as run, with this machine's paths written as DATA, CACHE and RUN."""
     out, skip = ["python", argv[0]], None
     for arg in argv[1:]:
         if skip:
@@ -87,7 +92,7 @@ def command_line(argv: list[str]) -> str:
             skip = None
             continue
         name = arg.split("=", 1)[0]
-        placeholder = {"--data_dir": "DATA", "--cache_dir": "CACHE"}.get(name)
+        placeholder = {"--data_dir": "DATA", "--cache_dir": "CACHE", "--workdir": "RUN"}.get(name)
         if placeholder and "=" in arg:
             out.append(f"{name}={placeholder}")
         else:
@@ -204,6 +209,11 @@ def main() -> None:
         help="--hard: each crop levelled as predict does ('levels': light, then detail), its light alone "
         "('light'), or cut out as it is ('raw'); several, comma-separated, give rows of each",
     )  # fmt: skip
+    parser.add_argument(
+        "--workdir", default="",
+        help="a trained run's directory (its config.json and weights.msgpack) to read the faces with, instead of "
+        "the shipped model",
+    )  # fmt: skip
     parser.add_argument("--out", help="default experiments/faces/detectors_cpu.json (--hard: hard_cpu.json)")
     parser.add_argument("--figure", help="default experiments/faces/frames.png (--hard: hard_frames.png)")
     args = parser.parse_args()
@@ -230,7 +240,7 @@ def main() -> None:
     runtime.configure()
     from amobilenet_jax.files import write_atomic, write_json_atomic
 
-    model, data = shipped_model_and_data(args.data_dir, args.cache_dir)
+    model, data = shipped_model_and_data(args.data_dir, args.cache_dir, workdir=args.workdir)
     valid, train = data.split("valid"), data.split("train")
     n = len(valid.labels) if not args.num_faces else min(args.num_faces, len(valid.labels))
     photos = backgrounds()
@@ -239,7 +249,8 @@ def main() -> None:
 
         args.min_faces = [int(v) for v in args.min_faces.split(",")]
         result, frames = hard.run(args, model, valid, photos)
-        write_json_atomic(args.out, {**result, "command": command_line(sys.argv), "machine": machine()})
+        recorded = {"model": model_name(args.workdir), "command": command_line(sys.argv), "machine": machine()}
+        write_json_atomic(args.out, {**result, **recorded})
         if args.figure:
             write_atomic(args.figure, hard.figure(frames, model))
         print(f"wrote {args.out}")
