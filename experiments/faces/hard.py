@@ -298,7 +298,7 @@ def combine(name, runs, thresholds, min_face, looks=None, frames=None) -> tuple[
             b = [f for f in b if id(f) not in scores or scores[id(f)] >= thresholds[2]]
         out.append(merge(a + b) if needed else a)
         ms.append(m1 + m2 + extra if needed else m1)
-        ran.append(needed and op in "~>")
+        ran.append(needed and op in ("~", ">"))
     return out, ms, ran
 
 
@@ -406,7 +406,7 @@ def hard_row(name, thresholds, min_face, runs, data, labels, stored, classify, l
         "by_condition": {c: rates(conditions == c, hit, pred, labels, stored) for c in CONDITIONS},
         "ms_per_frame_median": float(np.median(ms)),
         "ms_per_frame_mean": float(np.mean(ms)),
-        "second_pass_ran_on_frames": float(np.mean(ran)) if parts(name)[0] in "~>" else None,
+        "second_pass_ran_on_frames": float(np.mean(ran)) if parts(name)[0] in ("~", ">") else None,
     }
 
 
