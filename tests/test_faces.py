@@ -94,6 +94,36 @@ def test_small_faces_finds_a_face_too_small_for_the_first_pass_and_no_false_one(
         faces.make_detector("haar", small_faces=True)
 
 
+def test_the_coarse_graph_gives_the_whole_graphs_coarser_levels_exactly():
+    import onnxruntime as ort
+
+    with open(faces.RETINAFACE_FILE, "rb") as f:
+        weights = f.read()
+    whole = ort.InferenceSession(weights, providers=["CPUExecutionProvider"])
+    coarse = ort.InferenceSession(faces.coarse_graph(weights), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(0).uniform(-120, 140, (1, 3, 96, 160)).astype(np.float32)
+    finest = 2 * (96 // 8) * (160 // 8)  # two anchors a cell at stride 8
+    for a, b in zip(whole.run(None, {"input": x}), coarse.run(None, {"input": x}), strict=True):
+        assert b.shape[1] == a.shape[1] - finest
+        np.testing.assert_array_equal(a[:, finest:], b)
+    detector = faces.RetinaFaceDetector()
+    assert len(detector.anchors(96, 160, coarse=True)) == len(detector.anchors(96, 160)) - finest
+    with pytest.raises(ValueError, match="not the RetinaFace graph"):
+        faces.coarse_graph(faces.coarse_graph(weights))
+
+
+def test_small_faces_on_the_coarse_graph_finds_what_the_whole_graph_finds():
+    class WholeGraph(faces.RetinaFaceDetector):
+        def _run(self, rgb, scale, threshold, min_face, coarse=False):
+            return super()._run(rgb, scale, threshold, min_face, coarse=False)
+
+    detector, whole = faces.RetinaFaceDetector(small_faces=True), WholeGraph(small_faces=True)
+    for frame in (media.group_photo(), cv2.resize(media.group_photo(), (450, 210))):
+        found = detector.detect(frame)
+        assert len(found) >= 2 and [f.box for f in found] == [f.box for f in whole.detect(frame)]
+    assert detector._coarse_session is not None  # the enlarged pass took the coarse graph
+
+
 def test_crop_geometry_scales_and_moves_the_box():
     assert faces.crop_box((10, 20, 100, 80), None) == (10, 20, 100, 80)
     x, y, w, h = faces.crop_box((10, 20, 100, 80), {"scale": 1.2, "dx": 0.1, "dy": -0.05})

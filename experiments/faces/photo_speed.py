@@ -7,6 +7,10 @@ shoulders on a plain background, drifting and scaling), saved as JPEG. Each run 
 command (a subprocess: read, detect, crop, classify; nothing written), first one run to fill the
 compilation cache, then ``--repeats`` counted runs per setting, the settings in turn; photos/s is
 predict's own count over its processing time (start-up left out).
+
+``--pair_with SRC`` times the code in another checkout (SRC, its package first on PYTHONPATH)
+beside this one: each setting runs there and here in turn, the order swapped every repeat, so
+that the VM's drift falls on both alike; its rows go under ``paired_with``.
 """
 
 from __future__ import annotations
@@ -38,7 +42,10 @@ def main() -> None:
     parser.add_argument("--photos", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="experiments/faces/photo_speed_cpu.json")
+    parser.add_argument("--pair_with", metavar="SRC", help="another checkout's code, timed beside this one")
     args = parser.parse_args()
+    import subprocess
+
     import cv2
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -56,12 +63,18 @@ def main() -> None:
         predict = [sys.executable, "-m", "amobilenet_jax.predict", "--no_progress", folder]
         cache = os.path.join(tmp, "xla_cache")
         run(predict, cache)  # fills the compilation cache
-        runs: dict[str, list[dict]] = {name: [] for name in SETTINGS}
-        for _ in range(args.repeats):
+        codes = {"here": None}
+        if args.pair_with:
+            codes["there"] = {"PYTHONPATH": os.path.abspath(args.pair_with)}
+            run(predict, cache, codes["there"])
+        runs = {code: {name: [] for name in SETTINGS} for code in codes}
+        for repeat in range(args.repeats):
             for name, flags in SETTINGS.items():
-                runs[name].append(run([*predict, *flags], cache))
-                print(name, runs[name][-1]["frames_per_s"], "photos/s", flush=True)
-        for rows in runs.values():
+                for code in list(codes)[:: 1 if repeat % 2 == 0 else -1]:
+                    runs[code][name].append(run([*predict, *flags], cache, codes[code]))
+                    print(code if args.pair_with else "", name, runs[code][name][-1]["frames_per_s"], "photos/s",
+                          flush=True)  # fmt: skip
+        for rows in (row for by_name in runs.values() for row in by_name.values()):
             for row in rows:
                 row["command"] = row["command"].replace(tmp + os.sep, "").replace(sys.executable, "python")
     result = {
@@ -69,9 +82,21 @@ def main() -> None:
         "machine": machine(),
         "photos": args.photos,
         "goal": ">= 20 photos/s with the default command",
-        "photos_per_s": {name: sorted(r["frames_per_s"] for r in rows) for name, rows in runs.items()},
-        "runs": runs,
+        "photos_per_s": {name: sorted(r["frames_per_s"] for r in rows) for name, rows in runs["here"].items()},
+        "runs": runs["here"],
     }
+    if args.pair_with:
+        commit = subprocess.run(["git", "-C", args.pair_with, "rev-parse", "--short", "HEAD"], capture_output=True,
+                                text=True).stdout.strip()  # fmt: skip
+        here = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
+                                 text=True).stdout.strip()  # fmt: skip
+        result["paired_with"] = {
+            "code": f"commit {commit or 'unknown'}, timed in turn with this run's code (commit {here or 'unknown'}"
+            f"{', with uncommitted changes' if changed else ''})",
+            "photos_per_s": {name: sorted(r["frames_per_s"] for r in rows) for name, rows in runs["there"].items()},
+            "runs": runs["there"],
+        }
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
         f.write("\n")

@@ -52,9 +52,10 @@ def make_video(path: str, seconds: float, fps: float = 25.0, size=(640, 480)) ->
     return frames
 
 
-def run(command: list[str], cache_dir: str) -> dict:
+def run(command: list[str], cache_dir: str, env: dict | None = None) -> dict:
+    """``command`` (predict) in a subprocess; ``env`` adds to the environment (e.g. PYTHONPATH)."""
     start = time.perf_counter()
-    env = {**os.environ, "AMOBILENET_JAX_CACHE": cache_dir}
+    env = {**os.environ, **(env or {}), "AMOBILENET_JAX_CACHE": cache_dir}
     done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
     wall = time.perf_counter() - start
     summary = [line for line in done.stderr.splitlines() if line.startswith("predict: ") and "frames/s" in line][-1]
