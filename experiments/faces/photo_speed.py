@@ -8,7 +8,7 @@ command (a subprocess: read, detect, crop, classify; nothing written), first one
 compilation cache, then ``--repeats`` counted runs per setting, the settings in turn; photos/s is
 predict's own count over its processing time (start-up left out).
 
-``--pair_with SRC`` times the code in another checkout (SRC, its package first on PYTHONPATH)
+``--pair_with SRC`` times the code in another checkout (SRC: its package, run from there)
 beside this one: each setting runs there and here in turn, the order swapped every repeat, so
 that the VM's drift falls on both alike; its rows go under ``paired_with``.
 """
@@ -65,7 +65,7 @@ def main() -> None:
         run(predict, cache)  # fills the compilation cache
         codes = {"here": None}
         if args.pair_with:
-            codes["there"] = {"PYTHONPATH": os.path.abspath(args.pair_with)}
+            codes["there"] = args.pair_with
             run(predict, cache, codes["there"])
         runs = {code: {name: [] for name in SETTINGS} for code in codes}
         for repeat in range(args.repeats):

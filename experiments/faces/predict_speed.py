@@ -10,6 +10,10 @@ predict's own summary line, which leaves out start-up. A first run fills the com
 For ``--detect_every N`` runs, the faces carried along their tracks (``detector_score`` empty)
 are compared with the faces the detector found in the same frames when it looked at every
 frame (the default run): their boxes' IoU, and whether the label is the same.
+
+``--pair_with SRC --pairs N`` times instead the default command (``predict clip.mp4``, nothing
+written) with the code in another checkout (SRC: its package, run from there) and with this one, N pairs,
+the order swapped every pair, so that the VM's drift falls on both alike.
 """
 
 from __future__ import annotations
@@ -74,7 +78,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--out", default=os.path.join("experiments", "faces", "predict_speed_cpu.json"))
+    parser.add_argument("--pair_with", metavar="SRC", help="another checkout's code, timed beside this one")
+    parser.add_argument("--pairs", type=int, default=9, help="--pair_with: pairs of runs")
     args = parser.parse_args()
+    if args.pair_with:
+        return pairs(args)
     with tempfile.TemporaryDirectory() as tmp:
         video = os.path.join(tmp, "astronaut_640x480.mp4")
         frames = make_video(video, args.seconds)
@@ -100,6 +108,47 @@ def main() -> None:
     with open(args.out, "w") as f:
         json.dump(result, f, indent=1)
         f.write("\n")
+
+
+def pairs(args) -> None:
+    """The default command with another checkout's code and with this one, in turn."""
+    import subprocess
+
+    def commit(path: str) -> str:
+        out = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        return out.stdout.strip() or "unknown"
+
+    codes = {"there": args.pair_with, "here": None}
+    with tempfile.TemporaryDirectory() as tmp:
+        video = os.path.join(tmp, "clip.mp4")
+        frames = make_video(video, args.seconds)
+        predict = [sys.executable, "-m", "amobilenet_jax.predict", "--no_progress", video]
+        cache = os.path.join(tmp, "xla_cache")
+        for env in codes.values():
+            run(predict, cache, env)  # compiles, and warms each code's imports; not reported
+        fps: dict[str, list[float]] = {code: [] for code in codes}
+        for i in range(args.pairs):
+            for code in list(codes)[:: 1 if i % 2 == 0 else -1]:
+                fps[code].append(run(predict, cache, codes[code])["frames_per_s"])
+            print(f"pair {i + 1}: there {fps['there'][-1]} / here {fps['here'][-1]} frames/s", flush=True)
+    ahead = [h - t for t, h in zip(fps["there"], fps["here"])]
+    result = {
+        "what": "predict's default command on the 640x480 one-face video, frames/s from its summary line, "
+        "another checkout's code ('there') and this one ('here') in turn",
+        "machine": machine(),
+        "video": f"{frames} frames, 640x480, 25 frames/s, mp4v, one face per frame",
+        "command": "python -m amobilenet_jax.predict clip.mp4",
+        "there": f"commit {commit(args.pair_with)}",
+        "here": f"commit {commit('.')}",
+        "frames_per_s": fps,
+        "here_ahead_in_pairs": sum(d > 0 for d in ahead),
+        "median_pair_difference": sorted(ahead)[len(ahead) // 2],
+        "goal": ">= 30 frames/s",
+    }
+    with open(args.out, "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

@@ -52,11 +52,14 @@ def make_video(path: str, seconds: float, fps: float = 25.0, size=(640, 480)) ->
     return frames
 
 
-def run(command: list[str], cache_dir: str, env: dict | None = None) -> dict:
-    """``command`` (predict) in a subprocess; ``env`` adds to the environment (e.g. PYTHONPATH)."""
+def run(command: list[str], cache_dir: str, code: str | None = None) -> dict:
+    """``command`` (predict) in a subprocess; ``code``: another checkout whose package it runs
+    (its directory the working one, since ``python -m`` puts that first on the path)."""
     start = time.perf_counter()
-    env = {**os.environ, **(env or {}), "AMOBILENET_JAX_CACHE": cache_dir}
-    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
+    env = {**os.environ, "AMOBILENET_JAX_CACHE": cache_dir}
+    if code:
+        env["PYTHONPATH"] = os.path.abspath(code)
+    done = subprocess.run(command, capture_output=True, text=True, check=True, env=env, cwd=code or None)
     wall = time.perf_counter() - start
     summary = [line for line in done.stderr.splitlines() if line.startswith("predict: ") and "frames/s" in line][-1]
     frames, faces = (int(v) for v in re.search(r"(\d+) images/frames, (\d+) faces", summary).groups())
