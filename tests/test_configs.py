@@ -224,6 +224,15 @@ def test_long_recipe_screen_changes_one_lever_a_point_and_its_teachers_load():
         ["optimizer.ema_decay"], ["data.augment.cutmix", "data.augment.mixup"], ["data.augment.degrade"],
         ["data.augment.erase"], ["data.augment.scale_out"], ["optimizer.sam_rho"],
     ]  # fmt: skip
+    # :full is the long recipe itself at stride 1, its points named apart from the screen's baseline
+    full_spec = os.path.join(REPO, "configs", "ferplus_long.py:full")
+    full_points = sweep.load_sweep(full_spec)
+    names = [recipes.point_name(p) for p in full_points]
+    assert names == ["stem_stride=1,num_steps=22100,seed=0"] and not set(names) & set(changed)
+    full = sweep.apply_overrides(load_config_file(full_spec), full_points[0])
+    validate(full)
+    assert config_differences(json.loads(long.to_json()), json.loads(full.to_json())) == []  # what it trains
+    assert full.train.checkpoint_every_steps == 1000
 
 
 def test_readme_command_builds_the_shipped_models_config(monkeypatch):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The long recipe's studies on real FERPlus (issue: past every from-scratch FER+ model):
-# `configs/ferplus_long.py:screen` (one lever a point, stem at stride 2). Each point is about an
-# hour on 2 cores; the whole list is many hours, run across sessions.
+# `configs/ferplus_long.py:full` (the long recipe at stride 1, about three hours a seed) and
+# `:screen` (one lever a point, stem at stride 2, about an hour each); many hours, run across sessions.
 #
 #   DATA=/data/ferplus bash experiments/ferplus_long/run.sh [RUNS_DIR]   # default runs
 #
@@ -24,7 +24,8 @@ for committed in "$POINTS"/*/; do
     cp "$committed"/results.json "$committed"/config.json "${RUNS}/ferplus_long_points/${name}/"
   fi
 done
-for variant in ${VARIANTS:-screen}; do
+# The full-cost long recipe (`:full`, stride 1) first, then the screen's points not yet finished.
+for variant in ${VARIANTS:-full screen}; do
   spec="configs/ferplus_long.py:${variant}"
   count=$(python -m amobilenet_jax.main --config "$spec" --workdir "${RUNS}/ferplus_long_${variant}" --mode list | wc -l)
   # One point a command, so that each point is harvested (results, config, Valid curve) and the
