@@ -222,7 +222,7 @@ def test_long_recipe_screen_changes_one_lever_a_point_and_its_teachers_load():
     assert list(changed.values()) == [
         [], [], [*distill[:1], "loss.distill_views", *distill[1:]], distill, ["optimizer.weight_decay"],
         ["optimizer.ema_decay"], ["data.augment.cutmix", "data.augment.mixup"], ["data.augment.degrade"],
-        ["data.augment.erase"], ["data.augment.scale_out"], ["optimizer.sam_rho"],
+        ["data.augment.degrade"], ["data.augment.erase"], ["data.augment.scale_out"], ["optimizer.sam_rho"],
     ]  # fmt: skip
     # :full is the long recipe itself at stride 1, its points named apart from the screen's baseline
     full_spec = os.path.join(REPO, "configs", "ferplus_long.py:full")
