@@ -14,7 +14,7 @@ distributions, random erasing, scale jitter, distillation from two trained model
 records what each lever measured and how far the screen predicts the full run.
 
 ``:full`` is the long recipe at full cost (the stem at stride 1, as the shipped model), the
-reference the screen's kept levers are measured against and the candidate to ship: about three
+reference the screen's kept levers are measured against and the candidate to ship: about four
 hours a seed on 2 cores.
 """
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The long recipe's studies on real FERPlus (issue: past every from-scratch FER+ model):
-# `configs/ferplus_long.py:full` (the long recipe at stride 1, about three hours a seed) and
+# `configs/ferplus_long.py:full` (the long recipe at stride 1, about four hours a seed) and
 # `:screen` (one lever a point, stem at stride 2, about an hour each); many hours, run across sessions.
 #
 #   DATA=/data/ferplus bash experiments/ferplus_long/run.sh [RUNS_DIR]   # default runs
