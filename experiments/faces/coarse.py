@@ -47,13 +47,7 @@ def same_boxes(a: list, b: list) -> bool:
 
 def score(found: list, data: dict) -> dict:
     frames, faces = data["frames"], data["faces"]
-    hit = np.zeros(len(faces), bool)
-    by_frame: dict[int, list[int]] = {}
-    for k, face in enumerate(faces):
-        by_frame.setdefault(face["frame"], []).append(k)
-    for i, ks in by_frame.items():
-        for k, m in zip(ks, hard.match_frame(found[i], [faces[k]["box"] for k in ks])):
-            hit[k] = m is not None
+    hit = np.array([m is not None for m in hard.match_faces(found, faces)[0]])
     goal = np.array([f["size"] >= hard.GOAL_SIZE for f in faces])
     empty = found[len(frames) :]
     return {

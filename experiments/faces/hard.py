@@ -365,21 +365,28 @@ def rates(mask, hit, pred, labels, stored) -> dict:
     }
 
 
-def hard_row(name, thresholds, min_face, runs, data, labels, stored, classify, looks=None) -> dict:
-    """One table row: a detector (or two passes) at its threshold(s) and smallest face."""
-    frames, faces = data["frames"], data["faces"]
-    found, ms, ran = combine(name, runs, thresholds, min_face, looks, frames + data["empty"])
-    face_found, empty_found = found[: len(frames)], found[len(frames) :]
+def match_faces(found: list, faces: list[dict]) -> tuple[list, int]:
+    """Each pasted face's matched detection (or None), from ``found`` per frame (face frames
+    first), and how many detections in face frames matched no face."""
     matched: list = [None] * len(faces)
     by_frame: dict[int, list[int]] = {}
     for k, face in enumerate(faces):
         by_frame.setdefault(face["frame"], []).append(k)
     unmatched = 0
     for i, ks in by_frame.items():
-        got = match_frame(face_found[i], [faces[k]["box"] for k in ks])
+        got = match_frame(found[i], [faces[k]["box"] for k in ks])
         for k, m in zip(ks, got):
             matched[k] = m
-        unmatched += len(face_found[i]) - sum(m is not None for m in got)
+        unmatched += len(found[i]) - sum(m is not None for m in got)
+    return matched, unmatched
+
+
+def hard_row(name, thresholds, min_face, runs, data, labels, stored, classify, looks=None) -> dict:
+    """One table row: a detector (or two passes) at its threshold(s) and smallest face."""
+    frames, faces = data["frames"], data["faces"]
+    found, ms, ran = combine(name, runs, thresholds, min_face, looks, frames + data["empty"])
+    empty_found = found[len(frames) :]
+    matched, unmatched = match_faces(found, faces)
     hit = np.array([m is not None for m in matched])
     pred = np.full(len(faces), -1)
     if hit.any():

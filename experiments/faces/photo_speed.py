@@ -25,7 +25,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "use"))
 
-from predict_speed import make_video, run  # noqa: E402
+from predict_speed import checkout_commit, make_video, run  # noqa: E402
 
 from amobilenet_jax.runtime import machine  # noqa: E402
 
@@ -44,8 +44,6 @@ def main() -> None:
     parser.add_argument("--out", default="experiments/faces/photo_speed_cpu.json")
     parser.add_argument("--pair_with", metavar="SRC", help="another checkout's code, timed beside this one")
     args = parser.parse_args()
-    import subprocess
-
     import cv2
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -86,14 +84,8 @@ def main() -> None:
         "runs": runs["here"],
     }
     if args.pair_with:
-        commit = subprocess.run(["git", "-C", args.pair_with, "rev-parse", "--short", "HEAD"], capture_output=True,
-                                text=True).stdout.strip()  # fmt: skip
-        here = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        changed = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True,
-                                 text=True).stdout.strip()  # fmt: skip
         result["paired_with"] = {
-            "code": f"commit {commit or 'unknown'}, timed in turn with this run's code (commit {here or 'unknown'}"
-            f"{', with uncommitted changes' if changed else ''})",
+            "code": f"{checkout_commit(args.pair_with)}, timed in turn with this run's code ({checkout_commit()})",
             "photos_per_s": {name: sorted(r["frames_per_s"] for r in rows) for name, rows in runs["there"].items()},
             "runs": runs["there"],
         }

@@ -29,7 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(os.path.dirname(HERE)))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "use"))
 
-from predict_speed import make_video, run  # noqa: E402
+from predict_speed import checkout_commit, make_video, run  # noqa: E402
 
 from amobilenet_jax.runtime import machine  # noqa: E402
 
@@ -112,12 +112,6 @@ def main() -> None:
 
 def pairs(args) -> None:
     """The default command with another checkout's code and with this one, in turn."""
-    import subprocess
-
-    def commit(path: str) -> str:
-        out = subprocess.run(["git", "-C", path, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-        return out.stdout.strip() or "unknown"
-
     codes = {"there": args.pair_with, "here": None}
     with tempfile.TemporaryDirectory() as tmp:
         video = os.path.join(tmp, "clip.mp4")
@@ -138,8 +132,8 @@ def pairs(args) -> None:
         "machine": machine(),
         "video": f"{frames} frames, 640x480, 25 frames/s, mp4v, one face per frame",
         "command": "python -m amobilenet_jax.predict clip.mp4",
-        "there": f"commit {commit(args.pair_with)}",
-        "here": f"commit {commit('.')}",
+        "there": checkout_commit(args.pair_with),
+        "here": checkout_commit(),
         "frames_per_s": fps,
         "here_ahead_in_pairs": sum(d > 0 for d in ahead),
         "median_pair_difference": sorted(ahead)[len(ahead) // 2],

@@ -52,6 +52,18 @@ def make_video(path: str, seconds: float, fps: float = 25.0, size=(640, 480)) ->
     return frames
 
 
+def checkout_commit(path: str = ".") -> str:
+    """The short commit of the git checkout at ``path``, and whether it has uncommitted changes."""
+
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", path, *args], capture_output=True, text=True).stdout.strip()
+
+    changed = git("status", "--porcelain", "--untracked-files=no")
+    return f"commit {git('rev-parse', '--short', 'HEAD') or 'unknown'}" + (
+        ", with uncommitted changes" if changed else ""
+    )
+
+
 def run(command: list[str], cache_dir: str, code: str | None = None) -> dict:
     """``command`` (predict) in a subprocess; ``code``: another checkout whose package it runs
     (its directory the working one, since ``python -m`` puts that first on the path)."""
