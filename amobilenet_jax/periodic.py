@@ -101,6 +101,7 @@ class Periodic:
         images_per_step: int,
         evaluate: bool = True,
         names: list[str] | None = None,
+        earlier_train_time: float = 0.0,
     ):
         self.total, self.mngr, self.names = total, mngr, names
         self.log_every = train_config.log_every_steps
@@ -108,7 +109,7 @@ class Periodic:
         self.eval_every = max(1, train_config.eval_every_epochs) * steps_per_epoch if evaluate else None
         self.images_per_step = images_per_step
         self.accumulated = None
-        self.train_time = 0.0
+        self.train_time = earlier_train_time  # what the attempts before this one counted
         self._last_time, self._last_step = time.perf_counter(), start_step
         self.stop = StopRequest()
         self._stopping = False
@@ -155,10 +156,15 @@ class Periodic:
         finally:
             self._last_time += time.perf_counter() - started
 
+    def time_so_far(self) -> float:
+        """Training seconds up to now: those counted at each log, and those since the last one."""
+        return self.train_time + time.perf_counter() - self._last_time
+
     def save(self, done: int, state, config_json: Any, position: dict) -> None:
-        """A checkpoint at step ``done``; after it, ends the loop with ``Interrupted`` when a stop
-        was requested."""
-        checkpoints.save(self.mngr, state, config_json, position)
+        """A checkpoint at step ``done``, its data position carrying the training time so far
+        (``train_time_s``: a resumed run counts its earlier attempts too); after it, ends the
+        loop with ``Interrupted`` when a stop was requested."""
+        checkpoints.save(self.mngr, state, config_json, {**position, "train_time_s": self.time_so_far()})
         if self._stopping:
             raise interrupted(self.stop, self.mngr, done, self.total)
 

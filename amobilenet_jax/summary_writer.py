@@ -17,9 +17,9 @@ from tensorboardX.summary import hparams as hparams_summary
 
 class TensorBoardWriter:
     def __init__(self, logdir: str, enabled: bool = True, purge_step: int | None = None):
-        """``purge_step``: the step a resumed run restarts from; TensorBoard (and ``read_scalars``)
-        then drop what the interrupted attempt logged from that step on, instead of showing the
-        steps between its last checkpoint and its death twice."""
+        """``purge_step``: the first step a resumed run logs again (one past its checkpoint's);
+        TensorBoard (and ``read_scalars``) then drop what the interrupted attempt logged from that
+        step on, instead of showing the steps between its last checkpoint and its death twice."""
         # Only one process of a multi-host job writes; the others get a no-op writer.
         self._writer = SummaryWriter(logdir, purge_step=purge_step) if enabled else None
 

@@ -319,7 +319,8 @@ def _train(exp: Experiment, mngr, config: ml_collections.ConfigDict, workdir: st
     if start_step:
         print(f"resuming from checkpoint at step {start_step}", flush=True)
     batches = exp.train_batches(start_step, position.get("grain_iterator"))
-    state, trained = train_loop(exp, [run], state, exp.train_step, batches, mngr, start_step)
+    earlier = position.get("train_time_s")  # absent from checkpoints written before it was carried
+    state, trained = train_loop(exp, [run], state, exp.train_step, batches, mngr, start_step, earlier)
     return final_results(exp, state, run, trained)
 
 
@@ -350,12 +351,13 @@ class Run:
 
 def open_run(config: ml_collections.ConfigDict, workdir: str, start_step: int, position: dict) -> Run:
     """A run's outputs from ``start_step`` on: ``config.json``, its TensorBoard writer (which drops
-    what a killed attempt logged from ``start_step`` on) with the hparams of a fresh run, and the
-    best evaluation carried in the checkpoint's data ``position``."""
+    what a killed attempt logged after ``start_step``: what it logged at that step, the
+    checkpoint's, was trained and stays) with the hparams of a fresh run, and the best evaluation
+    carried in the checkpoint's data ``position``."""
     is_chief = jax.process_index() == 0
     if is_chief:
         files.write_json_atomic(os.path.join(workdir, "config.json"), json.loads(config.to_json()))
-    writer = TensorBoardWriter(workdir, enabled=is_chief, purge_step=start_step or None)
+    writer = TensorBoardWriter(workdir, enabled=is_chief, purge_step=start_step + 1 if start_step else None)
     if start_step == 0:
         writer.write_hparams(flat_hparams(config))
     return Run(config, workdir, writer, BestEval(position, num_views(config, crops=False)))
@@ -363,17 +365,29 @@ def open_run(config: ml_collections.ConfigDict, workdir: str, start_step: int, p
 
 @dataclasses.dataclass(frozen=True)
 class Trained:
-    """How a loop's training went, for its runs' results: seconds spent training in this process
-    and the step it resumed from (0: a fresh run)."""
+    """How a loop's training went, for its runs' results: seconds spent training (this process's,
+    plus its checkpoint's count of the attempts before it where ``earlier_counted``) and the step
+    it resumed from (0: a fresh run)."""
 
     train_time: float
     start_step: int
+    earlier_counted: bool = False
 
 
-def train_loop(exp: Experiment, runs: list[Run], state: TrainState, train_step, batches, mngr, start_step: int):
+def train_loop(
+    exp: Experiment,
+    runs: list[Run],
+    state: TrainState,
+    train_step,
+    batches,
+    mngr,
+    start_step: int,
+    earlier_train_time: float | None = None,
+):
     """Trains ``state`` on ``batches`` (``(step, batch)`` from ``start_step`` on) with the periodic
     actions: each run's metrics logged, evaluated, and the state checkpointed through ``mngr``.
-    Returns the trained state and a ``Trained``.
+    Returns the trained state and a ``Trained``. ``earlier_train_time``: the seconds the resumed
+    checkpoint says the attempts before this one trained (each checkpoint carries the count).
 
     One run, or a vectorised group's: a state whose ``step`` has a leading axis holds one member
     a run (and so do the step's metrics); a group is evaluated at the end only.
@@ -390,8 +404,9 @@ def train_loop(exp: Experiment, runs: list[Run], state: TrainState, train_step, 
         return jax.tree.map(lambda x: x[i], tree) if stacked else tree
 
     periodic = Periodic(
-        exp.config.train, total, per_epoch, start_step, mngr, images_per_step, evaluate=not stacked, names=names
-    )
+        exp.config.train, total, per_epoch, start_step, mngr, images_per_step, evaluate=not stacked, names=names,
+        earlier_train_time=earlier_train_time or 0.0,
+    )  # fmt: skip
     with periodic:
         for step, batch in batches:
             if state.apply_fn != exp.apply_fn(step):  # the coarse stem's first step, or its end
@@ -424,7 +439,7 @@ def train_loop(exp: Experiment, runs: list[Run], state: TrainState, train_step, 
                     position.update(runs[0].best.position())
                 periodic.save(done, state, config_json, position)
     mngr.wait_until_finished()
-    return state, Trained(periodic.train_time, start_step)
+    return state, Trained(periodic.train_time, start_step, earlier_train_time is not None)
 
 
 def _train_scalars(exp: Experiment, computed: dict, step: int, images_per_s: float) -> dict[str, float]:
@@ -524,9 +539,10 @@ def final_results(exp: Experiment, state: TrainState, run: Run, trained: Trained
         files.write_atomic(os.path.join(workdir, "confusion_matrix.png"), png)
         # The trained model in one file: what predict, export and visualize load (no Orbax there).
         weights.save(os.path.join(workdir, weights.WEIGHTS_FILE), params, state.batch_stats)
-        # A resumed run adds its training time to what the earlier results recorded.
+        # A run resumed from a checkpoint that did not carry the training time (written before it
+        # was carried) adds its own to what earlier results recorded, where there are any.
         previous = files.read_json(os.path.join(workdir, "results.json"))
-        if start_step > 0 and previous and previous.get("final_step", 0) <= start_step:
+        if start_step > 0 and not trained.earlier_counted and previous and previous.get("final_step", 0) <= start_step:
             result["train_time_s"] += previous.get("train_time_s", 0.0)
         files.write_json_atomic(os.path.join(workdir, "results.json"), result)
         writer.flush()

@@ -2,6 +2,7 @@
 unreadable newest one is moved aside for the previous one, and none readable is an error, never
 a fresh start."""
 
+import json
 import os
 import re
 import shutil
@@ -10,6 +11,7 @@ import pytest
 
 from amobilenet_jax import train
 from amobilenet_jax.errors import CheckpointError
+from amobilenet_jax.summary_writer import read_scalars
 
 
 def test_checkpoint_from_another_config_is_refused(finished_run, tiny_config):
@@ -102,3 +104,26 @@ def test_an_unfinished_save_is_left_to_the_writer_and_swept_when_the_run_resumes
     assert again["params_fingerprint"] == result["params_fingerprint"]
     assert not os.path.exists(unfinished)
     assert final in os.listdir(os.path.join(broken, "checkpoints"))
+
+
+def test_a_resumed_run_counts_the_training_time_its_checkpoint_carries(finished_run, tiny_config, tmp_path):
+    """A run killed before its end has no results.json; the checkpoint it resumes from says how
+    long the attempts before it trained, and its results count that too."""
+    workdir, result = finished_run
+    resumed = str(tmp_path / "resumed")
+    shutil.copytree(workdir, resumed)
+    os.remove(os.path.join(resumed, "results.json"))
+    shutil.rmtree(os.path.join(resumed, "checkpoints", str(result["final_step"])))
+    position_file = os.path.join(resumed, "checkpoints", "12", "data", "metadata")
+    with open(position_file) as f:
+        position = json.load(f)
+    assert 0 < position["train_time_s"] <= result["train_time_s"]  # the first attempt's count at step 12
+    position["train_time_s"] = 1e6  # as if the attempts before had trained 1e6 s
+    with open(position_file, "w") as f:
+        json.dump(position, f)
+    again = train.train_and_evaluate(tiny_config, resumed)
+    assert again["resumed_from_step"] == 12
+    assert again["train_time_s"] > 1e6
+    # its curves hold every step the uninterrupted run logged, the checkpoint's step's too
+    logged = {tag: [s for s, _ in points] for tag, points in read_scalars(workdir).items()}
+    assert {tag: [s for s, _ in points] for tag, points in read_scalars(resumed).items()} == logged

@@ -21,10 +21,11 @@ class Manager:
     directory = "/runs/x/checkpoints"
 
     def __init__(self):
-        self.saved = []
+        self.saved, self.positions = [], []
 
     def save(self, step, args):
         self.saved.append(step)
+        self.positions.append(args["data"].item)
 
     def wait_until_finished(self):
         pass
@@ -75,6 +76,21 @@ def test_paused_time_is_not_training_time(monkeypatch):
             pass
         _, images_per_s = p.take_metrics(4)  # at 50 s: 20 s of training for 4 steps of 8 images
     assert p.train_time == pytest.approx(20.0) and images_per_s == pytest.approx(4 * 8 / 20.0)
+
+
+def test_a_checkpoint_carries_the_training_time_of_every_attempt_so_far(monkeypatch):
+    clock = iter([0.0, 10.0, 20.0, 30.0, 35.0])
+    monkeypatch.setattr(periodic.time, "perf_counter", lambda: next(clock))
+    mngr, state = Manager(), types.SimpleNamespace(step=jnp.asarray(12))
+    # resumed at step 8 after attempts that trained 100 s; this one starts at 0 s
+    with periodic.Periodic(TRAIN, 18, 5, 8, mngr, 8, earlier_train_time=100.0) as p:
+        p.after_step(12, metrics())
+        with p.paused():  # an evaluation from 10 s to 20 s
+            pass
+        p.take_metrics(12)  # at 30 s: 20 s more training
+        p.save(12, state, {}, {"step": 12})  # at 35 s: 5 s since that log
+    assert p.train_time == pytest.approx(120.0)
+    assert mngr.positions == [{"step": 12, "train_time_s": pytest.approx(125.0)}]
 
 
 def test_a_signal_stops_the_loop_after_a_checkpoint_at_the_next_step():

@@ -2,6 +2,7 @@
 ``curves.png`` and the study tables) reads them as TensorBoard does."""
 
 import glob
+import json
 import os
 import time
 
@@ -34,6 +35,24 @@ def test_a_killed_attempts_torn_record_ends_its_file_and_the_resumed_run_replace
     points = read_scalars(logdir)[TAG]
     assert [step for step, _ in points] == list(range(1, 13))  # each step once, none lost, no error
     assert points[6] == (7, pytest.approx(0.07))
+
+
+def test_the_harvested_training_time_is_the_trainers_own_count(finished_run):
+    """experiments/claims_at_convergence/harvest.py rebuilds the training seconds at each
+    evaluation from the logged throughput; at the last one it is what results.json counted."""
+    import importlib.util
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    path = os.path.join(repo, "experiments", "claims_at_convergence", "harvest.py")
+    spec = importlib.util.spec_from_file_location("harvest", path)
+    harvest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(harvest)
+    workdir, result = finished_run
+    with open(os.path.join(workdir, "config.json")) as f:
+        batch = json.load(f)["train"]["batch_size"]
+    seconds = harvest.train_seconds(workdir, [8, result["final_step"]], batch)
+    assert 0 < seconds[0] < seconds[1]
+    assert seconds[1] == pytest.approx(result["train_time_s"], rel=1e-4)
 
 
 def test_a_damaged_record_is_not_read_as_data(tmp_path):

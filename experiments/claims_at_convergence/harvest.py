@@ -1,7 +1,8 @@
 """Copies each finished study point into the repository: results.json, config.json (with this
 machine's data paths cleared) and curve.json (Valid accuracy and mean per-class accuracy at each
 evaluation, with wall-clock seconds since the first and since the run's TensorBoard writer
-opened, i.e. after data preparation, before compilation), never checkpoints.
+opened, i.e. after data preparation, before compilation; and training seconds counted up to
+each, as the trainer counts them across resumes), never checkpoints.
 
     python experiments/claims_at_convergence/harvest.py runs/converged/points [--out DIR]
 
@@ -33,7 +34,37 @@ def writer_opened(run_dir: str) -> float | None:
     return None if first is None else float(first.wall_time)
 
 
-def curve(run_dir: str, resumed: bool = False) -> dict:
+def train_seconds(run_dir: str, eval_steps: list[int], images_per_step: int) -> list[float]:
+    """Training seconds counted up to each evaluation, as the trainer counts them (evaluation
+    excluded): each logged ``train/images_per_s`` covers the steps since the log before it, or
+    since the checkpoint its attempt resumed from (the attempt's purge marker). Read from every
+    attempt, the latest write of a step winning, so that the interval a killed attempt logged at
+    its last checkpoint (purged from the curves, but trained) still counts; steps a killed attempt
+    trained past its last log are not logged and do not count."""
+    from tensorboardX.proto import event_pb2
+
+    rates, resumes = {}, []
+    for name in sorted(f for f in os.listdir(run_dir) if f.startswith("events.out.tfevents")):
+        for event in read_events(os.path.join(run_dir, name)):
+            if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
+                resumes.append(int(event.step))
+            for value in event.summary.value:
+                if value.tag == "train/images_per_s" and value.HasField("simple_value"):
+                    rates[int(event.step)] = float(value.simple_value)
+    seconds, total, previous = {}, 0.0, 0
+    for step in sorted(rates):
+        # an attempt resumed from step S purges from S + 1 (from S before 2026-12-07: one step off)
+        start = max([previous] + [r - 1 for r in resumes if r <= step])
+        total += (step - start) * images_per_step / max(rates[step], 1e-9)
+        seconds[step], previous = total, step
+    at_eval = []
+    for step in eval_steps:  # evaluations fall on logged steps; else the last log before them
+        before = [s for s in seconds if s <= step]
+        at_eval.append(seconds[max(before)] if before else 0.0)
+    return at_eval
+
+
+def curve(run_dir: str, resumed: bool = False, images_per_step: int | None = None) -> dict:
     scalars = read_scalars(run_dir, wall_time=True)
     acc = scalars.get("eval/valid_accuracy", [])
     mca = {step: value for step, value, _ in scalars.get("eval/valid_mean_class_accuracy", [])}
@@ -44,6 +75,8 @@ def curve(run_dir: str, resumed: bool = False) -> dict:
         "valid_mean_class_accuracy": [mca.get(s) for s, _, _ in acc],
         "wall_s_since_first_eval": [float(t - start) for _, _, t in acc],
     }
+    if images_per_step:
+        result["train_s"] = train_seconds(run_dir, result["step"], images_per_step)
     opened = writer_opened(run_dir)
     if opened is not None and not resumed:  # a resumed run's clock includes the time it was stopped
         result["wall_s_since_writer_opened"] = [float(t - opened) for _, _, t in acc]
@@ -71,7 +104,8 @@ def main() -> None:
         config["data"]["dir"] = config["data"]["cache_dir"] = ""  # where this machine keeps the data
         write_json_atomic(os.path.join(out, "config.json"), config)
         resumed = bool(results.get("resumed_from_step"))
-        write_json_atomic(os.path.join(out, "curve.json"), curve(run_dir, resumed=resumed))
+        points = curve(run_dir, resumed=resumed, images_per_step=config["train"]["batch_size"])
+        write_json_atomic(os.path.join(out, "curve.json"), points)
         print(f"harvested {name}")
 
 
