@@ -116,8 +116,9 @@ def test_vmapped_points_match_sequential_runs_and_resume_exactly(tmp_path):
     group_dir = str(runs / "_vectorized" / "0+1")
     resumed = vectorized.train_and_evaluate_group(two, workdirs, group_dir)
     assert [r["resumed_from_step"] for r in resumed] == [1, 1] and [r["final_step"] for r in resumed] == [2, 2]
-    # As a resumed run's, each point's curves drop what the first attempt logged from step 1 on.
-    assert [step for step, _ in read_scalars(workdirs[0])["eval/test_accuracy"]] == [2]
+    # As a resumed run's, each point's curves keep what the first attempt logged at the checkpoint's
+    # step (its evaluation at step 1: the state resumed from) and the new attempt's after it.
+    assert [step for step, _ in read_scalars(workdirs[0])["eval/test_accuracy"]] == [1, 2]
     straight = vectorized.train_and_evaluate_group(
         two, [str(tmp_path / "s0"), str(tmp_path / "s1")], str(tmp_path / "straight")
     )
