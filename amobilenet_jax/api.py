@@ -35,6 +35,8 @@ def _options(options: dict):
     args.inputs, args.out, args.csv, args.camera, args.no_progress = [], None, None, None, True
     if min(args.every, args.batch_frames, args.min_face, args.detect_every) < 1 or args.margin < 0:
         raise ValueError("every, detect_every, batch_frames and min_face must be positive, margin >= 0")
+    if not 0 <= args.hold_s <= pipeline.MAX_HOLD_S:
+        raise ValueError(f"hold_s must be in [0, {pipeline.MAX_HOLD_S:g}] seconds")
     return args
 
 

@@ -71,6 +71,8 @@ def test_bad_input_and_unknown_options_are_one_line_errors():
         amobilenet_jax.analyze(np.zeros((4, 4, 3), np.uint8), smoothing=1.0)
     with pytest.raises(ValueError, match="must be positive"):
         amobilenet_jax.analyze(np.zeros((4, 4, 3), np.uint8), every=0)
+    with pytest.raises(ValueError, match=r"hold_s must be in \[0, 1\] seconds"):
+        amobilenet_jax.analyze(np.zeros((4, 4, 3), np.uint8), hold_s=-1)
     with pytest.raises(AttributeError):
         amobilenet_jax.analyse  # noqa: B018 - a misspelt name is not found
 

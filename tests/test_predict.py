@@ -224,6 +224,8 @@ def test_bad_model_and_camera_are_one_line_errors(python, tmp_path):
     )
     done, _ = run_predict(python)
     assert done.returncode == 2 and "name at least one image" in done.stderr
+    done, _ = run_predict(python, "--hold_s", "2", "x.jpg")
+    assert done.returncode == 2 and "--hold_s in [0, 1]" in done.stderr.strip().splitlines()[-1]
 
 
 @needs_shipped
@@ -276,6 +278,38 @@ def test_the_detector_looks_at_every_nth_video_frame_once_a_face_is_tracked():
     assert all(r["detector_score"] is None and r["track"] == 0 for r in carried)
     assert [r["box"][0] for r in carried] == [20, 20, 60, 70, 90]  # moved on by the velocity of its detections
     assert all(r[0]["detector_score"] == 0.9 for n, r in enumerate(records) if n in (2, 5, 8))
+
+
+def test_a_held_face_missed_by_the_detector_stays_until_its_hold_runs_out_or_it_leaves_the_frame():
+    """--hold_s: a face found at frames 0-3 and missed from frame 4 on (a small face's score
+    flickering under the threshold) is reported, moved along its track, for hold_s seconds."""
+    from amobilenet_jax.predict.tracking import Tracker
+
+    moving = lambda n: (10 + 20 * n, 40, 60, 60)  # noqa: E731  (towards the right edge at 20 px a frame)
+    detector = _ScriptedDetector(lambda n: [moving(n)] if n < 4 else [])
+    for hold_s, reported in ((0.0, [1] * 4 + [0] * 6), (0.3, [1] * 7 + [0] * 3)):
+        predictor = predict.Predictor(_CountingModel(), detector, 0.0, lambda r: None, detect_every=1)
+        predictor.tracker = Tracker(hold_s=hold_s)
+        frames = []
+        for n in range(10):
+            rgb = np.zeros((200, 300, 3), np.uint8)
+            rgb[0, 0] = n
+            frames.append(predict.Frame("clip.mp4", n, n / 10, rgb, "clip.mp4"))
+        records = predictor.run_batch(frames)
+        assert [len(r) for r in records] == reported
+        held = [r[0] for r in records[4:] if r]
+        assert all(r["detector_score"] is None and r["track"] == 0 for r in held)
+        assert [r["box"][0] for r in held] == [moving(n)[0] for n in range(4, 4 + len(held))]
+    # a held face whose centre leaves the frame is dropped, though its hold has not run out
+    predictor = predict.Predictor(_CountingModel(), detector, 0.0, lambda r: None, detect_every=1)
+    predictor.tracker = Tracker(hold_s=1.0)
+    frames = []
+    for n in range(14):
+        rgb = np.zeros((200, 300, 3), np.uint8)
+        rgb[0, 0] = n
+        frames.append(predict.Frame("clip.mp4", n, n / 10, rgb, "clip.mp4"))
+    records = predictor.run_batch(frames)
+    assert [len(r) for r in records] == [1] * 13 + [0]  # at frame 13 its centre is at x = 300
 
 
 class _BrightnessModel(_CountingModel):

@@ -67,3 +67,29 @@ def test_a_face_that_moved_most_of_its_width_between_detections_keeps_its_track(
     ids = [tracker.update(0.2 * step, [(60.0 * step, 100.0, 70.0, 70.0)])[0] for step in range(5)]
     assert ids == [0] * 5  # 60 px per detection on a 70-px face: IoU 0.08 as they are, 0.4 grown
     assert tracker.update(1.0, [(600.0, 100.0, 70.0, 70.0)]) == [1]  # a face far from it is another
+
+
+def test_a_held_face_is_carried_through_the_detectors_misses_until_its_hold_runs_out():
+    tracker = Tracker(hold_s=0.3)
+    tracker.update(0.0, [(100, 50, 40, 40), (300, 50, 40, 40)])
+    tracker.update(0.1, [(110, 50, 40, 40), (300, 50, 40, 40)])
+    tracker.update(0.2, [(300, 50, 40, 40)])  # the first face missed
+    (held,) = tracker.held(0.2)
+    assert held[0] == 0 and held[1] == pytest.approx((120, 50, 40, 40))  # moved on by its velocity
+    # between detections both are carried: the one found and the one held
+    assert {track for track, _ in tracker.carried(0.25)} == {0, 1}
+    tracker.update(0.3, [(300, 50, 40, 40)])
+    assert [track for track, _ in tracker.held(0.3)] == [0]  # 0.2 s since it was found
+    tracker.update(0.5, [(300, 50, 40, 40)])
+    assert tracker.held(0.5) == []  # 0.4 s: the hold ran out
+    assert [track for track, _ in tracker.carried(0.55)] == [1]
+    # found again within the hold, a held face keeps its id
+    tracker = Tracker(hold_s=0.3)
+    tracker.update(0.0, [(100, 50, 40, 40)])
+    tracker.update(0.1, [])
+    assert tracker.update(0.2, [(102, 50, 40, 40)]) == [0]
+    # without a hold (the default) a missed face is neither held nor carried
+    tracker = Tracker()
+    tracker.update(0.0, [(100, 50, 40, 40)])
+    tracker.update(0.1, [])
+    assert tracker.held(0.1) == [] and tracker.carried(0.15) == []

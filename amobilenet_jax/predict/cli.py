@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 
 from amobilenet_jax.faces import DEFAULT_DETECTOR, DETECTORS
-from amobilenet_jax.predict.pipeline import DETECT_EVERY, PHOTO_DETECT_WIDTH, VIDEO_DETECT_WIDTH, run
+from amobilenet_jax.predict.pipeline import (
+    DETECT_EVERY,
+    HOLD_S,
+    MAX_HOLD_S,
+    PHOTO_DETECT_WIDTH,
+    VIDEO_DETECT_WIDTH,
+    run,
+)
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,6 +102,13 @@ def parse_args(argv: list[str] | None = None):
         help="video: average each tracked face's probabilities over this many seconds (0: each frame its own)",
     )
     parser.add_argument(
+        "--hold_s",
+        type=float,
+        default=HOLD_S,
+        help="video: keep a tracked face the detector misses for up to this many seconds, moved along its track "
+        f"(default {HOLD_S:g}; 0: a face missed is dropped at once)",
+    )
+    parser.add_argument(
         "--timeline",
         metavar="FILE",
         help="video: draw each tracked face's expression probabilities over time into FILE (.png, .svg or .pdf), "
@@ -114,8 +128,8 @@ def parse_args(argv: list[str] | None = None):
         parser.error("name at least one image, folder or video, or --camera N")
     if min(args.every, args.batch_frames, args.min_face, args.detect_every) < 1 or args.detect_width < 0:
         parser.error("--every, --detect_every, --batch_frames and --min_face must be positive, --detect_width >= 0")
-    if args.margin < 0 or args.mood_window_s <= 0 or args.smooth_s < 0:
-        parser.error("--margin and --smooth_s must be >= 0 and --mood_window_s > 0")
+    if args.margin < 0 or args.mood_window_s <= 0 or args.smooth_s < 0 or not 0 <= args.hold_s <= MAX_HOLD_S:
+        parser.error(f"--margin and --smooth_s must be >= 0, --hold_s in [0, {MAX_HOLD_S:g}] and --mood_window_s > 0")
     if args.timeline and not args.timeline.lower().endswith((".png", ".svg", ".pdf")):
         parser.error(f"--timeline {args.timeline}: name a .png, .svg or .pdf file")
     if args.play and not args.playlist_dir:

@@ -31,12 +31,22 @@ VIDEO_DETECT_WIDTH = {"haar": 320, "ssd": 0, "retinaface": 640}
 # the faces between move along their tracks (while no face is tracked it runs on every frame);
 # speed and agreement measured in experiments/faces/README.md.
 DETECT_EVERY = 3
+# Video: a tracked face the detector misses (a small or poor face's score flickers about the
+# threshold) is kept for up to HOLD_S seconds, moved along its track (--hold_s; at most a track's
+# own life, MAX_HOLD_S, tracking.Tracker's max_gap_s); measured in experiments/faces/README.md.
+HOLD_S = 0.5
+MAX_HOLD_S = 1.0
 # A face found with landmarks (RetinaFace) is turned so that its eyes are level before it is cut
 # out, which helps most on tilted faces (experiments/faces/README.md). --no_align turns it off.
 ALIGN = True
 # A dim, flat or blurred face crop has its light and detail levelled to the range of the training
 # faces (faces.level); --no_levels turns it off.
 LEVELS = True
+
+
+def _centre_inside(box, width: int, height: int) -> bool:
+    x, y, w, h = box
+    return 0 <= x + w / 2 < width and 0 <= y + h / 2 < height
 
 
 class Predictor:
@@ -102,6 +112,8 @@ class Predictor:
             tracked = self.tracker is not None and frame.time_s is not None
             due = self._since_detection >= self.detect_every
             carried = self.tracker.carried(frame.time_s) if tracked and not due else []
+            height, width = frame.rgb.shape[:2]
+            carried = [(t, b) for t, b in carried if _centre_inside(b, width, height)]
             if carried:  # between detections: the last detected faces, moved along their tracks
                 carried.sort(key=lambda c: -c[1][2] * c[1][3])
                 found.append([self._carry(track, box) for track, box in carried])
@@ -111,7 +123,13 @@ class Predictor:
                 found.append(self.detector.detect(frame.rgb))
                 ids.append(self.tracker.update(frame.time_s, [f.box for f in found[-1]]) if tracked else None)
                 if tracked:
-                    self._detected = dict(zip(ids[-1], found[-1]))
+                    alive = {t.id for t in self.tracker.tracks}
+                    self._detected = {k: v for k, v in self._detected.items() if k in alive}
+                    self._detected.update(zip(ids[-1], found[-1]))
+                    # faces found lately that the detector missed now (tracker's hold_s): carried on
+                    held = [(t, b) for t, b in self.tracker.held(frame.time_s) if _centre_inside(b, width, height)]
+                    found[-1] = found[-1] + [self._carry(t, b) for t, b in held]
+                    ids[-1] = ids[-1] + [t for t, _ in held]
                 self._since_detection = 1
         shape, margin, geometry = self.model.native_shape, self.margin, self.geometry
         crops = [
@@ -261,7 +279,7 @@ def run_video(predictor: Predictor, source, key: str, args, camera: bool) -> int
     from amobilenet_jax.predict.tracking import Tracker
 
     predictor.detector.detect_width = args.detect_width or VIDEO_DETECT_WIDTH[args.detector]
-    predictor.tracker = Tracker(smooth_s=args.smooth_s)
+    predictor.tracker = Tracker(smooth_s=args.smooth_s, hold_s=args.hold_s)
     predictor._since_detection = 0
     name = f"camera:{source}" if camera else source
     try:

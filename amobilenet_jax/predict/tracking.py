@@ -11,6 +11,11 @@ that cross apart.
 
 Between two frames the detector looked at (``predict --detect_every N``), ``carried`` gives the
 faces of the last detected frame moved on by their velocities, under the same ids.
+
+A face the detector found and then misses (a small or poor face's score flickers about the
+threshold from frame to frame) can be held: with ``hold_s`` > 0, ``held`` gives the tracks missed
+at a detection but seen within ``hold_s`` seconds before it, moved on by their velocities, and
+``carried`` keeps carrying them until a detection finds them again or the hold runs out.
 """
 
 from __future__ import annotations
@@ -47,8 +52,9 @@ class Tracker:
     """Track ids for the faces of successive frames; ``smooth_s`` > 0 averages each track's
     probabilities over that many seconds."""
 
-    def __init__(self, smooth_s: float = 0.0, max_gap_s: float = 1.0, min_iou: float = 0.2):
+    def __init__(self, smooth_s: float = 0.0, max_gap_s: float = 1.0, min_iou: float = 0.2, hold_s: float = 0.0):
         self.smooth_s, self.max_gap_s, self.min_iou = float(smooth_s), float(max_gap_s), float(min_iou)
+        self.hold_s = min(float(hold_s), self.max_gap_s)
         self.tracks: list[Track] = []
         self.next_id = 0
         self.last_update_s: float | None = None
@@ -79,11 +85,17 @@ class Tracker:
         return ids  # type: ignore[return-value]
 
     def carried(self, time_s: float) -> list[tuple[int, tuple[float, float, float, float]]]:
-        """(id, box) of each face of the last updated frame, its box moved on to ``time_s`` by its
-        velocity; the tracks themselves are left as they are (velocities come from detections)."""
+        """(id, box) of each face of the last updated frame (found there, or held), its box moved
+        on to ``time_s`` by its velocity; the tracks themselves are left as they are (velocities
+        come from detections)."""
         if self.last_update_s is None:
             return []
-        return [(t.id, t.predicted(time_s)) for t in self.tracks if t.time_s == self.last_update_s]
+        return [(t.id, t.predicted(time_s)) for t in self.tracks if self.last_update_s - t.time_s <= self.hold_s]
+
+    def held(self, time_s: float) -> list[tuple[int, tuple[float, float, float, float]]]:
+        """(id, box moved on to ``time_s``) of each track that the update at ``time_s`` did not
+        find but that was found within ``hold_s`` seconds before it (none while ``hold_s`` is 0)."""
+        return [(t.id, t.predicted(time_s)) for t in self.tracks if 0 < time_s - t.time_s <= self.hold_s]
 
     @staticmethod
     def _move(track: Track, box, time_s: float) -> None:
