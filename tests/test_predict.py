@@ -260,17 +260,23 @@ class _ScriptedDetector:
         return [faces.Face(box, 0.9) for box in self.boxes(int(rgb[0, 0, 0]))]
 
 
+def _numbered_frames(count: int) -> list:
+    """A video's frames at 10 a second, each with its number written in its corner."""
+    frames = []
+    for n in range(count):
+        rgb = np.zeros((200, 300, 3), np.uint8)
+        rgb[0, 0] = n
+        frames.append(predict.Frame("clip.mp4", n, n / 10, rgb, "clip.mp4"))
+    return frames
+
+
 def test_the_detector_looks_at_every_nth_video_frame_once_a_face_is_tracked():
     from amobilenet_jax.predict.tracking import Tracker
 
     detector = _ScriptedDetector(lambda n: [] if n < 2 else [(10 * n, 40, 60, 60)])  # a face from frame 2, moving
     predictor = predict.Predictor(_CountingModel(), detector, 0.0, lambda r: None, detect_every=3)
     predictor.tracker = Tracker()
-    frames = []
-    for n in range(10):
-        rgb = np.zeros((200, 300, 3), np.uint8)
-        rgb[0, 0] = n
-        frames.append(predict.Frame("clip.mp4", n, n / 10, rgb, "clip.mp4"))
+    frames = _numbered_frames(10)
     records = [r for batch in (frames[:4], frames[4:]) for r in predictor.run_batch(batch)]
     assert detector.asked == [0, 1, 2, 5, 8]  # every frame until the face is found, then every 3rd
     assert [len(r) for r in records] == [0, 0] + [1] * 8
@@ -290,12 +296,7 @@ def test_a_held_face_missed_by_the_detector_stays_until_its_hold_runs_out_or_it_
     for hold_s, reported in ((0.0, [1] * 4 + [0] * 6), (0.3, [1] * 7 + [0] * 3)):
         predictor = predict.Predictor(_CountingModel(), detector, 0.0, lambda r: None, detect_every=1)
         predictor.tracker = Tracker(hold_s=hold_s)
-        frames = []
-        for n in range(10):
-            rgb = np.zeros((200, 300, 3), np.uint8)
-            rgb[0, 0] = n
-            frames.append(predict.Frame("clip.mp4", n, n / 10, rgb, "clip.mp4"))
-        records = predictor.run_batch(frames)
+        records = predictor.run_batch(_numbered_frames(10))
         assert [len(r) for r in records] == reported
         held = [r[0] for r in records[4:] if r]
         assert all(r["detector_score"] is None and r["track"] == 0 for r in held)
@@ -303,12 +304,7 @@ def test_a_held_face_missed_by_the_detector_stays_until_its_hold_runs_out_or_it_
     # a held face whose centre leaves the frame is dropped, though its hold has not run out
     predictor = predict.Predictor(_CountingModel(), detector, 0.0, lambda r: None, detect_every=1)
     predictor.tracker = Tracker(hold_s=1.0)
-    frames = []
-    for n in range(14):
-        rgb = np.zeros((200, 300, 3), np.uint8)
-        rgb[0, 0] = n
-        frames.append(predict.Frame("clip.mp4", n, n / 10, rgb, "clip.mp4"))
-    records = predictor.run_batch(frames)
+    records = predictor.run_batch(_numbered_frames(14))
     assert [len(r) for r in records] == [1] * 13 + [0]  # at frame 13 its centre is at x = 300
 
 
