@@ -230,7 +230,9 @@ def main() -> None:
               f"{r['ms_per_frame_median']:.0f} ms a frame", flush=True)  # fmt: skip
     result = {
         "question": "does predict's tracker help find the hard set's faces in video (issue 36, item 2)?",
-        "command": "python experiments/faces/hard_video.py " + " ".join(sys.argv[1:]),
+        # the data's place on this machine left out of the record
+        "command": "python experiments/faces/hard_video.py "
+        + " ".join({args.data_dir: "DATA", args.cache_dir: "CACHE"}.get(a, a) for a in sys.argv[1:]),
         "machine": machine(),
         "date": time.strftime("%Y-%m-%d"),
         "clips": args.clips,
