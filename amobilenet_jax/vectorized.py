@@ -112,8 +112,9 @@ def _check_group(configs: list, workdirs: list[str]) -> None:
         raise ValueError("loss.distill_weight runs teachers in the step: such points train one by one")
 
 
-def _restore_group(mngr: ocp.CheckpointManager, stacked: TrainState, configs: list) -> TrainState:
-    """The newest group checkpoint restored into ``stacked``, or ``stacked`` when there is none.
+def _restore_group(mngr: ocp.CheckpointManager, stacked: TrainState, configs: list) -> tuple[TrainState, dict]:
+    """The newest group checkpoint restored into ``stacked`` with its data position, or
+    ``(stacked, {})`` when there is none.
 
     A checkpoint of another group (other points, or points in another order) is an
     error, never a silent fresh start over it.
@@ -131,8 +132,7 @@ def _restore_group(mngr: ocp.CheckpointManager, stacked: TrainState, configs: li
             except CheckpointError as e:
                 raise CheckpointError(f"point {i}: {e}") from None
 
-    state, _ = checkpoints.restore(mngr, stacked, check, what="stacked train state")
-    return state
+    return checkpoints.restore(mngr, stacked, check, what="stacked train state")
 
 
 def _group_batches(exp: train.Experiment, orders: list[TrainOrder], start_step: int):
@@ -173,7 +173,7 @@ def train_and_evaluate_group(
             ]
         stacked = stack_states(states)
         del states
-        stacked = _restore_group(mngr, stacked, configs)  # raises before anything is overwritten
+        stacked, position = _restore_group(mngr, stacked, configs)  # raises before anything is overwritten
         # Placed like Experiment.init_state's: left uncommitted, the state met the mesh-sharded
         # batches in every step and the vmapped step ran slower (experiments/vmap_sweep/).
         stacked = jax.device_put(stacked, exp.replicated)
@@ -185,7 +185,8 @@ def train_and_evaluate_group(
             jax.vmap(make_train_step(configs[0], exp.total_steps)), donate_argnums=0, out_shardings=exp.replicated
         )
         batches = _group_batches(exp, orders, start_step)
-        stacked, trained = train.train_loop(exp, runs, stacked, step_fn, batches, mngr, start_step)
+        earlier = position.get("train_time_s")  # the group's attempts before this one; absent before it was carried
+        stacked, trained = train.train_loop(exp, runs, stacked, step_fn, batches, mngr, start_step, earlier)
     finally:
         mngr.close()
 

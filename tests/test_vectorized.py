@@ -87,8 +87,8 @@ POINTS = ("seed=0", "center_weight=0.0,seed=1")
 def test_vmapped_points_match_sequential_runs_and_resume_exactly(tmp_path):
     """``--vectorize=true`` trains a study's two points (other seed, other lambda) as one vmapped
     group, as they train alone; the group, stopped after its first step and run again for two,
-    ends bit-identical to a group that ran two steps straight; and its checkpoint is not resumed
-    by other points."""
+    ends bit-identical to a group that ran two steps straight, counting the training time its
+    checkpoint carries; and its checkpoint is not resumed by other points."""
     study = tmp_path / "study.py"
     study.write_text(TWO_POINTS.format(repo=REPO, steps=EQUIVALENCE_STEPS))
     runs = tmp_path / "runs"
@@ -114,8 +114,15 @@ def test_vmapped_points_match_sequential_runs_and_resume_exactly(tmp_path):
     # The group above is a group "killed" after 1 step: the same points for 2 steps resume it.
     two = [_config(seed=0, num_steps=2), _config(seed=1, center_weight=0.0, num_steps=2)]
     group_dir = str(runs / "_vectorized" / "0+1")
+    position_file = os.path.join(group_dir, "checkpoints", "1", "data", "metadata")
+    with open(position_file) as f:
+        position = json.load(f)
+    position["train_time_s"] = 1e6  # as if the group's attempts before had trained 1e6 s
+    with open(position_file, "w") as f:
+        json.dump(position, f)
     resumed = vectorized.train_and_evaluate_group(two, workdirs, group_dir)
     assert [r["resumed_from_step"] for r in resumed] == [1, 1] and [r["final_step"] for r in resumed] == [2, 2]
+    assert all(r["train_time_s"] > 1e6 for r in resumed)  # the resumed group counts its checkpoint's time
     # As a resumed run's, each point's curves keep what the first attempt logged at the checkpoint's
     # step (its evaluation at step 1: the state resumed from) and the new attempt's after it.
     assert [step for step, _ in read_scalars(workdirs[0])["eval/test_accuracy"]] == [1, 2]
