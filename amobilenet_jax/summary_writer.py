@@ -84,26 +84,38 @@ def read_events(path: str):
         yield event
 
 
-def read_scalars(logdir: str, wall_time: bool = False) -> dict[str, list[tuple]]:
-    """tag -> [(step, value)] from the event files in ``logdir`` (no TensorFlow needed);
-    ``wall_time``: [(step, value, seconds since the epoch when it was written)].
-
-    Read as TensorBoard reads them: a file's torn last record (its writer was killed in the
-    middle of it) ends that file instead of failing, and a resumed run's purge marker (written
-    by ``TensorBoardWriter(purge_step=...)``) drops the points the killed attempt logged at or
-    after the step it resumes from, so each step is counted once."""
+def scalar_log(logdir: str) -> list[tuple[str | None, int, float | None, float]]:
+    """Every scalar in the event files of ``logdir`` as ``(tag, step, value, wall_time)``, in the
+    order written, and each resumed attempt's purge marker (written by
+    ``TensorBoardWriter(purge_step=...)``) as ``(None, step, None, wall_time)`` where it began.
+    A file's torn last record (its writer was killed in the middle of it) ends that file."""
     import glob
     import os
 
     from tensorboardX.proto import event_pb2
 
-    scalars: dict[str, list[tuple]] = {}
+    log = []
     for path in sorted(glob.glob(os.path.join(logdir, "events.out.tfevents.*"))):
         for event in read_events(path):
             if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
-                scalars = {tag: [p for p in points if p[0] < event.step] for tag, points in scalars.items()}
+                log.append((None, int(event.step), None, float(event.wall_time)))
             for value in event.summary.value:
                 if value.HasField("simple_value"):
-                    point = (int(event.step), float(value.simple_value))
-                    scalars.setdefault(value.tag, []).append((*point, event.wall_time) if wall_time else point)
+                    log.append((value.tag, int(event.step), float(value.simple_value), float(event.wall_time)))
+    return log
+
+
+def read_scalars(logdir: str, wall_time: bool = False) -> dict[str, list[tuple]]:
+    """tag -> [(step, value)] from the event files in ``logdir`` (no TensorFlow needed);
+    ``wall_time``: [(step, value, seconds since the epoch when it was written)].
+
+    Read as TensorBoard reads them: a file's torn last record ends that file instead of failing,
+    and a resumed run's purge marker drops the points the killed attempt logged at or after the
+    step it resumes from, so each step is counted once."""
+    scalars: dict[str, list[tuple]] = {}
+    for tag, step, value, wall in scalar_log(logdir):
+        if tag is None:  # a resumed attempt's purge marker
+            scalars = {t: [p for p in points if p[0] < step] for t, points in scalars.items()}
+        else:
+            scalars.setdefault(tag, []).append((step, value, wall) if wall_time else (step, value))
     return {tag: sorted(points) for tag, points in scalars.items() if points}

@@ -19,7 +19,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from amobilenet_jax.files import write_json_atomic  # noqa: E402
-from amobilenet_jax.summary_writer import read_events, read_scalars  # noqa: E402
+from amobilenet_jax.summary_writer import read_events, read_scalars, scalar_log  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -41,16 +41,12 @@ def train_seconds(run_dir: str, eval_steps: list[int], images_per_step: int) -> 
     attempt, the latest write of a step winning, so that the interval a killed attempt logged at
     its last checkpoint (purged from the curves, but trained) still counts; steps a killed attempt
     trained past its last log are not logged and do not count."""
-    from tensorboardX.proto import event_pb2
-
     rates, resumes = {}, []
-    for name in sorted(f for f in os.listdir(run_dir) if f.startswith("events.out.tfevents")):
-        for event in read_events(os.path.join(run_dir, name)):
-            if event.HasField("session_log") and event.session_log.status == event_pb2.SessionLog.START:
-                resumes.append(int(event.step))
-            for value in event.summary.value:
-                if value.tag == "train/images_per_s" and value.HasField("simple_value"):
-                    rates[int(event.step)] = float(value.simple_value)
+    for tag, step, value, _ in scalar_log(run_dir):
+        if tag is None:  # an attempt resumed from ``step``
+            resumes.append(step)
+        elif tag == "train/images_per_s":
+            rates[step] = value
     seconds, total, previous = {}, 0.0, 0
     for step in sorted(rates):
         # an attempt resumed from step S purges from S + 1 (from S before 2026-12-07: one step off)
