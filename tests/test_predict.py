@@ -225,7 +225,9 @@ def test_bad_model_and_camera_are_one_line_errors(python, tmp_path):
     done, _ = run_predict(python)
     assert done.returncode == 2 and "name at least one image" in done.stderr
     done, _ = run_predict(python, "--hold_s", "2", "x.jpg")
-    assert done.returncode == 2 and "--hold_s in [0, 1]" in done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 2 and "--hold_s 2: must be in [0, 1]" in done.stderr.strip().splitlines()[-1]
+    done, _ = run_predict(python, "--detect_every", "0", "x.jpg")
+    assert done.returncode == 2 and "--detect_every 0: must be >= 1" in done.stderr.strip().splitlines()[-1]
 
 
 @needs_shipped

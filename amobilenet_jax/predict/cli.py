@@ -126,10 +126,16 @@ def parse_args(argv: list[str] | None = None):
     args = parser.parse_args(argv)
     if not args.inputs and args.camera is None:
         parser.error("name at least one image, folder or video, or --camera N")
-    if min(args.every, args.batch_frames, args.min_face, args.detect_every) < 1 or args.detect_width < 0:
-        parser.error("--every, --detect_every, --batch_frames and --min_face must be positive, --detect_width >= 0")
-    if args.margin < 0 or args.mood_window_s <= 0 or args.smooth_s < 0 or not 0 <= args.hold_s <= MAX_HOLD_S:
-        parser.error(f"--margin and --smooth_s must be >= 0, --hold_s in [0, {MAX_HOLD_S:g}] and --mood_window_s > 0")
+    # flag: (lowest, highest or None); each bad value gets its own line naming it
+    limits = {"every": (1, None), "detect_every": (1, None), "batch_frames": (1, None), "min_face": (1, None)}
+    limits |= {"detect_width": (0, None), "margin": (0, None), "smooth_s": (0, None), "hold_s": (0, MAX_HOLD_S)}
+    for name, (low, high) in limits.items():
+        value = getattr(args, name)
+        if value < low or (high is not None and value > high):
+            rule = f">= {low:g}" if high is None else f"in [{low:g}, {high:g}]"
+            parser.error(f"--{name} {value:g}: must be {rule}")
+    if args.mood_window_s <= 0:
+        parser.error(f"--mood_window_s {args.mood_window_s:g}: must be > 0")
     if args.timeline and not args.timeline.lower().endswith((".png", ".svg", ".pdf")):
         parser.error(f"--timeline {args.timeline}: name a .png, .svg or .pdf file")
     if args.play and not args.playlist_dir:
