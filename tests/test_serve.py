@@ -396,6 +396,34 @@ def test_stream_frames_get_track_ids_smoothing_and_mood_records(model, service, 
     assert len(streamed.streams) == 2
 
 
+def test_a_streams_face_the_detector_misses_is_held_for_hold_s(service, photos):
+    """As predict's video: a face a stream found a moment ago and the detector misses now (here a
+    grey frame) is kept along its track, its detector_score null, for hold_s seconds (default
+    0.5), then dropped; with hold_s=0 it is dropped at once; a hold over 1 s is a 400."""
+    face = media.astronaut()
+    buffer = io.BytesIO()
+    Image.fromarray(np.full_like(face, 128)).save(buffer, format="PNG")
+    good, grey = photos["astronaut.png"][0], buffer.getvalue()
+
+    async def work(client):
+        def frame(data, stream, t, **hold):
+            query = {"stream": stream, "time_s": t, **hold}
+            return client.post("/v1/predict", params=query, content=data, headers={"content-type": "image/png"})
+
+        held = [await frame(good, "held", 0.0), await frame(grey, "held", 0.3), await frame(grey, "held", 0.7)]
+        dropped = [await frame(good, "none", 0.0, hold_s=0), await frame(grey, "none", 0.3, hold_s=0)]
+        return [a.json() for a in held + dropped], await frame(good, "bad", 0.0, hold_s=2)
+
+    (found, kept, gone, found_too, missed), bad = with_client(create_app(service), work)
+    assert found[0]["detector_score"] is not None and found[0]["track"] == 0
+    assert [(r["track"], r["detector_score"]) for r in kept] == [(0, None)]  # held, not found
+    assert all(abs(a - b) <= 2 for a, b in zip(kept[0]["box"], found[0]["box"]))  # where it was: it did not move
+    assert abs(sum(kept[0]["probabilities"].values()) - 1) <= 2e-3
+    assert [r["face"] for r in gone] == [None] and found_too[0]["track"] == 0  # 0.7 s unseen: past the hold
+    assert [r["face"] for r in missed] == [None]  # hold_s=0
+    assert bad.status_code == 400 and "hold_s" in bad.json()["error"]
+
+
 def test_streams_are_bounded_and_expire():
     from amobilenet_jax.serve.streams import Streams
 

@@ -105,8 +105,6 @@ class Predictor:
     def find(self, frames: list[Frame]) -> tuple[list, list, np.ndarray]:
         """``(faces, track ids, crops)``: each frame's faces (found, or carried along their tracks)
         and their ids (None without a tracker), and all faces cut out, uint8 ``[N, *native_shape]``."""
-        from amobilenet_jax import faces as faces_lib
-
         found, ids = [], []
         for frame in frames:
             tracked = self.tracker is not None and frame.time_s is not None
@@ -120,17 +118,28 @@ class Predictor:
                 ids.append([track for track, _ in carried])
                 self._since_detection += 1
             else:  # the detector looks: every Nth frame, and every frame while no face is tracked
-                found.append(self.detector.detect(frame.rgb))
-                ids.append(self.tracker.update(frame.time_s, [f.box for f in found[-1]]) if tracked else None)
-                if tracked:
-                    alive = {t.id for t in self.tracker.tracks}
-                    self._detected = {k: v for k, v in self._detected.items() if k in alive}
-                    self._detected.update(zip(ids[-1], found[-1]))
-                    # faces found lately that the detector missed now (tracker's hold_s): carried on
-                    held = [(t, b) for t, b in self.tracker.held(frame.time_s) if _centre_inside(b, width, height)]
-                    found[-1] = found[-1] + [self._carry(t, b) for t, b in held]
-                    ids[-1] = ids[-1] + [t for t, _ in held]
+                detected = self.detector.detect(frame.rgb)
+                faces, frame_ids = self.track(frame, detected) if tracked else (detected, None)
+                found.append(faces)
+                ids.append(frame_ids)
                 self._since_detection = 1
+        return found, ids, self.crops(frames, found)
+
+    def track(self, frame: Frame, detected: list) -> tuple[list, list[int]]:
+        """``(faces, track ids)``: the detector's faces in ``frame`` with the tracker's ids, then the
+        faces it found lately and misses now (the tracker's ``hold_s``), carried along their tracks."""
+        ids = self.tracker.update(frame.time_s, [f.box for f in detected])
+        alive = {t.id for t in self.tracker.tracks}
+        self._detected = {k: v for k, v in self._detected.items() if k in alive}
+        self._detected.update(zip(ids, detected))
+        height, width = frame.rgb.shape[:2]
+        held = [(t, b) for t, b in self.tracker.held(frame.time_s) if _centre_inside(b, width, height)]
+        return list(detected) + [self._carry(t, b) for t, b in held], list(ids) + [t for t, _ in held]
+
+    def crops(self, frames: list[Frame], found: list) -> np.ndarray:
+        """Every frame's faces cut out (and levelled), in order: uint8 ``[N, *native_shape]``."""
+        from amobilenet_jax import faces as faces_lib
+
         shape, margin, geometry = self.model.native_shape, self.margin, self.geometry
         crops = [
             faces_lib.crop(f.rgb, face.box, shape, margin, geometry, face.landmarks if self.align else None)
@@ -139,7 +148,7 @@ class Predictor:
         ]
         if self.levels:
             crops = [faces_lib.level(c) for c in crops]
-        return found, ids, np.stack(crops) if crops else np.zeros((0, *shape), np.uint8)
+        return np.stack(crops) if crops else np.zeros((0, *shape), np.uint8)
 
     def records(self, frames: list[Frame], found: list, ids: list, probabilities: np.ndarray) -> list[list[dict]]:
         """Emits and returns the records of ``find``'s faces, given their probabilities."""

@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
+from amobilenet_jax.predict.pipeline import HOLD_S, MAX_HOLD_S
 from amobilenet_jax.serve import uploads
 from amobilenet_jax.serve.service import Service, describe
 
@@ -82,22 +83,23 @@ class _Guard:
 
 def stream_options(query) -> dict:
     """``/v1/predict``'s query: ``stream`` (an id), with ``time_s`` (the frame's time, seconds) and
-    optionally ``smooth_s``; none of them for a single image."""
+    optionally ``smooth_s`` and ``hold_s``; none of them for a single image."""
     from amobilenet_jax.serve.streams import STREAM_ID
 
-    unknown = set(query) - {"stream", "time_s", "smooth_s"}
+    unknown = set(query) - {"stream", "time_s", "smooth_s", "hold_s"}
     if unknown:
         raise uploads.UploadError(
-            400, f"unknown query parameter(s) {', '.join(sorted(unknown))}: stream, time_s, smooth_s"
+            400, f"unknown query parameter(s) {', '.join(sorted(unknown))}: stream, time_s, smooth_s, hold_s"
         )
     if "stream" not in query:
         if query:
-            raise uploads.UploadError(400, "time_s and smooth_s go with stream")
+            raise uploads.UploadError(400, "time_s, smooth_s and hold_s go with stream")
         return {}
     if not STREAM_ID.fullmatch(query["stream"]):
         raise uploads.UploadError(400, "stream: 1 to 64 letters, digits, '-' or '_'")
     values = {}
-    for key, low, high, default in (("time_s", 0.0, 1e7, None), ("smooth_s", 0.0, MAX_SMOOTH_S, 0.0)):
+    limits = (("time_s", 0.0, 1e7, None), ("smooth_s", 0.0, MAX_SMOOTH_S, 0.0), ("hold_s", 0.0, MAX_HOLD_S, HOLD_S))
+    for key, low, high, default in limits:
         try:
             value = float(query[key]) if key in query else default
         except ValueError:

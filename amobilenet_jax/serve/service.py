@@ -1,14 +1,16 @@
 """What the routes call: an upload decoded and its faces found on a thread pool (one detector a
 thread), their crops classified by the batcher with other requests' faces, and predict's records
 made from them (``predict.Predictor``'s own ``find`` and ``records``). A frame of a stream (the
-page's camera or video) is tracked and smoothed by that stream's own tracker and mood player, as
-``predict`` does a video's frames; a face's attention maps come from ``visualize``."""
+page's camera or video) is tracked, held and smoothed by that stream's own tracker and mood player
+(``Predictor.track``), as ``predict`` does a video's frames; a face's attention maps come from
+``visualize``."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import concurrent.futures
+import dataclasses
 import io
 import os
 import threading
@@ -18,7 +20,7 @@ import numpy as np
 
 from amobilenet_jax.predict.media import Frame
 from amobilenet_jax.predict.mood import MoodPlayer
-from amobilenet_jax.predict.pipeline import ALIGN, LEVELS, Predictor
+from amobilenet_jax.predict.pipeline import ALIGN, HOLD_S, LEVELS, Predictor
 from amobilenet_jax.predict.tracking import Tracker
 from amobilenet_jax.serve import uploads
 from amobilenet_jax.serve.batcher import Batcher, batch_sizes
@@ -31,6 +33,15 @@ ATTENTION_SCALE = 3  # the attention images are the face crop this many times it
 def track_route(mood: str, index: int, path: str) -> str:
     """How a mood record names its track: the route that serves it, never its path."""
     return f"/v1/playlist/{mood}/{index}"
+
+
+@dataclasses.dataclass
+class Stream:
+    """A stream's state between its frames: a predictor with predict's tracker (and mood player),
+    and the lock that takes the stream's frames one at a time, in the order they came."""
+
+    predictor: Predictor
+    lock: asyncio.Lock = dataclasses.field(default_factory=asyncio.Lock)
 
 
 class Service:
@@ -80,15 +91,15 @@ class Service:
         except ValueError as e:
             self.no_attention = str(e)  # why /v1/attention is refused
 
-    def _new_stream(self) -> Predictor:
+    def _new_stream(self) -> Stream:
         """A stream's state: a predictor (its detector unused: faces are found on the pool) with
         predict's tracker and, with a playlist, a mood player naming tracks by route."""
         predictor = self._predictor(None)
-        predictor.tracker = Tracker(max_gap_s=MAX_GAP_S)
+        predictor.tracker = Tracker(max_gap_s=MAX_GAP_S, hold_s=HOLD_S)
         if self.playlist is not None:
             names = self.model.class_names
             predictor.mood = MoodPlayer(self.playlist, names, self.mood_window_s, name_track=track_route)
-        return predictor
+        return Stream(predictor)
 
     def start(self) -> None:
         """Starts the pool and the batcher (inside the server's event loop)."""
@@ -118,24 +129,33 @@ class Service:
         stream: str | None = None,
         time_s: float | None = None,
         smooth_s: float = 0.0,
+        hold_s: float = HOLD_S,
     ) -> list[dict]:
         """predict's records of the image in ``data`` (one a face, or a ``no face found`` record).
         As a frame of ``stream`` at ``time_s`` seconds, its faces carry the stream's track ids and
-        probabilities averaged along their tracks over ``smooth_s`` seconds, as predict's video
-        records do, followed by a mood record whenever the stream's mood changes (with a playlist)."""
-        if stream is not None:
-            self.streams.get(stream)  # a bad id is refused before any work
+        probabilities averaged along their tracks over ``smooth_s`` seconds, and a face the stream
+        found within ``hold_s`` seconds that the detector misses now is held along its track, as
+        predict's video records do; a mood record follows whenever the stream's mood changes (with
+        a playlist)."""
         self.requests += 1
+        if stream is None:
+            return await self._predict(data, name or UNNAMED, self._recorder)
+        state = self.streams.get(stream)
+        async with state.lock:  # the tracker and the mood player see the stream's frames in turn
+            state.predictor.tracker.smooth_s, state.predictor.tracker.hold_s = smooth_s, hold_s
+            return await self._predict(data, name or UNNAMED, state.predictor, time_s)
+
+    async def _predict(self, data: bytes, name: str, recorder: Predictor, time_s: float | None = None) -> list[dict]:
+        """The records of one image: as a stream's frame where ``recorder`` has a tracker."""
         loop = asyncio.get_running_loop()
-        name = name or UNNAMED
         frame, found, ids, crops = await loop.run_in_executor(self._pool, self._find, data, name, time_s)
+        if recorder.tracker is not None:  # the stream's ids, and the faces it holds
+            faces, frame_ids = recorder.track(frame, found[0])
+            held = faces[len(found[0]) :]
+            crops = np.concatenate([crops, recorder.crops([frame], [held])]) if held else crops
+            found, ids = [faces], [frame_ids]
         probabilities = await self.batcher(crops) if len(crops) else np.zeros((0, 0))
-        # from here to the end no await: the recorder (and a stream's state) is this request's alone
-        recorder = self._recorder
-        if stream is not None:
-            recorder = self.streams.get(stream)
-            recorder.tracker.smooth_s = smooth_s
-            ids = [recorder.tracker.update(time_s, [face.box for face in found[0]])]
+        # from here to the end no await: the records are made on the event loop's thread
         records: list[dict] = []
         recorder.emit_record = records.append
         if recorder.mood is not None:
