@@ -54,7 +54,10 @@ SCREEN_LEVERS = [
 # The long recipe at full cost; its point names say the stride, since the screen's points share
 # the points directory and its baseline is also `num_steps=22100`.
 FULL_POINTS = [{"model.stem_stride": 1, "train.num_steps": LONG_STEPS}]
-FULL_SEEDS = (0,)
+# Seed 1 follows seed 0 before the screen's last levers (erasing, scale jitter, SAM): no lever the
+# screen measured so far moved Valid by more than a few images, so the long recipe as it is is the
+# candidate to ship, and its seeds (mean, spread, ensemble) are what shipping it needs.
+FULL_SEEDS = (0, 1)
 
 VARIANTS = ("screen", "full")
 

@@ -228,7 +228,7 @@ def test_long_recipe_screen_changes_one_lever_a_point_and_its_teachers_load():
     full_spec = os.path.join(REPO, "configs", "ferplus_long.py:full")
     full_points = sweep.load_sweep(full_spec)
     names = [recipes.point_name(p) for p in full_points]
-    assert names == ["stem_stride=1,num_steps=22100,seed=0"] and not set(names) & set(changed)
+    assert names == [f"stem_stride=1,num_steps=22100,seed={seed}" for seed in (0, 1)] and not set(names) & set(changed)
     full = sweep.apply_overrides(load_config_file(full_spec), full_points[0])
     validate(full)
     assert config_differences(json.loads(long.to_json()), json.loads(full.to_json())) == []  # what it trains
