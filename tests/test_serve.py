@@ -399,7 +399,7 @@ def test_stream_frames_get_track_ids_smoothing_and_mood_records(model, service, 
 def test_a_streams_face_the_detector_misses_is_held_for_hold_s(service, photos):
     """As predict's video: a face a stream found a moment ago and the detector misses now (here a
     grey frame) is kept along its track, its detector_score null, for hold_s seconds (default
-    0.5), then dropped; with hold_s=0 it is dropped at once; a hold over 1 s is a 400."""
+    0.5), then dropped; with hold_s=0 it is dropped at once; a hold over 1 s is a 400, and a ValueError from Python."""
     face = media.astronaut()
     buffer = io.BytesIO()
     Image.fromarray(np.full_like(face, 128)).save(buffer, format="PNG")
@@ -422,6 +422,9 @@ def test_a_streams_face_the_detector_misses_is_held_for_hold_s(service, photos):
     assert [r["face"] for r in gone] == [None] and found_too[0]["track"] == 0  # 0.7 s unseen: past the hold
     assert [r["face"] for r in missed] == [None]  # hold_s=0
     assert bad.status_code == 400 and "hold_s" in bad.json()["error"]
+    for bounds in ({"hold_s": 2.0}, {"hold_s": float("nan")}, {"smooth_s": -1.0}):  # from Python, the same bounds
+        with pytest.raises(ValueError, match=f"{next(iter(bounds))} .*must be in"):
+            asyncio.run(service.predict(good, stream="python", time_s=0.0, **bounds))
 
 
 def test_streams_are_bounded_and_expire():

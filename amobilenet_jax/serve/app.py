@@ -22,7 +22,7 @@ from starlette.routing import Route
 
 from amobilenet_jax.predict.pipeline import HOLD_S, MAX_HOLD_S
 from amobilenet_jax.serve import uploads
-from amobilenet_jax.serve.service import Service, describe
+from amobilenet_jax.serve.service import MAX_SMOOTH_S, Service, describe
 
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 GUARDED = "/v1/"  # the token guards these; /healthz tells only that the server is up, the page holds no data
@@ -43,7 +43,6 @@ SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"no-referrer"),
 ]
-MAX_SMOOTH_S = 10.0
 
 
 def error(status: int, message: str, headers: dict | None = None) -> JSONResponse:

@@ -20,7 +20,7 @@ import numpy as np
 
 from amobilenet_jax.predict.media import Frame
 from amobilenet_jax.predict.mood import MoodPlayer
-from amobilenet_jax.predict.pipeline import ALIGN, HOLD_S, LEVELS, Predictor
+from amobilenet_jax.predict.pipeline import ALIGN, HOLD_S, LEVELS, MAX_HOLD_S, Predictor
 from amobilenet_jax.predict.tracking import Tracker
 from amobilenet_jax.serve import uploads
 from amobilenet_jax.serve.batcher import Batcher, batch_sizes
@@ -28,6 +28,7 @@ from amobilenet_jax.serve.streams import MAX_GAP_S, Streams
 
 UNNAMED = "<upload>"  # the records' "file" when the client gave no file name
 ATTENTION_SCALE = 3  # the attention images are the face crop this many times its native size
+MAX_SMOOTH_S = 10.0  # a stream's longest smoothing window, seconds
 
 
 def track_route(mood: str, index: int, path: str) -> str:
@@ -137,6 +138,9 @@ class Service:
         found within ``hold_s`` seconds that the detector misses now is held along its track, as
         predict's video records do; a mood record follows whenever the stream's mood changes (with
         a playlist)."""
+        for key, value, high in (("smooth_s", smooth_s, MAX_SMOOTH_S), ("hold_s", hold_s, MAX_HOLD_S)):
+            if not 0 <= value <= high:  # NaN fails too
+                raise ValueError(f"{key} {value!r}: must be in [0, {high:g}] seconds")
         self.requests += 1
         if stream is None:
             return await self._predict(data, name or UNNAMED, self._recorder)
