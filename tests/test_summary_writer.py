@@ -55,6 +55,38 @@ def test_the_harvested_training_time_is_the_trainers_own_count(finished_run):
     assert seconds[1] == pytest.approx(result["train_time_s"], rel=1e-4)
 
 
+def test_the_harvest_replaces_a_resumed_runs_undercounted_time(finished_run, tmp_path):
+    """harvest.py, run as README's experiments run it: a point whose results.json counted only
+    its last attempt (resumed from a checkpoint that did not carry the time) gets the logs' count
+    of every attempt, the run's own figure kept beside it; a point that counted all is copied as is."""
+    import shutil
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    workdir, result = finished_run
+    points = tmp_path / "points"
+    for name, written in (("short", 1.0), ("whole", result["train_time_s"])):
+        shutil.copytree(workdir, points / name, ignore=shutil.ignore_patterns("checkpoints"))
+        with open(points / name / "results.json") as f:
+            results = json.load(f)
+        results["train_time_s"] = written
+        with open(points / name / "results.json", "w") as f:
+            json.dump(results, f)
+    script = os.path.join(repo, "experiments", "claims_at_convergence", "harvest.py")
+    proc = subprocess.run([sys.executable, script, str(points), "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    harvested = {}
+    for name in ("short", "whole"):
+        with open(tmp_path / "out" / name / "results.json") as f:
+            harvested[name] = json.load(f)
+    assert harvested["short"]["train_time_s"] == pytest.approx(result["train_time_s"], rel=1e-4)
+    assert harvested["short"]["train_time_s_results"] == 1.0
+    assert harvested["whole"]["train_time_s"] == result["train_time_s"]
+    assert "train_time_s_results" not in harvested["whole"]
+
+
 def test_a_damaged_record_is_not_read_as_data(tmp_path):
     logdir = str(tmp_path)
     _attempt(logdir, range(1, 4))

@@ -2,7 +2,9 @@
 machine's data paths cleared) and curve.json (Valid accuracy and mean per-class accuracy at each
 evaluation, with wall-clock seconds since the first and since the run's TensorBoard writer
 opened, i.e. after data preparation, before compilation; and training seconds counted up to
-each, as the trainer counts them across resumes), never checkpoints.
+each, as the trainer counts them across resumes), never checkpoints. A point whose run counted
+in ``train_time_s`` fewer training seconds than its logs do (resumed from a checkpoint written
+before checkpoints carried the count) gets the logs' count there, its own kept beside it.
 
     python experiments/claims_at_convergence/harvest.py runs/converged/points [--out DIR]
 
@@ -79,6 +81,18 @@ def curve(run_dir: str, resumed: bool = False, images_per_step: int | None = Non
     return result
 
 
+def counted_by_logs(results: dict, run_dir: str, images_per_step: int) -> None:
+    """A run resumed from a checkpoint written before checkpoints carried the training time
+    counts in ``train_time_s`` only the attempts since: where the logs of every attempt count
+    more up to the final step, that count replaces it (both undercount, never overcount: the
+    logs miss only what a killed attempt trained past its last log), and ``train_time_s_results``
+    keeps what the run wrote."""
+    (seconds,) = train_seconds(run_dir, [results["final_step"]], images_per_step)
+    if seconds > results.get("train_time_s", 0.0) * 1.01:
+        results["train_time_s_results"] = results.get("train_time_s")
+        results["train_time_s"] = seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("points_dir")
@@ -94,13 +108,14 @@ def main() -> None:
         os.makedirs(out, exist_ok=True)
         with open(os.path.join(run_dir, "results.json")) as f:
             results = json.load(f)
-        write_json_atomic(os.path.join(out, "results.json"), results)
         with open(os.path.join(run_dir, "config.json")) as f:
             config = json.load(f)
         config["data"]["dir"] = config["data"]["cache_dir"] = ""  # where this machine keeps the data
-        write_json_atomic(os.path.join(out, "config.json"), config)
         resumed = bool(results.get("resumed_from_step"))
         points = curve(run_dir, resumed=resumed, images_per_step=config["train"]["batch_size"])
+        counted_by_logs(results, run_dir, config["train"]["batch_size"])
+        write_json_atomic(os.path.join(out, "results.json"), results)
+        write_json_atomic(os.path.join(out, "config.json"), config)
         write_json_atomic(os.path.join(out, "curve.json"), points)
         print(f"harvested {name}")
 
